@@ -1,0 +1,3 @@
+"""mlgen: one model-serving spec, rendered into on-prem, cloud VM, Kubernetes and serverless deployments."""
+
+__version__ = "0.1.0"

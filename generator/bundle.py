@@ -1,0 +1,111 @@
+"""The `app/` folder every bundle carries: the serving runtime, serving.json, the model and the
+user's handler modules. One layout for every target, so a systemd unit, a Dockerfile, cloud-init
+and a function handler all start the same code the same way."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+from generator.render import RenderedFile
+from generator.resources import RUNTIME_DIR
+from generator.spec import ServiceModel
+
+APP = "app"
+
+# What the runtime itself imports, and what each model format adds. Bounds, not pins: the
+# user's runtime.requirements pin what their model was trained with and take precedence.
+RUNTIME_REQUIREMENTS = ("numpy>=1.24", "orjson>=3.9", "uvicorn>=0.30", "httptools>=0.6",
+                        "uvloop>=0.19; sys_platform != 'win32'", "prometheus-client>=0.20")
+FORMAT_REQUIREMENTS = {
+    "sklearn": ("scikit-learn>=1.3", "joblib>=1.3"),
+    "onnx": ("onnxruntime>=1.17",),
+    "python": (),
+}
+
+
+def serving_config(model: ServiceModel, stage_urls: dict[str, str] | None = None) -> dict:
+    """serving.json: the part of the ServiceModel the runtime reads (docs/runtime.md)."""
+    port = model.runtime.port
+    default_urls = {stage: f"http://127.0.0.1:{port + offset}"
+                    for offset, stage in enumerate(("preprocess", "predict", "postprocess"), 1)}
+    tensors = lambda items: [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in items]
+    return {
+        "format_version": 1,
+        "name": model.name,
+        "version": model.version,
+        "model": {
+            "format": model.model.format,
+            "path": model.model.relpath,
+            "sha256": model.model.sha256,
+            "handler": model.model.handler,
+            "inputs": tensors(model.model.inputs),
+            "outputs": tensors(model.model.outputs),
+        },
+        "pipeline": {
+            "preprocess": model.pipeline.preprocess,
+            "postprocess": model.pipeline.postprocess,
+            "topology": model.pipeline.topology,
+            "stage_urls": stage_urls or default_urls,
+        },
+        "runtime": {
+            "port": port,
+            "workers": model.runtime.workers,
+            "timeout_s": model.runtime.timeout_s,
+            "max_body_bytes": model.runtime.max_body_bytes,
+        },
+        "observability": {
+            "metrics": model.observability.metrics,
+            "log_format": model.observability.log_format,
+            "log_level": model.observability.log_level,
+        },
+    }
+
+
+def requirements(model: ServiceModel) -> list[str]:
+    """pip requirements of the app: the user's own first, then what the runtime needs and the
+    user did not already name."""
+    user = list(model.runtime.requirements)
+    named = {_project(req) for req in user}
+    extra = [req for req in RUNTIME_REQUIREMENTS + FORMAT_REQUIREMENTS[model.model.format]
+             if _project(req) not in named]
+    return user + extra
+
+
+def _project(requirement: str) -> str:
+    name = requirement
+    for stop in "<>=!~;[ @":
+        name = name.split(stop)[0]
+    return name.strip().lower().replace("_", "-")
+
+
+def app_files(model: ServiceModel, prefix: str = APP, stage_urls: dict[str, str] | None = None) -> list[RenderedFile]:
+    files = [RenderedFile(f"{prefix}/mlgen_runtime/{name}", content) for name, content in runtime_sources()]
+    config = json.dumps(serving_config(model, stage_urls), indent=2, sort_keys=True, ensure_ascii=False)
+    files.append(RenderedFile.text(f"{prefix}/serving.json", config))
+    files.append(RenderedFile.text(f"{prefix}/requirements.txt", "\n".join(requirements(model))))
+    files.extend(_model_files(model, prefix))
+    files.extend(RenderedFile(f"{prefix}/{code.relpath}", _read(code.path)) for code in model.code_files)
+    return files
+
+
+def _model_files(model: ServiceModel, prefix: str) -> list[RenderedFile]:
+    source = model.model.path
+    if source.is_file():
+        return [RenderedFile(f"{prefix}/{model.model.relpath}", _read(source))]
+    return [RenderedFile(f"{prefix}/{model.model.relpath}/{item.relative_to(source).as_posix()}", _read(item))
+            for item in sorted(source.rglob("*")) if item.is_file() and "__pycache__" not in item.parts]
+
+
+@functools.cache
+def runtime_sources() -> tuple[tuple[str, bytes], ...]:
+    """The runtime package's files (read once per process; a batch render reuses them)."""
+    package = RUNTIME_DIR / "mlgen_runtime"
+    return tuple((path.relative_to(package).as_posix(), path.read_bytes())
+                 for path in sorted(package.rglob("*"))
+                 if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc")
+
+
+def _read(path: Path) -> bytes:
+    return path.read_bytes()

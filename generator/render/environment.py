@@ -1,0 +1,89 @@
+"""The one Jinja environment: StrictUndefined, escaping filters, compiled templates cached.
+
+User overrides (`--templates DIR`) are searched first, one file at a time, and then rendered in
+a sandboxed environment, since those templates are not mlgen's code.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import jinja2.sandbox
+
+from generator import __version__
+from generator.errors import Problem, RenderError
+from generator.render.filters import FILTERS, UnsafeValue
+from generator.resources import templates_dir
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    path: str  # posix, relative to the target's output folder
+    content: bytes
+    mode: int = 0o644
+
+    @classmethod
+    def text(cls, path: str, text: str, mode: int = 0o644) -> "RenderedFile":
+        if not text.endswith("\n"):
+            text += "\n"
+        return cls(path, text.encode("utf-8"), mode)
+
+
+class Renderer:
+    def __init__(self, user_templates: Path | None = None):
+        self.env = _environment(str(user_templates) if user_templates else None)
+
+    def render(self, template: str, **context) -> str:
+        try:
+            return self.env.get_template(template).render(mlgen_version=__version__, **context)
+        except UnsafeValue as exc:
+            raise RenderError(Problem(f"{exc}", file=template)) from None
+        except jinja2.TemplateNotFound as exc:
+            raise RenderError(Problem(f"template {exc.name} was not found")) from None
+        except jinja2.UndefinedError as exc:
+            raise RenderError(Problem(f"template uses an undefined value: {exc.message}", file=template)) from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise RenderError(Problem(f"template syntax error: {exc.message}", file=exc.filename or template, line=exc.lineno)) from None
+        except jinja2.sandbox.SecurityError as exc:
+            raise RenderError(Problem(f"template tried an unsafe operation: {exc}", file=template)) from None
+
+    def file(self, path: str, template: str, mode: int = 0o644, **context) -> RenderedFile:
+        return RenderedFile.text(path, self.render(template, **context), mode)
+
+
+@functools.cache
+def _environment(user_templates: str | None) -> jinja2.Environment:
+    builtin = jinja2.FileSystemLoader(str(templates_dir()))
+    if user_templates:
+        cls = jinja2.sandbox.ImmutableSandboxedEnvironment
+        loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(user_templates), builtin])
+    else:
+        cls, loader = jinja2.Environment, builtin
+    env = cls(
+        loader=loader,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+        bytecode_cache=_bytecode_cache(),
+    )
+    env.filters.update(FILTERS)
+    return env
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    # Compiling the templates dominates a cold render (~250 ms); cached bytecode takes ~8 ms.
+    # Jinja keys the cache by each template's source checksum, so edits are always picked up.
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    directory = os.path.join(base, "mlgen", f"jinja-{__version__}")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(directory) if os.access(directory, os.W_OK) else None

@@ -1,0 +1,128 @@
+"""Model loaders, one per `model.format`. Each imports its library only when chosen: importing
+scikit-learn alone costs ~1.3 s of cold start, which an ONNX or python service must not pay.
+
+A loaded model is a callable `predict(inputs: dict, context) -> dict` (tensors by name), so the
+pipeline treats every format the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from .config import ConfigError, ModelConfig
+from .handlers import resolve, takes_context
+
+_ONNX_TYPES = {
+    "tensor(bool)": "BOOL", "tensor(int8)": "INT8", "tensor(int16)": "INT16", "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64", "tensor(uint8)": "UINT8", "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32", "tensor(uint64)": "UINT64", "tensor(float16)": "FP16",
+    "tensor(float)": "FP32", "tensor(double)": "FP64", "tensor(string)": "BYTES",
+}
+
+
+def load_model(model: ModelConfig, *, inputs_are_model_inputs: bool, outputs_are_model_outputs: bool):
+    """The model's predict callable. The two flags say whether the declared inputs/outputs describe
+    the model itself (no preprocess/postprocess in front/behind it), so they can be checked now."""
+    verify_sha256(model)
+    loader = _LOADERS[model.format]
+    return loader(model, inputs_are_model_inputs, outputs_are_model_outputs)
+
+
+def verify_sha256(model: ModelConfig) -> None:
+    if not model.sha256:
+        return
+    if not model.path.is_file():
+        raise ConfigError(f"model.sha256 is set but {model.path} is not a file")
+    digest = hashlib.sha256()
+    with model.path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != model.sha256.lower():
+        raise ConfigError(f"{model.path} has sha256 {digest.hexdigest()}, serving.json expects {model.sha256}")
+
+
+def _load_sklearn(model: ModelConfig, inputs_are_model_inputs: bool, outputs_are_model_outputs: bool):
+    import joblib
+
+    estimator = joblib.load(model.path)
+    if inputs_are_model_inputs and len(model.inputs) != 1:
+        raise ConfigError(f"a scikit-learn model takes one input tensor, serving.json declares "
+                          f"{len(model.inputs)} (add a preprocess step to combine them)")
+    if outputs_are_model_outputs:
+        # The declared output named predict_proba gets predict_proba(); the other one gets predict().
+        names = [spec.name for spec in model.outputs]
+        label_names = [name for name in names if name != "predict_proba"]
+        if len(label_names) > 1:
+            raise ConfigError(f"a scikit-learn model has one predict() output (plus predict_proba), "
+                              f"serving.json declares {', '.join(names)}")
+        label_name = label_names[0] if label_names else None
+        with_proba = "predict_proba" in names
+    else:
+        label_name, with_proba = "predict", hasattr(estimator, "predict_proba")
+    if with_proba and not hasattr(estimator, "predict_proba"):
+        raise ConfigError(f"{type(estimator).__name__} has no predict_proba, but it is declared as an output")
+
+    def predict(inputs: dict, context) -> dict:
+        (features,) = inputs.values() if len(inputs) == 1 else _one_input_error(inputs)
+        outputs = {}
+        if label_name is not None:
+            outputs[label_name] = estimator.predict(features)
+        if with_proba:
+            outputs["predict_proba"] = estimator.predict_proba(features)
+        return outputs
+
+    return predict
+
+
+def _one_input_error(inputs: dict):
+    raise ValueError(f"a scikit-learn model takes one input tensor, got {', '.join(inputs) or 'none'}")
+
+
+def _load_onnx(model: ModelConfig, inputs_are_model_inputs: bool, outputs_are_model_outputs: bool):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # warnings from graph optimisation are not the operator's concern
+    session = onnxruntime.InferenceSession(str(model.path), options, providers=["CPUExecutionProvider"])
+    model_inputs = {node.name: _ONNX_TYPES.get(node.type) for node in session.get_inputs()}
+    model_outputs = {node.name: _ONNX_TYPES.get(node.type) for node in session.get_outputs()}
+    if inputs_are_model_inputs:
+        _check_names("input", model.inputs, model_inputs, exact=True)
+    if outputs_are_model_outputs:
+        _check_names("output", model.outputs, model_outputs, exact=False)
+        output_names = [spec.name for spec in model.outputs]
+    else:
+        output_names = list(model_outputs)
+
+    def predict(inputs: dict, context) -> dict:
+        return dict(zip(output_names, session.run(output_names, inputs)))
+
+    return predict
+
+
+def _check_names(role: str, declared, found: dict[str, str | None], exact: bool) -> None:
+    declared_names = {spec.name for spec in declared}
+    unknown = declared_names - set(found)
+    missing = set(found) - declared_names if exact else set()
+    if unknown or missing:
+        raise ConfigError(f"the ONNX model's {role}s are {', '.join(sorted(found))}; serving.json declares "
+                          f"{', '.join(sorted(declared_names)) or 'none'}")
+    for spec in declared:
+        if found[spec.name] is not None and found[spec.name] != spec.datatype:
+            raise ConfigError(f"ONNX {role} '{spec.name}' is {found[spec.name]}, serving.json declares "
+                              f"{spec.datatype}")
+
+
+def _load_python(model: ModelConfig, inputs_are_model_inputs: bool, outputs_are_model_outputs: bool):
+    target = resolve(model.handler, "model.handler")
+    instance = target()  # a class or a factory: either way, calling it gives the model object
+    if hasattr(instance, "load"):
+        instance.load(str(model.path))
+    if not callable(getattr(instance, "predict", None)):
+        raise ConfigError(f"model.handler {model.handler} gave an object without predict(inputs)")
+    predict = instance.predict
+    if takes_context(predict):
+        return predict
+    return lambda inputs, context: predict(inputs)
+
+
+_LOADERS = {"sklearn": _load_sklearn, "onnx": _load_onnx, "python": _load_python}

@@ -1,0 +1,162 @@
+"""Tensors on the wire (Open Inference Protocol datatypes) and in handlers (numpy arrays, lists of str).
+
+Decoding is strict because it is the service's input validation: a value that numpy would silently
+truncate, wrap or stringify (1.5 into INT64, 300 into UINT8, "a" into FP32) is refused with a 400 that
+says what was expected. Numeric tensors reach handlers as numpy arrays shaped as sent; BYTES tensors
+as flat lists of str (row-major), because that is what text handlers want to iterate over.
+"""
+
+from __future__ import annotations
+
+import struct
+from math import prod
+
+import numpy as np
+
+from .errors import RequestError
+
+# V2 datatype -> numpy dtype name (None: BYTES, carried as Python str).
+DATATYPES: dict[str, str | None] = {
+    "BOOL": "bool",
+    "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
+    "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
+    "FP16": "float16", "FP32": "float32", "FP64": "float64",
+    "BYTES": None,
+}
+_DTYPES = {name: np.dtype(dtype) for name, dtype in DATATYPES.items() if dtype}
+_DATATYPE_OF_DTYPE = {dtype: name for name, dtype in _DTYPES.items()}
+# numpy kinds a JSON array may arrive as, per target kind: ints may fill a float tensor, not the reverse.
+_ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
+_LENGTH_PREFIX = struct.Struct("<I")
+
+
+def element_count(shape) -> int:
+    return prod(shape)
+
+
+def shape_matches(declared: tuple[int, ...], shape: list[int]) -> bool:
+    if len(declared) != len(shape):
+        return False
+    return all(want == -1 or want == got for want, got in zip(declared, shape))
+
+
+def from_json(name: str, datatype: str, shape: list[int], data) -> np.ndarray | list[str]:
+    """A tensor from V2 JSON `data` (flat row-major, or nested as the shape)."""
+    count = element_count(shape)
+    if datatype == "BYTES":
+        values = _flatten_strings(name, data, len(shape))
+        if len(values) != count:
+            raise RequestError(400, f"input '{name}' has {len(values)} elements, shape {shape} needs {count}")
+        return values
+    dtype = _DTYPES[datatype]
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError, OverflowError):
+        raise RequestError(400, f"input '{name}' data is not a regular array of {datatype} values") from None
+    if array.size != count:
+        raise RequestError(400, f"input '{name}' has {array.size} elements, shape {shape} needs {count}")
+    if array.size and array.dtype.kind not in _ACCEPTED_KINDS[dtype.kind]:
+        raise RequestError(400, f"input '{name}' data holds {_describe_kind(array)}, expected {datatype} values")
+    if dtype.kind in "iu" and array.size:
+        limits = np.iinfo(dtype)
+        if array.min() < limits.min or array.max() > limits.max:
+            raise RequestError(400, f"input '{name}' has values outside the {datatype} range")
+    array = array.astype(dtype, copy=False).reshape(shape)
+    if dtype.kind == "f" and array.size and not np.isfinite(array).all():
+        raise RequestError(400, f"input '{name}' has values that do not fit {datatype}")
+    return array
+
+
+def from_binary(name: str, datatype: str, shape: list[int], raw: memoryview) -> np.ndarray | list[str]:
+    """A tensor from the binary tensor data extension (little-endian; BYTES as 4-byte length + bytes)."""
+    count = element_count(shape)
+    if datatype == "BYTES":
+        values, offset = [], 0
+        while offset < len(raw):
+            if offset + 4 > len(raw):
+                raise RequestError(400, f"input '{name}' binary BYTES data is truncated")
+            (length,) = _LENGTH_PREFIX.unpack_from(raw, offset)
+            offset += 4
+            if offset + length > len(raw):
+                raise RequestError(400, f"input '{name}' binary BYTES data is truncated")
+            try:
+                values.append(str(raw[offset:offset + length], "utf-8"))
+            except UnicodeDecodeError:
+                raise RequestError(400, f"input '{name}' BYTES element is not UTF-8 text") from None
+            offset += length
+        if len(values) != count:
+            raise RequestError(400, f"input '{name}' has {len(values)} elements, shape {shape} needs {count}")
+        return values
+    dtype = _DTYPES[datatype]
+    if len(raw) != count * dtype.itemsize:
+        raise RequestError(
+            400, f"input '{name}' has {len(raw)} bytes of binary data, shape {shape} of {datatype} needs "
+            f"{count * dtype.itemsize}")
+    array = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape)
+    if dtype.kind == "f" and not np.isfinite(array).all():
+        raise RequestError(400, f"input '{name}' has NaN or infinite values")
+    return array
+
+
+def to_wire(name: str, value, datatype: str | None) -> tuple[str, list[int], np.ndarray | list[str]]:
+    """(datatype, shape, values) of a handler's output; `datatype` None infers it from the value.
+
+    Raises TypeError/ValueError when the value cannot be what the spec declared: that is a bug in the
+    model or handler, reported as a 500 by the caller.
+    """
+    if isinstance(value, list) and value and isinstance(value[0], str) and datatype in (None, "BYTES"):
+        return "BYTES", [len(value)], value
+    array = np.asarray(value)
+    if datatype is None:
+        datatype = _infer_datatype(name, array)
+    if datatype == "BYTES":
+        flat = array.ravel().tolist()
+        return "BYTES", list(array.shape), [item.decode() if isinstance(item, bytes) else str(item) for item in flat]
+    dtype = _DTYPES[datatype]
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"output '{name}' holds {array.dtype} values, declared {datatype}")
+    return datatype, list(array.shape), np.ascontiguousarray(array, dtype=dtype)
+
+
+def to_binary(datatype: str, values) -> bytes:
+    if datatype == "BYTES":
+        parts = []
+        for item in values:
+            encoded = item.encode()
+            parts.append(_LENGTH_PREFIX.pack(len(encoded)))
+            parts.append(encoded)
+        return b"".join(parts)
+    return values.astype(values.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def to_json_data(values):
+    """Flat row-major data for V2 JSON; orjson serializes the numpy array itself (fast path)."""
+    if isinstance(values, list):
+        return values
+    flat = values.ravel()
+    return flat.tolist() if flat.dtype == np.float16 else flat
+
+
+def _infer_datatype(name: str, array: np.ndarray) -> str:
+    if array.dtype.kind in "USO":
+        return "BYTES"
+    found = _DATATYPE_OF_DTYPE.get(array.dtype.newbyteorder("="))
+    if found is None:
+        raise TypeError(f"output '{name}' has dtype {array.dtype}, which has no V2 datatype")
+    return found
+
+
+def _flatten_strings(name: str, data, depth: int) -> list[str]:
+    values = data
+    for _ in range(max(depth - 1, 0)):
+        if not (isinstance(values, list) and values and isinstance(values[0], list)):
+            break
+        values = [item for row in values if isinstance(row, list) for item in row]
+    if not isinstance(values, list) or not all(isinstance(item, str) for item in values):
+        raise RequestError(400, f"input '{name}' data must be a list of strings for BYTES")
+    return values
+
+
+def _describe_kind(array: np.ndarray) -> str:
+    return {"b": "booleans", "i": "integers", "u": "integers", "f": "floating-point numbers",
+            "U": "strings"}.get(array.dtype.kind, "values of mixed or non-numeric types")

@@ -1,0 +1,188 @@
+"""load → validate → ServiceModel, with the checks a schema cannot express (files on disk,
+checksums, cross-field rules). All problems are gathered before anything is raised."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from generator.errors import Level, Problem, SpecError
+from generator.spec.load import SourceMap, load_yaml
+from generator.spec.model import (
+    CodeFile, ModelSpec, Observability, Pipeline, Resources, Runtime, Scaling, SecretRef,
+    ServiceModel, Tensor, freeze,
+)
+from generator.spec.validate import schema_problems, with_defaults
+
+MAX_MODEL_FILES = 10_000
+
+
+def load_spec(path: str | os.PathLike) -> ServiceModel:
+    spec_path = Path(path)
+    display = str(path)
+    data, sources, _raw = load_yaml(spec_path, display)
+    if not isinstance(data, dict):
+        raise SpecError(sources.problem((), f"the top level must be a mapping of fields, not {type(data).__name__}",
+                                        hint="start with `apiVersion: mlgen.dev/v1`"))
+    problems = schema_problems(data, sources)
+    if problems:
+        raise SpecError(problems)
+    data = with_defaults(data)
+    spec_dir = spec_path.resolve().parent
+    problems = _cross_field_problems(data, sources) + _file_problems(data, sources, spec_dir)
+    errors = [p for p in problems if p.level is Level.ERROR]
+    if errors:
+        raise SpecError(errors)
+    return _build(data, spec_path, spec_dir, warnings=tuple(problems))
+
+
+def _cross_field_problems(data: dict, sources: SourceMap) -> list[Problem]:
+    problems = []
+    scaling = data["scaling"]
+    if scaling["min_replicas"] > scaling["max_replicas"]:
+        problems.append(sources.problem(("scaling", "min_replicas"),
+                                        f"min_replicas ({scaling['min_replicas']}) is greater than max_replicas ({scaling['max_replicas']})"))
+    for side in ("inputs", "outputs"):
+        seen: set[str] = set()
+        for index, tensor in enumerate(data["model"][side]):
+            if tensor["name"] in seen:
+                problems.append(sources.problem(("model", side, index, "name"), f"{side[:-1]} name {tensor['name']!r} is used twice"))
+            seen.add(tensor["name"])
+    secret_names = {secret["name"] for secret in data["secrets"]}
+    for index, secret in enumerate(data["secrets"]):
+        if secret["name"] in data["env"]:
+            problems.append(sources.problem(("secrets", index, "name"),
+                                            f"{secret['name']} is set both in env and in secrets", hint="keep it in secrets only"))
+    for name in data["env"]:
+        if name.startswith("MLGEN_") and name not in secret_names:
+            problems.append(sources.problem(("env", name), f"{name} is reserved for mlgen's runtime", key=True,
+                                            hint="variables starting with MLGEN_ configure the runtime; pick another name"))
+    if data["pipeline"]["topology"] == "microservices" and data["runtime"]["port"] + 3 > 65535:
+        problems.append(sources.problem(("runtime", "port"), "split stages listen on port+1 to port+3, which passes 65535"))
+    return problems
+
+
+def _file_problems(data: dict, sources: SourceMap, spec_dir: Path) -> list[Problem]:
+    problems: list[Problem] = []
+    model = data["model"]
+    model_path = _inside(spec_dir, model["path"], ("model", "path"), sources, problems)
+    if model_path is not None:
+        if not model_path.exists():
+            problems.append(sources.problem(("model", "path"), f"{model['path']} does not exist",
+                                            hint=f"the path is relative to {spec_dir}"))
+        elif "sha256" in model:
+            if model_path.is_dir():
+                problems.append(sources.problem(("model", "sha256"), "sha256 is checked for a single file, but path is a folder"))
+            elif _sha256(model_path) != model["sha256"]:
+                problems.append(sources.problem(("model", "sha256"), f"{model['path']} does not match this sha256",
+                                                hint=f"the file's sha256 is {_sha256(model_path)}; update the spec if the model changed on purpose"))
+    for where, target in _callables(data):
+        _module_files(spec_dir, target, where, sources, problems)
+    return problems
+
+
+def _callables(data: dict) -> list[tuple[tuple, str]]:
+    found = []
+    if data["model"].get("handler"):
+        found.append((("model", "handler"), data["model"]["handler"]))
+    for step in ("preprocess", "postprocess"):
+        if data["pipeline"].get(step):
+            found.append((("pipeline", step), data["pipeline"][step]))
+    return found
+
+
+def _inside(root: Path, relative: str, where: tuple, sources: SourceMap, problems: list[Problem]) -> Path | None:
+    """`relative` resolved under `root`, or None (with a problem) when it escapes it, symlinks included."""
+    if Path(relative).is_absolute():
+        problems.append(sources.problem(where, f"{relative} is an absolute path", hint="give a path relative to the spec's folder"))
+        return None
+    resolved = (root / relative).resolve()
+    if resolved != root and root not in resolved.parents:
+        problems.append(sources.problem(where, f"{relative} is outside the spec's folder",
+                                        hint="bundles carry only files under the spec's folder; move the file there"))
+        return None
+    return resolved
+
+
+def _module_files(spec_dir: Path, target: str, where: tuple, sources: SourceMap, problems: list[Problem]) -> list[Path]:
+    module = target.split(":")[0]
+    base = module.replace(".", "/")
+    for candidate in (f"{base}.py", f"{base}/__init__.py"):
+        if (spec_dir / candidate).exists():
+            resolved = _inside(spec_dir, candidate, where, sources, problems)
+            return [resolved] if resolved else []
+    problems.append(sources.problem(where, f"module {module!r} was not found",
+                                    hint=f"expected {base}.py or {base}/__init__.py under {spec_dir}"))
+    return []
+
+
+def _code_files(spec_dir: Path, data: dict) -> tuple[CodeFile, ...]:
+    """Every handler module, with the packages it sits in, so imports work inside app/."""
+    files: dict[str, Path] = {}
+    for _where, target in _callables(data):
+        parts = target.split(":")[0].split(".")
+        for depth in range(1, len(parts)):
+            init = spec_dir.joinpath(*parts[:depth], "__init__.py")
+            if init.exists():
+                files[init.relative_to(spec_dir).as_posix()] = init.resolve()
+        module = spec_dir.joinpath(*parts[:-1], parts[-1] + ".py")
+        package = spec_dir.joinpath(*parts)
+        if module.exists():
+            files[module.relative_to(spec_dir).as_posix()] = module.resolve()
+        elif package.is_dir():
+            for source in sorted(package.rglob("*.py")):
+                files[source.relative_to(spec_dir).as_posix()] = source.resolve()
+    return tuple(CodeFile(relpath, path) for relpath, path in sorted(files.items()))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _tensors(items: list[dict]) -> tuple[Tensor, ...]:
+    return tuple(Tensor(item["name"], item["datatype"], tuple(item["shape"])) for item in items)
+
+
+def _build(data: dict, spec_path: Path, spec_dir: Path, warnings: tuple) -> ServiceModel:
+    meta, model, pipeline, runtime = data["metadata"], data["model"], data["pipeline"], data["runtime"]
+    resources, scaling, obs = data["resources"], data["scaling"], data["observability"]
+    cpu = resources["cpu"]
+    return ServiceModel(
+        name=meta["name"],
+        version=meta["version"],
+        description=meta["description"],
+        labels=freeze(meta["labels"]),
+        model=ModelSpec(
+            format=model["format"],
+            path=(spec_dir / model["path"]).resolve(),
+            relpath=Path(os.path.normpath(model["path"])).as_posix(),
+            sha256=model.get("sha256"),
+            handler=model.get("handler"),
+            inputs=_tensors(model["inputs"]),
+            outputs=_tensors(model["outputs"]),
+        ),
+        pipeline=Pipeline(pipeline.get("preprocess"), pipeline.get("postprocess"), pipeline["topology"]),
+        runtime=Runtime(runtime["python"], tuple(runtime["requirements"]), runtime["port"], runtime["workers"],
+                        runtime["timeout_s"], runtime["max_body_bytes"]),
+        resources=Resources(cpu=cpu if isinstance(cpu, str) else _plain_number(cpu),
+                            memory=resources["memory"], gpu=resources["gpu"]),
+        scaling=Scaling(scaling["min_replicas"], scaling["max_replicas"], scaling["target_cpu_percent"]),
+        env=freeze(data["env"]),
+        secrets=tuple(SecretRef(s["name"], s["secret"], s.get("key", s["name"].lower())) for s in data["secrets"]),
+        observability=Observability(obs["metrics"], obs["log_format"], obs["log_level"]),
+        targets=freeze(data["targets"]),
+        code_files=_code_files(spec_dir, data),
+        spec_path=spec_path,
+        spec_digest=hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest(),
+        warnings=warnings,
+    )
+
+
+def _plain_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))

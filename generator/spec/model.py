@@ -1,0 +1,150 @@
+"""The ServiceModel: the one intermediate form between a spec and every target.
+
+Frozen, defaults applied, paths resolved. Targets and templates read only this, never the raw
+spec, so a spec change touches the builder and the schema, not every template.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
+
+STAGES = ("preprocess", "predict", "postprocess")
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    format: str
+    path: Path  # absolute and resolved
+    relpath: str  # posix path relative to the spec's folder; the same path inside app/
+    sha256: str | None
+    handler: str | None
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Tensor, ...]
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    preprocess: str | None
+    postprocess: str | None
+    topology: str
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The stages that run, in order; predict always does."""
+        return tuple(s for s in STAGES if s == "predict" or getattr(self, s))
+
+    @property
+    def split(self) -> bool:
+        return self.topology == "microservices"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    python: str
+    requirements: tuple[str, ...]
+    port: int
+    workers: int
+    timeout_s: int
+    max_body_bytes: int
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: str  # a Kubernetes quantity: "1", "0.5", "500m"
+    memory: str  # a Kubernetes quantity: "512Mi"
+    gpu: int
+
+    @property
+    def millicores(self) -> int:
+        if self.cpu.endswith("m"):
+            return int(self.cpu[:-1])
+        return round(float(self.cpu) * 1000)
+
+    @property
+    def memory_bytes(self) -> int:
+        return quantity_bytes(self.memory)
+
+    @property
+    def memory_mib(self) -> int:
+        return -(-self.memory_bytes // (1024 * 1024))
+
+
+@dataclass(frozen=True)
+class Scaling:
+    min_replicas: int
+    max_replicas: int
+    target_cpu_percent: int
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    name: str  # the environment variable the code reads
+    secret: str  # the secret's name in the platform's store
+    key: str  # the key inside that secret
+
+
+@dataclass(frozen=True)
+class Observability:
+    metrics: bool
+    log_format: str
+    log_level: str
+
+
+@dataclass(frozen=True)
+class CodeFile:
+    """A user file (handler module or package file) copied into the bundle's app/."""
+
+    relpath: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class ServiceModel:
+    name: str
+    version: str
+    description: str
+    labels: Mapping[str, str]
+    model: ModelSpec
+    pipeline: Pipeline
+    runtime: Runtime
+    resources: Resources
+    scaling: Scaling
+    env: Mapping[str, str]
+    secrets: tuple[SecretRef, ...]
+    observability: Observability
+    targets: Mapping[str, Mapping]  # per-target settings, defaults applied, read-only
+    code_files: tuple[CodeFile, ...]
+    spec_path: Path
+    spec_digest: str  # sha256 of the validated spec data, recorded in manifests
+    warnings: tuple = field(default=(), compare=False)
+
+    def target(self, name: str) -> Mapping:
+        return self.targets.get(name, MappingProxyType({}))
+
+
+_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def quantity_bytes(quantity: str) -> int:
+    number = quantity.rstrip("KMGTi")
+    return int(float(number) * _UNITS[quantity[len(number):]])
+
+
+def freeze(value: object) -> object:
+    """Deep read-only copy of plain data: dicts become mapping proxies, lists tuples."""
+    if isinstance(value, dict):
+        return MappingProxyType({key: freeze(item) for key, item in sorted(value.items())})
+    if isinstance(value, list):
+        return tuple(freeze(item) for item in value)
+    return value

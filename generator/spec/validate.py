@@ -1,0 +1,152 @@
+"""Check loaded spec data against the published JSON Schema and the rules a schema cannot say.
+
+Every error is collected (never just the first) and turned into a Problem that points at the
+line and column of the offending value or key, names the field and says what was expected.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+
+import jsonschema
+
+from generator.errors import Problem
+from generator.resources import schema
+from generator.spec.load import SourceMap
+
+# What a pattern means, in words, for the patterns users meet most.
+_PATTERN_MEANING = {
+    "^[a-z]([-a-z0-9]*[a-z0-9])?$": "a DNS-1123 label: lowercase letters, digits and '-', starting with a letter and not ending with '-'",
+    "^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$": "`module:attribute`, for example `handlers:preprocess`",
+    "^[A-Za-z_][A-Za-z0-9_]*$": "an environment variable name: letters, digits and '_', not starting with a digit",
+    "^[a-f0-9]{64}$": "64 lowercase hexadecimal digits (sha256sum prints them)",
+    "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$": "a Kubernetes quantity such as 512Mi or 2Gi",
+}
+_SECRET_VALUE_KEYS = {"value", "password", "token", "data", "string_data", "stringData"}
+
+
+@functools.cache
+def _validator() -> jsonschema.protocols.Validator:
+    # Built once: jsonschema.validate() re-checks the schema and rebuilds the validator on each
+    # call, which costs ~25x a reused validator when rendering many specs in one process.
+    cls = jsonschema.validators.validator_for(schema())
+    cls.check_schema(schema())
+    return cls(schema())
+
+
+def schema_problems(data: object, sources: SourceMap) -> list[Problem]:
+    problems: list[Problem] = []
+    for error in _validator().iter_errors(data):
+        problems.extend(_explain(error, sources))
+    return problems
+
+
+def _explain(error: jsonschema.ValidationError, sources: SourceMap) -> list[Problem]:
+    path = tuple(error.absolute_path)
+    kind = error.validator
+    sub = error.schema if isinstance(error.schema, dict) else {}
+
+    if kind == "additionalProperties":
+        allowed = sorted(sub.get("properties", {}))
+        extras = [key for key in error.instance if key not in sub.get("properties", {})]
+        return [sources.problem(path + (key,), f"unknown field {key!r}", key=True,
+                                hint=_unknown_hint(path, key, allowed)) for key in extras]
+    if kind == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else "?"
+        return [sources.problem(path, f"required field {missing!r} is missing",
+                                hint=_describe(sub.get("properties", {}).get(missing)))]
+    if kind == "propertyNames":
+        key = error.instance
+        meaning = _PATTERN_MEANING.get(error.validator_value.get("pattern", ""), "")
+        message = f"key {key!r} is not allowed here"
+        return [sources.problem(path + (key,), message, key=True,
+                                hint=f"expected {meaning}" if meaning else "see `mlgen schema` for the allowed form")]
+    if kind == "type":
+        expected = error.validator_value
+        expected_text = " or ".join(expected) if isinstance(expected, list) else expected
+        hint = None
+        written = sources.plain_non_strings.get(path)
+        if written is not None and "string" in (expected if isinstance(expected, list) else [expected]):
+            hint = f'YAML reads {written} as {_yaml_kind(error.instance)}; quote it: "{written}"'
+        return [sources.problem(path, f"expected {_article(expected_text)}, got {_yaml_kind(error.instance)}", hint=hint)]
+    if kind == "enum":
+        choices = ", ".join(str(choice) for choice in error.validator_value)
+        close = difflib.get_close_matches(str(error.instance), [str(c) for c in error.validator_value], n=1)
+        hint = f"did you mean {close[0]!r}?" if close else None
+        return [sources.problem(path, f"{error.instance!r} is not one of: {choices}", hint=hint)]
+    if kind == "const":
+        return [sources.problem(path, f"expected {error.validator_value!r}, got {error.instance!r}")]
+    if kind == "pattern":
+        meaning = _PATTERN_MEANING.get(error.validator_value)
+        return [sources.problem(path, f"{error.instance!r} is not {meaning or 'of the expected form'}",
+                                hint=None if meaning else f"expected to match {error.validator_value}")]
+    if kind == "oneOf":
+        return [sources.problem(path, f"{error.instance!r} is not valid here", hint=_describe(sub))]
+    return [sources.problem(path, error.message)]
+
+
+def _unknown_hint(path: tuple, key: str, allowed: list[str]) -> str:
+    if path[:1] == ("secrets",) and key in _SECRET_VALUE_KEYS:
+        return "a spec holds only references to secrets: name the secret with `secret` and keep the value in the platform's store"
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return f"allowed: {', '.join(allowed)}" if allowed else "no fields are allowed here"
+
+
+def _describe(subschema: dict | None) -> str | None:
+    return subschema.get("description") if isinstance(subschema, dict) else None
+
+
+def _article(text: str) -> str:
+    return ("an " if text[:1] in "aeiou" else "a ") + text
+
+
+def _yaml_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def with_defaults(data: dict) -> dict:
+    """A copy of valid spec data with every schema default filled in (the schema is the one
+    place defaults are written down, so docs and behaviour cannot disagree)."""
+    root = schema()
+    result = copy.deepcopy(data)
+    _fill(result, root, root)
+    return result
+
+
+def _fill(instance: object, subschema: dict, root: dict) -> None:
+    if "$ref" in subschema:
+        subschema = _resolve(subschema["$ref"], root)
+    if isinstance(instance, dict):
+        for name, prop in subschema.get("properties", {}).items():
+            if name not in instance and "default" in prop:
+                instance[name] = copy.deepcopy(prop["default"])
+            if name in instance:
+                _fill(instance[name], prop, root)
+    elif isinstance(instance, list) and isinstance(subschema.get("items"), dict):
+        for item in instance:
+            _fill(item, subschema["items"], root)
+
+
+def _resolve(ref: str, root: dict) -> dict:
+    node: object = root
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node

@@ -1,0 +1,48 @@
+"""Shared fixtures. Real checkers (systemd-analyze, shellcheck, kubectl, ...) are found through
+`require_tool`: on a developer machine a missing one skips its test with the reason; in CI
+(`MLGEN_REQUIRE_TOOLS=1`, set by .ci/run) a missing one fails, so no check is silently skipped."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+RUNTIME_SRC = ROOT / "generator" / "runtime"
+
+# The runtime is copied into bundles as a top-level package; tests import it the same way.
+if str(RUNTIME_SRC) not in sys.path:
+    sys.path.insert(0, str(RUNTIME_SRC))
+
+
+def require_tool(name: str) -> str:
+    """Path of the executable `name`, or skip (fail in CI) when it is not installed."""
+    found = shutil.which(name) or _venv_tool(name)
+    if found:
+        return found
+    message = f"{name} is not installed (bash .ci/run installs it)"
+    if os.environ.get("MLGEN_REQUIRE_TOOLS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _venv_tool(name: str) -> str | None:
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
