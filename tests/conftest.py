@@ -46,3 +46,27 @@ def free_port() -> int:
 @pytest.fixture
 def port() -> int:
     return free_port()
+
+
+def render_spec(spec: Path, target: str, out: Path, **render_options) -> Path:
+    """Render `spec` for `target` into out/<target> through the library (what `mlgen render`
+    does) and return that folder."""
+    from generator import output
+    from generator.plan import parse_back, plan_target
+    from generator.render import Renderer
+    from generator.spec import load_spec
+
+    model = load_spec(spec)
+    plan = plan_target(model, target, Renderer(render_options.get("templates")))
+    parse_back(plan)
+    dest = out / target
+    output.write(plan.files, dest, model.spec_digest, force=render_options.get("force", False))
+    return dest
+
+
+def run_mlgen(*args: str, cwd: Path | None = None, env: dict | None = None):
+    """Run the real command line in a subprocess: exit code, stdout and stderr as a user sees them."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "generator", *map(str, args)], cwd=cwd or ROOT,
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120)

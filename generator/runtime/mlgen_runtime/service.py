@@ -1,0 +1,252 @@
+"""The request-handling core every transport shares: the ASGI server, the predict CLI and the
+serverless handlers all call `Service.handle(method, path, headers, body)` and get the same answer.
+
+    service = load_service("app/serving.json")      # loads and verifies the model once
+    response = service.handle("POST", "/v2/models/iris/infer", {}, body)
+    response.status, response.headers, response.body
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import orjson
+
+from . import protocol, tensors
+from .config import ServingConfig, load_config
+from .errors import ModelError, RequestError
+from .handlers import RequestContext
+from .logs import AccessLog
+from .metrics import Metrics
+from .pipeline import LocalPipeline, role_for
+
+RUNTIME_VERSION = "1.0.0"
+logger = logging.getLogger("mlgen_runtime")
+_JSON = {"content-type": "application/json"}
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+def load_service(config_path: str | os.PathLike, stage: str = "all") -> Service:
+    """Read serving.json and load the model and handlers (once); raises ConfigError when it cannot."""
+    service = Service(load_config(config_path), stage)
+    service.load()
+    return service
+
+
+class Service:
+    def __init__(self, config: ServingConfig, stage: str = "all") -> None:
+        self.config = config
+        self.role = role_for(config, stage)
+        self.metrics = Metrics(stage, enabled=config.observability.metrics)
+        self.access_log = AccessLog(config.observability.log_format, stage)
+        self.pipeline = None
+        self._model_prefix = f"/v2/models/{config.name}"
+        self._version_prefix = f"{self._model_prefix}/versions/{config.version}"
+        self._metadata = orjson.dumps({
+            "name": config.name, "versions": [config.version], "platform": config.model.format,
+            "inputs": [spec.as_metadata() for spec in self.role.input_specs or ()],
+            "outputs": [spec.as_metadata() for spec in self.role.output_specs or ()]})
+        self._server_metadata = orjson.dumps({"name": "mlgen", "version": RUNTIME_VERSION,
+                                              "extensions": ["binary_tensor_data"]})
+
+    @property
+    def ready(self) -> bool:
+        return self.pipeline is not None and self.pipeline.ready()
+
+    def load(self) -> None:
+        """Import handlers and load the model; handler modules resolve next to serving.json."""
+        started = time.perf_counter()
+        app_dir = str(self.config.app_dir)
+        if app_dir not in sys.path:
+            sys.path.insert(0, app_dir)
+        if self.role.stage == "gateway":
+            from .gateway import RemotePipeline  # http.client is only needed by a gateway
+
+            self.pipeline = RemotePipeline(self.config, self.role, self.metrics)
+        else:
+            self.pipeline = LocalPipeline(self.config, self.role)
+        self.metrics.model_load_seconds = time.perf_counter() - started
+        self.metrics.model_ready = 1
+        logger.info("%s %s loaded as stage %s in %.3fs", self.config.name, self.config.version,
+                    self.role.stage, self.metrics.model_load_seconds)
+
+    def handle(self, method: str, path: str, headers, body: bytes) -> Response:
+        started = time.perf_counter()
+        headers = _lowercase(headers)
+        request_id = _request_id(headers.get("x-request-id"))
+        self.metrics.request_started()
+        route = "unknown"
+        try:
+            if len(body) > self.config.runtime.max_body_bytes:
+                raise RequestError(413, f"body of {len(body)} bytes exceeds max_body_bytes "
+                                        f"{self.config.runtime.max_body_bytes}")
+            route, response = self._dispatch(method, path.partition("?")[0], headers, body, request_id)
+        except RequestError as exc:
+            response = Response(exc.status, dict(_JSON), protocol.error_body(exc.message))
+        except ModelError as exc:
+            response = Response(500, dict(_JSON), protocol.error_body(str(exc)))
+        except Exception:  # a bug in the runtime itself: log it, answer without internals
+            logger.exception("unexpected error handling %s %s", method, path, extra={"request_id": request_id})
+            response = Response(500, dict(_JSON), protocol.error_body("internal error; see the service log"))
+        return self._finish(response, route, method, path, request_id, started)
+
+    def too_large(self, method: str, path: str, headers, size: int | None) -> Response:
+        """The 413 a transport answers when it refuses a body before reading all of it."""
+        started = time.perf_counter()
+        request_id = _request_id(_lowercase(headers).get("x-request-id"))
+        self.metrics.request_started()
+        limit = self.config.runtime.max_body_bytes
+        what = f"body of {size} bytes" if size is not None else "body"
+        response = Response(413, dict(_JSON), protocol.error_body(f"{what} exceeds max_body_bytes {limit}"))
+        return self._finish(response, "unknown", method, path, request_id, started)
+
+    def _finish(self, response: Response, route: str, method: str, path: str, request_id: str,
+                started: float) -> Response:
+        response.headers["x-request-id"] = request_id
+        seconds = time.perf_counter() - started
+        self.metrics.request_finished(route, response.status, seconds)
+        if self.access_log.enabled:
+            self.access_log.write(request_id, method, path, response.status, seconds)
+        return response
+
+    def _dispatch(self, method: str, path: str, headers, body: bytes, request_id: str):
+        if path.startswith("/v2/models/"):
+            return self._model_route(method, path, headers, body, request_id)
+        if path.startswith("/v1/models/"):
+            return self._v1_route(method, path, body, request_id)
+        simple = _SIMPLE_ROUTES.get(path)
+        if simple is None:
+            raise RequestError(404, f"no route {path}")
+        route, handler = simple
+        _require(method, "GET")
+        return route, handler(self)
+
+    def _model_route(self, method, path, headers, body, request_id):
+        if path.startswith(self._version_prefix + "/") or path == self._version_prefix:
+            rest = path[len(self._version_prefix):]
+        elif path.startswith(self._model_prefix + "/") or path == self._model_prefix:
+            rest = path[len(self._model_prefix):]
+            if rest.startswith("/versions/"):
+                raise RequestError(404, f"unknown version of model '{self.config.name}'; serving {self.config.version}")
+        else:
+            raise RequestError(404, f"unknown model in {path}; this service serves '{self.config.name}'")
+        if rest == "/infer":
+            _require(method, "POST")
+            self._require_ready()
+            request = protocol.parse_v2(body, headers, self.role.input_specs)
+            outputs = self._infer(request, request_id)
+            payload, response_headers = protocol.encode_v2(self.config.name, self.config.version,
+                                                           request.id or request_id, outputs, request.binary)
+            return "v2_infer", Response(200, response_headers, payload)
+        _require(method, "GET")
+        if rest == "":
+            return "v2_model_metadata", Response(200, dict(_JSON), self._metadata)
+        if rest == "/ready":
+            return "v2_model_ready", self._readiness()
+        raise RequestError(404, f"no route {path}")
+
+    def _v1_route(self, method, path, body, request_id):
+        name, _, verb = path[len("/v1/models/"):].partition(":")
+        if name != self.config.name:
+            raise RequestError(404, f"unknown model '{name}'; this service serves '{self.config.name}'")
+        if verb == "predict":
+            _require(method, "POST")
+            self._require_ready()
+            if not self.role.input_specs:
+                raise RequestError(404, "V1 predict needs declared inputs; use the V2 infer route")
+            request = protocol.parse_v1(body, self.role.input_specs)
+            return "v1_predict", Response(200, dict(_JSON), protocol.encode_v1(self._infer(request, request_id)))
+        if verb:
+            raise RequestError(404, f"no route {path}")
+        _require(method, "GET")
+        return "v1_model", Response(200, dict(_JSON), orjson.dumps({"name": self.config.name, "ready": self.ready}))
+
+    def _infer(self, request: protocol.InferenceRequest, request_id: str) -> list[tuple]:
+        specs = self.role.output_specs
+        if request.requested is not None and specs is not None:
+            known = {spec.name for spec in specs}
+            unknown = [name for name in request.requested if name not in known]
+            if unknown:
+                raise RequestError(400, f"unknown output(s) {', '.join(unknown)}; outputs: {', '.join(sorted(known))}")
+        parameters = {k: v for k, v in request.parameters.items() if k != "binary_data_output"}
+        produced = self.pipeline.run(request.inputs, RequestContext(request_id, parameters))
+        return _outputs_for_wire(produced, specs, request.requested)
+
+    def _require_ready(self) -> None:
+        if self.pipeline is None:
+            raise RequestError(503, "the model is still loading")
+        if self.role.stage == "gateway":
+            return  # the stage calls themselves answer 503 naming a stage that is down
+
+    def _readiness(self) -> Response:
+        ready = self.ready
+        return Response(200 if ready else 503, dict(_JSON), orjson.dumps({"ready": ready}))
+
+    def _live(self) -> Response:
+        return Response(200, dict(_JSON), b'{"live":true}')
+
+    def _server_info(self) -> Response:
+        return Response(200, dict(_JSON), self._server_metadata)
+
+    def _metrics(self) -> Response:
+        if not self.metrics.enabled:
+            raise RequestError(404, "metrics are disabled (observability.metrics)")
+        return Response(200, {"content-type": "text/plain; version=0.0.4; charset=utf-8"}, self.metrics.exposition())
+
+
+_SIMPLE_ROUTES = {
+    "/v2/health/live": ("v2_live", Service._live),
+    "/v2/health/ready": ("v2_ready", Service._readiness),
+    "/v2": ("v2_server_metadata", Service._server_info),
+    "/metrics": ("metrics", Service._metrics),
+}
+
+
+def _outputs_for_wire(produced: dict, specs, requested: list[str] | None) -> list[tuple]:
+    if specs is None:
+        names = requested if requested is not None else list(produced)
+        declared = {}
+    else:
+        names = requested if requested is not None else [spec.name for spec in specs]
+        declared = {spec.name: spec for spec in specs}
+    outputs = []
+    for name in names:
+        if name not in produced:
+            if specs is None:
+                raise RequestError(400, f"unknown output '{name}'; outputs: {', '.join(produced)}")
+            raise ModelError(f"the pipeline returned no output '{name}' (it returned {', '.join(produced) or 'none'})")
+        spec = declared.get(name)
+        try:
+            datatype, shape, values = tensors.to_wire(name, produced[name], spec.datatype if spec else None)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"output '{name}' does not fit the spec: {exc}") from None
+        if spec is not None and not tensors.shape_matches(spec.shape, shape):
+            raise ModelError(f"output '{name}' has shape {shape}, the spec declares {list(spec.shape)}")
+        outputs.append((name, datatype, shape, values))
+    return outputs
+
+
+def _require(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise RequestError(405, f"method {method} not allowed here; use {allowed}")
+
+
+def _lowercase(headers) -> dict[str, str]:
+    return {str(key).lower(): value for key, value in headers.items()} if headers else {}
+
+
+def _request_id(given: str | None) -> str:
+    # Accept a caller's id only when it is short and printable: it lands in logs and response headers.
+    if given and len(given) <= 128 and given.isprintable():
+        return given
+    return os.urandom(16).hex()
