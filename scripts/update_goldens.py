@@ -48,8 +48,8 @@ def main(selected: list[str]) -> None:
     for example, targets in example_targets().items():
         if selected and example not in selected:
             continue
-        shutil.rmtree(GOLDEN / example, ignore_errors=True)
         for target in targets:
+            shutil.rmtree(GOLDEN / example / target, ignore_errors=True)
             for path, content in render_tree(example, target).items():
                 destination = GOLDEN / example / target / path
                 destination.parent.mkdir(parents=True, exist_ok=True)

@@ -32,9 +32,15 @@ def require_tool(name: str) -> str:
     pytest.skip(message)
 
 
+# Large checkers (checkov, aws-sam-cli) live in virtual environments of their own, made by
+# scripts/test, so their pinned dependencies never fight the project's.
+TOOLS_DIR = Path(os.environ.get("MLGEN_TOOLS_DIR", Path.home() / ".cache" / "mlgen-tools"))
+
+
 def _venv_tool(name: str) -> str | None:
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else None
+    candidates = [Path(sys.executable).parent / name, *sorted(TOOLS_DIR.glob(f"*/bin/{name}"))]
+    found = next((c for c in candidates if c.exists()), None)
+    return str(found) if found else None
 
 
 def free_port() -> int:

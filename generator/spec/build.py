@@ -35,7 +35,7 @@ def load_spec(path: str | os.PathLike) -> ServiceModel:
     errors = [p for p in problems if p.level is Level.ERROR]
     if errors:
         raise SpecError(errors)
-    return _build(data, spec_path, spec_dir, warnings=tuple(problems))
+    return _build(data, spec_path, spec_dir, warnings=tuple(problems), sources=sources)
 
 
 def _cross_field_problems(data: dict, sources: SourceMap) -> list[Problem]:
@@ -149,7 +149,7 @@ def _tensors(items: list[dict]) -> tuple[Tensor, ...]:
     return tuple(Tensor(item["name"], item["datatype"], tuple(item["shape"])) for item in items)
 
 
-def _build(data: dict, spec_path: Path, spec_dir: Path, warnings: tuple) -> ServiceModel:
+def _build(data: dict, spec_path: Path, spec_dir: Path, warnings: tuple, sources: SourceMap) -> ServiceModel:
     meta, model, pipeline, runtime = data["metadata"], data["model"], data["pipeline"], data["runtime"]
     resources, scaling, obs = data["resources"], data["scaling"], data["observability"]
     cpu = resources["cpu"]
@@ -181,6 +181,7 @@ def _build(data: dict, spec_path: Path, spec_dir: Path, warnings: tuple) -> Serv
         spec_path=spec_path,
         spec_digest=hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest(),
         warnings=warnings,
+        sources=sources,
     )
 
 

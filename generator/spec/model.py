@@ -127,9 +127,22 @@ class ServiceModel:
     spec_path: Path
     spec_digest: str  # sha256 of the validated spec data, recorded in manifests
     warnings: tuple = field(default=(), compare=False)
+    sources: object = field(default=None, compare=False, repr=False)  # SourceMap of the spec
 
     def target(self, name: str) -> Mapping:
         return self.targets.get(name, MappingProxyType({}))
+
+    def problem(self, path: tuple, message: str, *, hint: str | None = None, warning: bool = False):
+        """A Problem located at the spec line that set `path` (or its closest parent), for
+        target fitness checks: `model.problem(("targets", "serverless", "timeout_s"), "...")`."""
+        from generator.errors import Level, Problem
+
+        located = self.sources.problem(path, message, hint=hint) if self.sources else Problem(message, hint=hint)
+        if warning:
+            from dataclasses import replace
+
+            located = replace(located, level=Level.WARNING)
+        return located
 
 
 _UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,

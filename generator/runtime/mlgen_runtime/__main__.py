@@ -1,0 +1,96 @@
+"""python -m mlgen_runtime serve|predict --config app/serving.json …
+
+serve    start the HTTP server (uvicorn) for one stage of the pipeline (default: all of it)
+predict  answer one request read from stdin (V2 `inputs` or V1 `instances`) without a server
+Exit codes: 0 ok, 1 the service could not load or the request failed, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .config import ConfigError, load_config
+from .logs import configure
+from .pipeline import SERVE_STAGES
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ConfigError as exc:
+        print(f"mlgen_runtime: {exc}", file=sys.stderr)
+        return 1
+
+
+def _serve(args) -> int:
+    import uvicorn
+
+    from .asgi import ServingApp
+    from .service import Service
+
+    config = load_config(args.config)
+    observability, runtime = config.observability, config.runtime
+    configure(observability.log_format, observability.log_level)
+    options = dict(host=args.host, port=args.port or runtime.port, lifespan="on", access_log=False,
+                   log_config=None, log_level=observability.log_level,
+                   timeout_graceful_shutdown=runtime.shutdown_timeout_s or runtime.timeout_s)
+    workers = args.workers or runtime.workers
+    if workers > 1:
+        # uvicorn's worker processes import the app by name; hand them the config through the environment.
+        os.environ["MLGEN_CONFIG"] = str(os.path.abspath(args.config))
+        os.environ["MLGEN_STAGE"] = args.stage
+        uvicorn.run("mlgen_runtime.asgi:app_from_environment", factory=True, workers=workers, **options)
+        return 0
+    app = ServingApp(Service(config, args.stage))
+    uvicorn.Server(uvicorn.Config(app, **options)).run()
+    return 1 if app.load_failed else 0
+
+
+def _predict(args) -> int:
+    import orjson
+
+    from .service import load_service
+
+    config = load_config(args.config)
+    # stdout carries the answer; only warnings and errors go to stderr.
+    level = config.observability.log_level if config.observability.log_level in ("warning", "error") else "warning"
+    configure(config.observability.log_format, level)
+    body = sys.stdin.buffer.read()
+    service = load_service(args.config, args.stage)
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        document = None
+    if isinstance(document, dict) and "instances" in document:
+        path = f"/v1/models/{config.name}:predict"
+    else:
+        path = f"/v2/models/{config.name}/infer"
+    response = service.handle("POST", path, {"content-type": "application/json"}, body)
+    stream = sys.stdout if response.status == 200 else sys.stderr
+    stream.buffer.write(response.body + b"\n")
+    stream.flush()
+    return 0 if response.status == 200 else 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mlgen_runtime", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="start the HTTP server")
+    serve.add_argument("--config", required=True, help="path to serving.json")
+    serve.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, default=None, help="port (default runtime.port)")
+    serve.add_argument("--stage", default="all", choices=SERVE_STAGES, help="part of the pipeline to run")
+    serve.add_argument("--workers", type=int, default=None, help="worker processes (default runtime.workers)")
+    serve.set_defaults(run=_serve)
+    predict = commands.add_parser("predict", help="answer one request from stdin")
+    predict.add_argument("--config", required=True, help="path to serving.json")
+    predict.add_argument("--stage", default="all", choices=SERVE_STAGES, help=argparse.SUPPRESS)
+    predict.set_defaults(run=_predict)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

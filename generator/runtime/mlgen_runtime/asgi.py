@@ -1,0 +1,106 @@
+"""The HTTP transport: a plain ASGI application for uvicorn around the shared Service core.
+
+The body is refused with 413 before it is read whole: by Content-Length up front, and by counting
+while it streams in (chunked uploads have no Content-Length). Inference and anything that may block
+(a gateway's readiness probe calls its stages) run on a thread pool so the event loop keeps
+accepting and answering health checks while a model computes. The model loads on that pool after
+startup, so the server is live (and says "not ready", 503) while a large model loads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+from .config import ConfigError, load_config
+from .service import Response, Service
+
+logger = logging.getLogger("mlgen_runtime")
+
+
+class ServingApp:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.max_body_bytes = service.config.runtime.max_body_bytes
+        self.executor = ThreadPoolExecutor(thread_name_prefix="mlgen")
+        self.gets_block = service.role.stage == "gateway"
+        self.load_failed = False
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope, receive, send) -> None:
+        service, method, path = self.service, scope["method"], scope["path"]
+        headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            return await _send(send, service.too_large(method, path, headers, int(declared)))
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return await _send(send, service.too_large(method, path, headers, None))
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if method == "GET" and not self.gets_block:
+            response = service.handle(method, path, headers, body)
+        else:
+            loop = asyncio.get_running_loop()
+            response = await loop.run_in_executor(self.executor, service.handle, method, path, headers, body)
+        await _send(send, response)
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                asyncio.get_running_loop().run_in_executor(self.executor, self._load)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.executor.shutdown(wait=False, cancel_futures=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _load(self) -> None:
+        try:
+            self.service.load()
+        except ConfigError as exc:
+            self._fail(f"cannot load the service: {exc}", traceback=False)
+        except Exception:
+            self._fail("cannot load the service", traceback=True)
+
+    def _fail(self, message: str, traceback: bool) -> None:
+        # The process must not linger unready forever: stop it, and let the supervisor (systemd,
+        # Kubernetes, uvicorn's worker manager) restart it or show the failure.
+        logger.error(message, exc_info=traceback)
+        self.load_failed = True
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def _send(send, response: Response) -> None:
+    headers = [(key.encode("latin-1"), value.encode("latin-1")) for key, value in response.headers.items()]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def create_app(config_path: str, stage: str = "all") -> ServingApp:
+    return ServingApp(Service(load_config(config_path), stage))
+
+
+def app_from_environment() -> ServingApp:
+    """Factory for uvicorn's worker processes (`workers` > 1), which cannot receive objects."""
+    from .logs import configure
+
+    service = Service(load_config(os.environ["MLGEN_CONFIG"]), os.environ.get("MLGEN_STAGE", "all"))
+    configure(service.config.observability.log_format, service.config.observability.log_level)
+    return ServingApp(service)
