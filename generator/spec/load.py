@@ -158,7 +158,7 @@ class _Builder:
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (index,)) for index, item in enumerate(node.value)]
         value = self._constructor.construct_object(node)
-        if node.style is None and node.tag != _STR_TAG:
+        if not node.style and node.tag != _STR_TAG:  # plain style: None (Python parser) or "" (C parser)
             self.sources.plain_non_strings[path] = node.value
         return value
 
