@@ -8,6 +8,7 @@ shape (-1 is a wildcard) and element count. `specs` None means "accept what the 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import orjson
@@ -17,6 +18,7 @@ from .config import TensorSpec
 from .errors import RequestError
 
 BINARY_HEADER = "inference-header-content-length"
+_MAX_BRACKETS = 10_000
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -213,11 +215,28 @@ def _decode_tensors(raw_tensors: list, binary: memoryview, specs) -> dict:
 
 
 def _load_json(raw: bytes):
+    # orjson 3.8 builds Python objects recursively and crashes the process (segfault) on ~150,000
+    # nested brackets, which fit in a 1 MB body. Bodies with that many brackets at all are rare
+    # (a 64-row request has 65), so they take the stdlib parser, which stops at its recursion limit.
+    if len(raw) > _MAX_BRACKETS and raw.count(b"[") + raw.count(b"{") > _MAX_BRACKETS:
+        return _load_json_bounded(raw)
     try:
         return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        # orjson refuses NaN/Infinity literals and nesting beyond its recursion limit: both land here.
+    except orjson.JSONDecodeError as exc:  # also NaN and Infinity, which JSON does not have
         raise RequestError(400, f"body is not valid JSON: {exc.msg}") from None
+
+
+def _load_json_bounded(raw: bytes):
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise RequestError(400, "body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        raise RequestError(400, f"body is not valid JSON: {str(exc).splitlines()[0]}") from None
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def _tensor_header(raw) -> tuple[str, str, list[int]]:

@@ -90,7 +90,8 @@ class Service:
             if len(body) > self.config.runtime.max_body_bytes:
                 raise RequestError(413, f"body of {len(body)} bytes exceeds max_body_bytes "
                                         f"{self.config.runtime.max_body_bytes}")
-            route, response = self._dispatch(method, path.partition("?")[0], headers, body, request_id)
+            route, handler = self._resolve(method, path.partition("?")[0])
+            response = handler(headers, body, request_id)
         except RequestError as exc:
             response = Response(exc.status, dict(_JSON), protocol.error_body(exc.message))
         except ModelError as exc:
@@ -119,19 +120,20 @@ class Service:
             self.access_log.write(request_id, method, path, response.status, seconds)
         return response
 
-    def _dispatch(self, method: str, path: str, headers, body: bytes, request_id: str):
+    def _resolve(self, method: str, path: str):
+        """(route label for metrics, handler(headers, body, request_id) -> Response) of a request."""
         if path.startswith("/v2/models/"):
-            return self._model_route(method, path, headers, body, request_id)
+            return self._model_route(method, path)
         if path.startswith("/v1/models/"):
-            return self._v1_route(method, path, body, request_id)
+            return self._v1_route(method, path)
         simple = _SIMPLE_ROUTES.get(path)
         if simple is None:
             raise RequestError(404, f"no route {path}")
         route, handler = simple
         _require(method, "GET")
-        return route, handler(self)
+        return route, lambda headers, body, request_id: handler(self)
 
-    def _model_route(self, method, path, headers, body, request_id):
+    def _model_route(self, method: str, path: str):
         if path.startswith(self._version_prefix + "/") or path == self._version_prefix:
             rest = path[len(self._version_prefix):]
         elif path.startswith(self._model_prefix + "/") or path == self._model_prefix:
@@ -142,34 +144,41 @@ class Service:
             raise RequestError(404, f"unknown model in {path}; this service serves '{self.config.name}'")
         if rest == "/infer":
             _require(method, "POST")
-            self._require_ready()
-            request = protocol.parse_v2(body, headers, self.role.input_specs)
-            outputs = self._infer(request, request_id)
-            payload, response_headers = protocol.encode_v2(self.config.name, self.config.version,
-                                                           request.id or request_id, outputs, request.binary)
-            return "v2_infer", Response(200, response_headers, payload)
+            return "v2_infer", self._v2_infer
         _require(method, "GET")
         if rest == "":
-            return "v2_model_metadata", Response(200, dict(_JSON), self._metadata)
+            return "v2_model_metadata", lambda headers, body, request_id: Response(200, dict(_JSON), self._metadata)
         if rest == "/ready":
-            return "v2_model_ready", self._readiness()
+            return "v2_model_ready", lambda headers, body, request_id: self._readiness()
         raise RequestError(404, f"no route {path}")
 
-    def _v1_route(self, method, path, body, request_id):
+    def _v1_route(self, method: str, path: str):
         name, _, verb = path[len("/v1/models/"):].partition(":")
         if name != self.config.name:
             raise RequestError(404, f"unknown model '{name}'; this service serves '{self.config.name}'")
         if verb == "predict":
             _require(method, "POST")
-            self._require_ready()
-            if not self.role.input_specs:
-                raise RequestError(404, "V1 predict needs declared inputs; use the V2 infer route")
-            request = protocol.parse_v1(body, self.role.input_specs)
-            return "v1_predict", Response(200, dict(_JSON), protocol.encode_v1(self._infer(request, request_id)))
+            return "v1_predict", self._v1_predict
         if verb:
             raise RequestError(404, f"no route {path}")
         _require(method, "GET")
-        return "v1_model", Response(200, dict(_JSON), orjson.dumps({"name": self.config.name, "ready": self.ready}))
+        return "v1_model", lambda headers, body, request_id: Response(
+            200, dict(_JSON), orjson.dumps({"name": self.config.name, "ready": self.ready}))
+
+    def _v2_infer(self, headers, body: bytes, request_id: str) -> Response:
+        self._require_ready()
+        request = protocol.parse_v2(body, headers, self.role.input_specs)
+        outputs = self._infer(request, request_id)
+        payload, response_headers = protocol.encode_v2(self.config.name, self.config.version,
+                                                       request.id or request_id, outputs, request.binary)
+        return Response(200, response_headers, payload)
+
+    def _v1_predict(self, headers, body: bytes, request_id: str) -> Response:
+        self._require_ready()
+        if not self.role.input_specs:
+            raise RequestError(404, "V1 predict needs declared inputs; use the V2 infer route")
+        request = protocol.parse_v1(body, self.role.input_specs)
+        return Response(200, dict(_JSON), protocol.encode_v1(self._infer(request, request_id)))
 
     def _infer(self, request: protocol.InferenceRequest, request_id: str) -> list[tuple]:
         specs = self.role.output_specs
