@@ -1,0 +1,93 @@
+"""The command line as a user meets it: exit codes, streams, and no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, ROOT, run_mlgen
+from generator import __version__
+
+IRIS = EXAMPLES / "iris" / "spec.yaml"
+
+
+def test_version_and_python_dash_m() -> None:
+    result = run_mlgen("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"mlgen, version {__version__}"
+
+
+def test_targets_lists_each_target_with_what_it_is_for() -> None:
+    result = run_mlgen("targets", "--format", "json")
+    rows = json.loads(result.stdout)
+    names = [row["target"] for row in rows]
+    assert "onprem" in names
+    assert all(row["summary"] for row in rows)
+
+
+def test_schema_prints_the_published_schema() -> None:
+    result = run_mlgen("schema")
+    assert json.loads(result.stdout) == json.loads((ROOT / "specs" / "mlgen.v1.schema.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("render",), ("render", IRIS, "--target", "nosuch"), ("render", IRIS, "--check", "--dry-run"), ("frobnicate",)],
+)
+def test_usage_errors_exit_2(args) -> None:
+    result = run_mlgen(*args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip()
+
+
+def test_unknown_target_names_the_choices() -> None:
+    result = run_mlgen("render", IRIS, "--target", "nosuch")
+    assert "unknown target 'nosuch' (choose from: onprem" in result.stderr
+
+
+def test_a_missing_spec_is_a_clear_error() -> None:
+    result = run_mlgen("validate", "no/such/spec.yaml")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "no/such/spec.yaml: no such file"
+
+
+def test_an_unexpected_failure_prints_one_line_and_points_at_debug(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.write_text("a file where the output folder should be")
+    result = run_mlgen("render", IRIS, "-t", "onprem", "-o", out)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "--debug" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_wheel_carries_templates_and_schema_and_renders_from_a_fresh_venv(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    build = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(ROOT)],
+                           capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = dist.glob("mlgen-*.whl")
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=False, system_site_packages=True)
+    python = env_dir / "bin" / "python"
+    # --no-deps: the dependencies are already on the system site-packages this venv sees.
+    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--quiet", str(wheel)],
+                             capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr[-2000:]
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([str(env_dir / "bin" / "mlgen"), "render", str(IRIS), "-t", "onprem", "-o", str(out)],
+                            cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    located = subprocess.run([str(python), "-c", "import generator; print(generator.__file__)"], cwd=tmp_path,
+                             capture_output=True, text=True, env=env)
+    assert str(env_dir) in located.stdout  # rendered by the installed copy, not the checkout
+    assert (out / "onprem" / "iris.service").exists()
+    assert (out / "onprem" / "app" / "mlgen_runtime" / "__init__.py").exists()
