@@ -45,7 +45,9 @@ def _serve(args) -> int:
         uvicorn.run("mlgen_runtime.asgi:app_from_environment", factory=True, workers=workers, **options)
         return 0
     app = ServingApp(Service(config, args.stage))
-    uvicorn.Server(uvicorn.Config(app, **options)).run()
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    app.stop_server = lambda: setattr(server, "should_exit", True)
+    server.run()
     return 1 if app.load_failed else 0
 
 

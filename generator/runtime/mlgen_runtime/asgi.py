@@ -28,6 +28,9 @@ class ServingApp:
         self.executor = ThreadPoolExecutor(thread_name_prefix="mlgen")
         self.gets_block = service.role.stage == "gateway"
         self.load_failed = False
+        # How to stop the server when the model cannot load; `serve` points this at uvicorn's exit
+        # flag so the process exits 1. Worker processes of `workers` > 1 signal themselves instead.
+        self.stop_server = lambda: os.kill(os.getpid(), signal.SIGTERM)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
@@ -84,7 +87,7 @@ class ServingApp:
         # Kubernetes, uvicorn's worker manager) restart it or show the failure.
         logger.error(message, exc_info=traceback)
         self.load_failed = True
-        os.kill(os.getpid(), signal.SIGTERM)
+        self.stop_server()
 
 
 async def _send(send, response: Response) -> None:

@@ -38,7 +38,7 @@ def parse_v2(body: bytes, headers, specs: tuple[TensorSpec, ...] | None) -> Infe
     raw_inputs = document.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise RequestError(400, "request needs a non-empty 'inputs' list" + _expected(specs))
-    parameters = document.get("parameters") or {}
+    parameters = document.get("parameters", {})
     if not isinstance(parameters, dict):
         raise RequestError(400, "'parameters' must be a JSON object")
 
