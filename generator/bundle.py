@@ -81,20 +81,20 @@ def _project(requirement: str) -> str:
 
 
 def app_files(model: ServiceModel, prefix: str = APP, stage_urls: dict[str, str] | None = None) -> list[RenderedFile]:
-    files = [RenderedFile(f"{prefix}/mlgen_runtime/{name}", content) for name, content in runtime_sources()]
+    files = [RenderedFile(f"{prefix}/mlgen_runtime/{name}", content, generated=False) for name, content in runtime_sources()]
     config = json.dumps(serving_config(model, stage_urls), indent=2, sort_keys=True, ensure_ascii=False)
     files.append(RenderedFile.text(f"{prefix}/serving.json", config))
     files.append(RenderedFile.text(f"{prefix}/requirements.txt", "\n".join(requirements(model))))
     files.extend(_model_files(model, prefix))
-    files.extend(RenderedFile(f"{prefix}/{code.relpath}", _read(code.path)) for code in model.code_files)
+    files.extend(RenderedFile(f"{prefix}/{code.relpath}", _read(code.path), generated=False) for code in model.code_files)
     return files
 
 
 def _model_files(model: ServiceModel, prefix: str) -> list[RenderedFile]:
     source = model.model.path
     if source.is_file():
-        return [RenderedFile(f"{prefix}/{model.model.relpath}", _read(source))]
-    return [RenderedFile(f"{prefix}/{model.model.relpath}/{item.relative_to(source).as_posix()}", _read(item))
+        return [RenderedFile(f"{prefix}/{model.model.relpath}", _read(source), generated=False)]
+    return [RenderedFile(f"{prefix}/{model.model.relpath}/{item.relative_to(source).as_posix()}", _read(item), generated=False)
             for item in sorted(source.rglob("*")) if item.is_file() and "__pycache__" not in item.parts]
 
 

@@ -10,8 +10,6 @@ files mlgen did not write are carried over untouched.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import difflib
 import errno
 import fcntl
 import hashlib
@@ -160,6 +158,8 @@ _AT_FDCWD = -100
 
 def _exchange(first: Path, second: Path) -> bool:
     """Atomically swap two paths with renameat2(2); False where the call is unavailable."""
+    import ctypes  # only when a tree is swapped
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         renameat2 = libc.renameat2
@@ -216,6 +216,8 @@ def _manifest_bytes(files: list[RenderedFile], spec_digest: str) -> bytes:
 
 
 def _diff(on_disk: Path, rendered: RenderedFile, path: str) -> str:
+    import difflib  # only for --check
+
     before, after = _read_bytes(on_disk) or b"", rendered.content
     if b"\0" in before or b"\0" in after:
         return f"Binary files a/{path} and b/{path} differ\n"

@@ -91,3 +91,11 @@ def test_the_wheel_carries_templates_and_schema_and_renders_from_a_fresh_venv(tm
     assert str(env_dir) in located.stdout  # rendered by the installed copy, not the checkout
     assert (out / "onprem" / "iris.service").exists()
     assert (out / "onprem" / "app" / "mlgen_runtime" / "__init__.py").exists()
+
+
+def test_the_published_schema_is_a_valid_draft_2020_12_schema() -> None:
+    import jsonschema
+
+    schema = json.loads((ROOT / "specs" / "mlgen.v1.schema.json").read_text())
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(schema)

@@ -20,6 +20,7 @@ _UNIT_SUFFIXES = (".service", ".socket", ".timer", ".container", ".network", ".v
 
 def check_files(files: list[RenderedFile], target: str) -> list[Problem]:
     problems: list[Problem] = []
+    files = [f for f in files if f.generated]
     for rendered in files:
         name = rendered.path
         if name.endswith((".yaml", ".yml")):

@@ -25,6 +25,9 @@ class RenderedFile:
     path: str  # posix, relative to the target's output folder
     content: bytes
     mode: int = 0o644
+    # False for files copied as they are (the runtime package, the model, the user's modules):
+    # parse-back checks what templates produced, not code mlgen ships or the user wrote.
+    generated: bool = True
 
     @classmethod
     def text(cls, path: str, text: str, mode: int = 0o644) -> "RenderedFile":

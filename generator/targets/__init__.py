@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-from importlib.metadata import entry_points
 
 from generator.errors import Problem, UsageError
 from generator.targets.base import Target
@@ -31,7 +30,7 @@ def available() -> list[str]:
 def get(name: str) -> Target:
     if name in BUILTIN and importlib.util.find_spec(BUILTIN[name]) is not None:
         return importlib.import_module(BUILTIN[name]).TARGET
-    for ep in _plugins():
+    for ep in _plugins() if name not in BUILTIN else ():
         if ep.name == name:
             target = ep.load()
             if not isinstance(target, Target):
@@ -52,4 +51,6 @@ def resolve(selection: str) -> list[str]:
 
 @functools.cache
 def _plugins() -> tuple:
+    from importlib.metadata import entry_points  # scanning installed packages costs ~10 ms
+
     return tuple(entry_points(group="mlgen.targets"))

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""How fast mlgen renders, against the floor any CLI on its libraries pays.
+
+Measured side by side in one run (whole processes, median of N):
+  floor        python -c "import yaml, jinja2, click"
+  cold render  mlgen render examples/iris/spec.yaml --target all   (into an empty folder)
+  warm render  the same, output already up to date
+  batch        one process re-rendering 1000 generated specs whose output is up to date
+Goals (issue 2): cold render within 1.5x the floor; the 1000-spec batch under 2 s.
+
+Usage: python bench/render_speed.py [--runs 7] [--specs 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IRIS = ROOT / "examples" / "iris"
+
+
+def timed(command: list[str], runs: int, before=None) -> float:
+    samples = []
+    for _ in range(runs):
+        if before:
+            before()
+        start = time.perf_counter()
+        subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def make_specs(folder: Path, count: int) -> list[Path]:
+    shutil.copytree(IRIS / "model", folder / "model")
+    text = (IRIS / "spec.yaml").read_text()
+    specs = []
+    for index in range(count):
+        spec = folder / f"svc{index:04d}.yaml"
+        spec.write_text(text.replace("name: iris", f"name: svc{index:04d}").replace("port: 8080", f"port: {9000 + index}"))
+        specs.append(spec)
+    return specs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--specs", type=int, default=1000)
+    args = parser.parse_args()
+    mlgen = [sys.executable, "-m", "generator"]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        out = tmp / "out"
+        render = mlgen + ["render", str(IRIS / "spec.yaml"), "--target", "all", "-o", str(out)]
+        subprocess.run(render, check=True, stdout=subprocess.DEVNULL)  # warm the template bytecode cache
+        floor = timed([sys.executable, "-c", "import yaml, jinja2, click"], args.runs)
+        cold = timed(render, args.runs, before=lambda: shutil.rmtree(out, ignore_errors=True))
+        warm = timed(render, args.runs)
+        specs = make_specs(tmp / "specs", args.specs)
+        batch = mlgen + ["render", *map(str, specs), "--target", "onprem", "-o", str(tmp / "batch")]
+        subprocess.run(batch, check=True, stdout=subprocess.DEVNULL)
+        batch_time = timed(batch, max(1, args.runs // 3))
+    print(f"{'measure':<44}{'seconds':>9}{'x floor':>9}")
+    for label, value in [("floor: import yaml, jinja2, click", floor), ("cold render iris --target all", cold),
+                         ("warm render (up to date)", warm),
+                         (f"batch: {args.specs} specs up to date, one process", batch_time)]:
+        print(f"{label:<44}{value:>9.3f}{value / floor:>9.2f}")
+    print(f"goal: cold render <= 1.5x floor: {'met' if cold <= 1.5 * floor else 'NOT met'}; "
+          f"batch < 2 s: {'met' if batch_time < 2 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
