@@ -1,0 +1,46 @@
+"""Kubernetes: one Deployment per pipeline stage (or one for the whole pipeline), kustomize base and
+overlays, a Dockerfile for the image and a compose file that runs the same stages locally.
+
+What each file holds and why is in docs/targets/kubernetes.md; the workloads themselves (names,
+commands, labels) are worked out once in workloads.py so manifests, compose and tests agree.
+"""
+
+from __future__ import annotations
+
+from generator.errors import Problem
+from generator.spec import ServiceModel
+from generator.targets.base import Target
+from generator.targets.kubernetes.bundle import plan
+
+
+def fit(model: ServiceModel) -> list[Problem]:
+    settings = model.target("kubernetes")
+    problems = []
+    image = settings.get("image")
+    if image and "@sha256:" not in image:
+        problems.append(model.problem(
+            ("targets", "kubernetes", "image"), f"image {image} is a tag, which can move under a running Deployment",
+            hint="pin it by digest (registry/name@sha256:…) so every pod runs the same build", warning=True))
+    if not image:
+        problems.append(model.problem(
+            ("targets", "kubernetes"), "no targets.kubernetes.image: the manifests use a local tag",
+            hint="set image to where your registry keeps the build, pinned by digest", warning=True))
+    if model.scaling.min_replicas < 1:
+        problems.append(model.problem(
+            ("scaling", "min_replicas"), "a HorizontalPodAutoscaler cannot scale to zero replicas",
+            hint="set scaling.min_replicas to 1 or more for the kubernetes target"))
+    if model.scaling.max_replicas < model.scaling.min_replicas:
+        problems.append(model.problem(("scaling", "max_replicas"), "max_replicas is below min_replicas"))
+    if settings["service_monitor"] and not model.observability.metrics:
+        problems.append(model.problem(
+            ("targets", "kubernetes", "service_monitor"), "a ServiceMonitor needs metrics",
+            hint="set observability.metrics: true, or service_monitor: false"))
+    return problems
+
+
+TARGET = Target(
+    name="kubernetes",
+    summary="a Kubernetes service per pipeline stage with autoscaling, restricted pods and kustomize overlays",
+    plan=plan,
+    fit=fit,
+)

@@ -1,0 +1,70 @@
+"""The files of a Kubernetes bundle: kustomize base and overlays, Dockerfile, compose file, app/."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from generator.bundle import app_files, serving_config
+from generator.render import RenderedFile, Renderer
+from generator.spec import ServiceModel
+from generator.targets.kubernetes.workloads import (APP_DIR, RUN_AS, command, common_labels, image, namespace,
+                                                    stage_urls, workloads)
+
+OVERLAYS = ("dev", "prod")
+
+
+def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
+    settings = model.target("kubernetes")
+    urls = stage_urls(model)
+    # ASCII-only JSON: every character a spec value brings is a JSON escape, so the text can sit in a
+    # YAML literal block unchanged (no line-break look-alikes such as U+2028 reach the YAML).
+    serving = json.dumps(serving_config(model, urls), indent=2, sort_keys=True, ensure_ascii=True)
+    context = {
+        "model": model, "settings": settings, "workloads": workloads(model), "namespace": namespace(model),
+        "image": image(model), "labels": common_labels(model), "run_as": RUN_AS, "app_dir": APP_DIR,
+        "serving_json": serving, "serving_checksum": hashlib.sha256(serving.encode()).hexdigest(),
+        "command": lambda workload: command(model, workload),
+    }
+    base = [
+        renderer.file("base/namespace.yaml", "kubernetes/base/namespace.yaml.j2", **context),
+        renderer.file("base/serviceaccount.yaml", "kubernetes/base/serviceaccount.yaml.j2", **context),
+        renderer.file("base/configmap.yaml", "kubernetes/base/configmap.yaml.j2", **context),
+        renderer.file("base/networkpolicy.yaml", "kubernetes/base/networkpolicy.yaml.j2", **context),
+        *(renderer.file(f"base/{w.component}.yaml", "kubernetes/base/workload.yaml.j2", workload=w, **context)
+          for w in context["workloads"]),
+    ]
+    if settings["ingress"].get("host"):
+        base.append(renderer.file("base/ingress.yaml", "kubernetes/base/ingress.yaml.j2", **context))
+    if settings["service_monitor"]:
+        base.append(renderer.file("base/servicemonitor.yaml", "kubernetes/base/servicemonitor.yaml.j2", **context))
+    resources = sorted(f.path.removeprefix("base/") for f in base)
+    files = [
+        *base,
+        renderer.file("base/kustomization.yaml", "kubernetes/base/kustomization.yaml.j2", resources=resources, **context),
+        *(renderer.file(f"overlays/{env}/kustomization.yaml", "kubernetes/overlays/kustomization.yaml.j2",
+                        environment=env, overlay=overlay(model, env), **context) for env in OVERLAYS),
+        renderer.file("Dockerfile", "kubernetes/Dockerfile.j2", **context),
+        renderer.file(".dockerignore", "kubernetes/dockerignore.j2", **context),
+        renderer.file("compose.yaml", "kubernetes/compose.yaml.j2", compose_env=compose_env(model), **context),
+        *app_files(model, stage_urls=urls),
+    ]
+    return files
+
+
+def overlay(model: ServiceModel, environment: str) -> dict:
+    """What an overlay changes. dev: one replica and a quarter of the CPU and half the memory
+    requested, so a small cluster holds it (limits stay, so it still runs at full speed when it
+    can). prod: at least two replicas, so a drain or a failed node never takes a stage away."""
+    scaling, resources = model.scaling, model.resources
+    if environment == "dev":
+        return {"min_replicas": 1, "max_replicas": 1,
+                "requests": {"cpu": f"{max(resources.millicores // 4, 50)}m",
+                             "memory": f"{max(resources.memory_mib // 2, 64)}Mi"}}
+    low = max(scaling.min_replicas, 2)
+    return {"min_replicas": low, "max_replicas": max(scaling.max_replicas, low), "requests": None}
+
+
+def compose_env(model: ServiceModel) -> dict[str, str]:
+    """The spec's env for compose, where `$` starts an interpolation: `$$` keeps it a dollar."""
+    return {name: value.replace("$", "$$") for name, value in model.env.items()}
