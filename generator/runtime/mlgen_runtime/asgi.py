@@ -25,7 +25,7 @@ class ServingApp:
     def __init__(self, service: Service) -> None:
         self.service = service
         self.max_body_bytes = service.config.runtime.max_body_bytes
-        self.executor = ThreadPoolExecutor(thread_name_prefix="mlgen")
+        self.executor = ThreadPoolExecutor(max_workers=_pool_size(service), thread_name_prefix="mlgen")
         self.gets_block = service.role.stage == "gateway"
         self.load_failed = False
         # How to stop the server when the model cannot load; `serve` points this at uvicorn's exit
@@ -88,6 +88,13 @@ class ServingApp:
         logger.error(message, exc_info=traceback)
         self.load_failed = True
         self.stop_server()
+
+
+def _pool_size(service: Service) -> int:
+    # CPU-bound predict: one thread per core; more only queue on the GIL and stretch tail latency.
+    # A gateway's threads mostly wait on its stages, so it gets more.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(32, cores * 8) if service.role.stage == "gateway" else cores
 
 
 async def _send(send, response: Response) -> None:

@@ -58,7 +58,7 @@ class AccessLog:
                                  "method": method, "path": path, "status": status,
                                  "duration_ms": round(seconds * 1000, 3)}) + b"\n"
         else:
-            line = (f"{time.strftime('%Y-%m-%d %H:%M:%S')} INFO mlgen_runtime.access {method} {path} {status} "
+            line = (f"{time.strftime('%Y-%m-%d %H:%M:%S')} INFO mlgen_runtime.access {method} {path!r} {status} "
                     f"{seconds * 1000:.1f}ms request_id={request_id} stage={self.stage}\n").encode()
         try:
             os.write(2, line)

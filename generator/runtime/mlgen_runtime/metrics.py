@@ -61,21 +61,11 @@ class Metrics:
     def request_finished(self, route: str, status: int, seconds: float) -> None:
         with self._lock:
             self.in_flight -= 1
-            key = (route, status)
-            self._requests[key] = self._requests.get(key, 0) + 1
-            histogram = self._durations.get(route)
-            if histogram is None:
-                histogram = self._durations[route] = _Histogram()
-            histogram.observe(seconds)
+            _count(self._requests, (route, status), self._durations, route, seconds)
 
     def stage_call(self, stage: str, outcome: str, seconds: float) -> None:
         with self._lock:
-            key = (stage, outcome)
-            self._stage_calls[key] = self._stage_calls.get(key, 0) + 1
-            histogram = self._stage_durations.get(stage)
-            if histogram is None:
-                histogram = self._stage_durations[stage] = _Histogram()
-            histogram.observe(seconds)
+            _count(self._stage_calls, (stage, outcome), self._stage_durations, stage, seconds)
 
     def exposition(self) -> bytes:
         stage = _escape(self.stage)
@@ -101,6 +91,14 @@ class Metrics:
                 _histogram_lines(lines, "mlgen_gateway_stage_call_duration_seconds", f'stage="{target}"', histogram)
         lines.append("")
         return "\n".join(lines).encode()
+
+
+def _count(counters: dict, key: tuple, histograms: dict, series: str, seconds: float) -> None:
+    counters[key] = counters.get(key, 0) + 1
+    histogram = histograms.get(series)
+    if histogram is None:
+        histogram = histograms[series] = _Histogram()
+    histogram.observe(seconds)
 
 
 def _header(lines: list[str], name: str) -> None:

@@ -1,0 +1,31 @@
+"""Baseline for bench/runtime_throughput.py: the least an ASGI app can do for the same V2 request
+(parse JSON, build the array, predict, serialize) with no validation, metrics, logs or thread pool.
+Run: MODEL=path/model.joblib uvicorn runtime_bare_app:app"""
+
+import os
+
+import joblib
+import numpy as np
+import orjson
+
+MODEL = joblib.load(os.environ["MODEL"])
+HEADERS = [(b"content-type", b"application/json")]
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    if scope["method"] == "GET":
+        payload = b'{"ready":true}'
+    else:
+        tensor = orjson.loads(body)["inputs"][0]
+        rows = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
+        payload = orjson.dumps({"outputs": [{"name": "predict", "datatype": "INT64", "shape": [len(rows)],
+                                             "data": MODEL.predict(rows)}]}, option=orjson.OPT_SERIALIZE_NUMPY)
+    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,203 @@
+"""Throughput and cold start of the mlgen runtime, side by side with a bare ASGI app and MLServer.
+
+    python bench/runtime_throughput.py [--duration 8] [--connections 32] [--mlserver /tmp/mlserver-venv/bin/mlserver]
+
+Serves one scikit-learn iris model three ways, one after the other on 127.0.0.1, and loads each with
+wrk (1-row and 64-row V2 infer requests). Then measures cold start (a fresh process: import + load +
+first prediction through the in-process API) for sklearn and ONNX, against bare onnxruntime.
+MLServer lives in its own venv: python -m venv /tmp/mlserver-venv &&
+/tmp/mlserver-venv/bin/pip install mlserver mlserver-sklearn 'uvloop<0.22' scikit-learn==<same as here>.
+Not a test: it prints figures, and ratios against the baselines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNTIME_SRC = ROOT / "generator" / "runtime"
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(RUNTIME_SRC))
+
+from runtime import apps  # noqa: E402  (the test suite's bundle builders)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(url: str, process: subprocess.Popen, deadline_s: float = 60) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}")
+        try:
+            if urllib.request.urlopen(url, timeout=1).status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} not ready within {deadline_s}s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wrk(url: str, body_file: Path, duration: int, connections: int) -> dict:
+    script = ROOT / "bench" / "runtime_post.lua"
+    output = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
+                            capture_output=True, text=True, env={**os.environ, "WRK_BODY_FILE": str(body_file)},
+                            timeout=duration + 30, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {"rps": rps, "p50_ms": _latency(output, "50"), "p99_ms": _latency(output, "99"),
+            "non_2xx": int(errors.group(1)) if errors else 0}
+
+
+def _latency(output: str, percentile: str) -> float:
+    value, unit = re.search(rf"\s{percentile}%\s+([\d.]+)(us|ms|s)", output).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def serve_runtime(app_dir: Path, port: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mlgen_runtime", "serve", "--config", str(app_dir / "serving.json"),
+                             "--host", "127.0.0.1", "--port", str(port)], cwd=app_dir,
+                            env={**os.environ, "PYTHONPATH": str(RUNTIME_SRC)}, stderr=subprocess.DEVNULL)
+
+
+def serve_bare(app_dir: Path, port: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "uvicorn", "runtime_bare_app:app", "--host", "127.0.0.1",
+                             "--port", str(port), "--no-access-log", "--log-level", "warning"],
+                            cwd=ROOT / "bench", env={**os.environ, "MODEL": str(app_dir / "model" / "model.joblib")})
+
+
+def serve_mlserver(app_dir: Path, port: int, mlserver: str) -> subprocess.Popen:
+    folder = app_dir / "mlserver"
+    (folder / "iris").mkdir(parents=True, exist_ok=True)
+    shutil.copy(app_dir / "model" / "model.joblib", folder / "iris" / "model.joblib")
+    (folder / "settings.json").write_text(json.dumps({"http_port": port, "grpc_port": free_port(),
+                                                      "metrics_port": free_port(), "host": "127.0.0.1"}))
+    (folder / "iris" / "model-settings.json").write_text(json.dumps({
+        "name": "iris", "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": "./model.joblib", "version": "1.0.0"}}))
+    return subprocess.Popen([mlserver, "start", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def throughput(app_dir: Path, args) -> dict:
+    bodies = {}
+    for rows in (1, 64):
+        path = app_dir / f"body-{rows}.json"
+        data = [[5.1, 3.5, 1.4, 0.2]] * rows
+        path.write_text(json.dumps({"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [rows, 4],
+                                                "data": data}]}))
+        bodies[rows] = path
+    servers = {"runtime": lambda port: serve_runtime(app_dir, port), "bare": lambda port: serve_bare(app_dir, port)}
+    if args.mlserver and Path(args.mlserver).exists():
+        servers["mlserver"] = lambda port: serve_mlserver(app_dir, port, args.mlserver)
+    results = {}
+    for name, start in servers.items():
+        port = free_port()
+        process = start(port)
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/v2/models/iris/ready", process)
+            url = f"http://127.0.0.1:{port}/v2/models/iris/infer"
+            for rows, body in bodies.items():
+                wrk(url, body, 2, args.connections)  # warm-up
+                results[(name, rows)] = wrk(url, body, args.duration, args.connections)
+                print(f"{name:9} {rows:3} rows: {results[(name, rows)]}", flush=True)
+        finally:
+            stop(process)
+    return results
+
+
+COLD_RUNTIME = """
+import sys, time
+from mlgen_runtime import load_service
+service = load_service(sys.argv[1])
+response = service.handle("POST", "/v2/models/iris/infer", {}, sys.argv[2].encode())
+assert response.status == 200, response.body
+"""
+COLD_ONNXRUNTIME = """
+import sys
+import numpy as np
+import onnxruntime
+session = onnxruntime.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+session.run(None, {"float_input": np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32)})
+"""
+
+
+def cold_start(sklearn_dir: Path, onnx_dir: Path, repeats: int) -> dict:
+    def body(name: str) -> str:
+        return json.dumps({"inputs": [{"name": name, "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]})
+
+    runs = {
+        "runtime sklearn": [sys.executable, "-c", COLD_RUNTIME, str(sklearn_dir / "serving.json"), body("input-0")],
+        "runtime onnx": [sys.executable, "-c", COLD_RUNTIME, str(onnx_dir / "serving.json"), body("float_input")],
+        "bare onnxruntime": [sys.executable, "-c", COLD_ONNXRUNTIME, str(onnx_dir / "model" / "model.onnx")],
+    }
+    results = {}
+    for name, command in runs.items():
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": str(RUNTIME_SRC)}, timeout=120)
+            times.append(time.perf_counter() - started)
+        results[name] = statistics.median(times)
+        print(f"cold start {name:17} median of {repeats}: {results[name]:.3f} s", flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--mlserver", default="/tmp/mlserver-venv/bin/mlserver")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        estimator, _ = apps.iris_estimator()
+        sklearn_dir, onnx_dir = Path(folder) / "sklearn", Path(folder) / "onnx"
+        apps.sklearn_app(sklearn_dir, estimator, outputs=[apps.IRIS_OUTPUTS[0]])
+        apps.onnx_app(onnx_dir, estimator)
+        results = throughput(sklearn_dir, args)
+        print("\nrows  server     req/s     p50 ms   p99 ms   runtime/bare  runtime/mlserver")
+        for rows in (1, 64):
+            runtime = results[("runtime", rows)]
+            for name in ("runtime", "bare", "mlserver"):
+                if (name, rows) not in results:
+                    continue
+                r = results[(name, rows)]
+                print(f"{rows:4}  {name:9} {r['rps']:8.0f}  {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}", end="")
+                if name == "bare":
+                    print(f"   {runtime['rps'] / r['rps']:.2f}", end="")
+                if name == "mlserver":
+                    print(f"                 {runtime['rps'] / r['rps']:.2f}", end="")
+                print()
+        print()
+        cold = cold_start(sklearn_dir, onnx_dir, args.repeats)
+        print(f"runtime onnx / bare onnxruntime cold start: {cold['runtime onnx'] / cold['bare onnxruntime']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
