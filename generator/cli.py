@@ -60,10 +60,12 @@ def render(specs, selection, out, force, check, dry_run, templates, fmt) -> None
                 dest = out / name if len(specs) == 1 else out / model.name / name
                 plan = plan_target(model, name, renderer)
                 report.problems.extend(plan.warnings)
-                changes = output.compare(plan.files, dest, model.spec_digest, want_diffs=check)
-                parse_back(plan, only=set(changes.created) | set(changes.updated))
-                if not (check or dry_run):
-                    changes = output.write(plan.files, dest, model.spec_digest, force=force)
+                check_changed = lambda changes, plan=plan: parse_back(plan, only={*changes.created, *changes.updated})
+                if check or dry_run:
+                    changes = output.compare(plan.files, dest, model.spec_digest, want_diffs=check)
+                    check_changed(changes)
+                else:
+                    changes = output.write(plan.files, dest, model.spec_digest, force=force, before_write=check_changed)
                 report.result(str(spec), name, dest, changes, mode="check" if check else "dry-run" if dry_run else "write")
                 if check and changes.any:
                     raise DriftError(Problem(f"{dest} is out of date", str(spec),

@@ -162,3 +162,10 @@ def test_validate_reports_each_spec_and_continues_past_a_bad_one(tmp_path: Path)
     assert result.returncode == 1
     assert f"{good}: valid (demo 0.1.0)" in result.stdout
     assert f"{bad}:1:13: apiVersion: expected 'mlgen.dev/v1'" in result.stderr
+
+
+def test_a_trailing_newline_cannot_slip_past_an_anchored_pattern(tmp_path: Path) -> None:
+    # Python's `$` matches before a final newline; ECMA's (the schema's dialect) does not.
+    spec = write_spec(tmp_path, GOOD.replace("name: demo", 'name: "demo\\n"'))
+    (error,) = errors_of(spec)
+    assert "metadata.name: 'demo\\n' is not a DNS-1123 label" in error

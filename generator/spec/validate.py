@@ -10,10 +10,9 @@ import copy
 import difflib
 import functools
 
-import jsonschema
-
 from generator.errors import Problem
 from generator.resources import schema
+from generator.spec.fastcheck import fast_validator, validation_schema
 from generator.spec.load import SourceMap
 
 # What a pattern means, in words, for the patterns users meet most.
@@ -28,21 +27,25 @@ _SECRET_VALUE_KEYS = {"value", "password", "token", "data", "string_data", "stri
 
 
 @functools.cache
-def _validator() -> jsonschema.protocols.Validator:
+def _validator():
     # Built once: jsonschema.validate() re-checks the schema and rebuilds the validator on each
     # call, which costs ~25x a reused validator when rendering many specs in one process.
     # The schema itself is checked by the test suite (check_schema costs ~50 ms per process).
-    return jsonschema.validators.validator_for(schema())(schema())
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(validation_schema())
 
 
 def schema_problems(data: object, sources: SourceMap) -> list[Problem]:
+    if fast_validator()(data):
+        return []
     problems: list[Problem] = []
     for error in _validator().iter_errors(data):
         problems.extend(_explain(error, sources))
     return problems
 
 
-def _explain(error: jsonschema.ValidationError, sources: SourceMap) -> list[Problem]:
+def _explain(error, sources: SourceMap) -> list[Problem]:
     path = tuple(error.absolute_path)
     kind = error.validator
     sub = error.schema if isinstance(error.schema, dict) else {}
@@ -58,7 +61,7 @@ def _explain(error: jsonschema.ValidationError, sources: SourceMap) -> list[Prob
                                 hint=_describe(sub.get("properties", {}).get(missing)))]
     if kind == "propertyNames":
         key = error.instance
-        meaning = _PATTERN_MEANING.get(error.validator_value.get("pattern", ""), "")
+        meaning = _meaning(error.validator_value.get("pattern", "")) or ""
         message = f"key {key!r} is not allowed here"
         return [sources.problem(path + (key,), message, key=True,
                                 hint=f"expected {meaning}" if meaning else "see `mlgen schema` for the allowed form")]
@@ -78,12 +81,21 @@ def _explain(error: jsonschema.ValidationError, sources: SourceMap) -> list[Prob
     if kind == "const":
         return [sources.problem(path, f"expected {error.validator_value!r}, got {error.instance!r}")]
     if kind == "pattern":
-        meaning = _PATTERN_MEANING.get(error.validator_value)
+        meaning = _meaning(error.validator_value)
         return [sources.problem(path, f"{error.instance!r} is not {meaning or 'of the expected form'}",
-                                hint=None if meaning else f"expected to match {error.validator_value}")]
+                                hint=None if meaning else f"expected to match {_published(error.validator_value)}")]
     if kind == "oneOf":
         return [sources.problem(path, f"{error.instance!r} is not valid here", hint=_describe(sub))]
     return [sources.problem(path, error.message)]
+
+
+def _published(pattern: str) -> str:
+    """The pattern as the published schema writes it (validation uses \\Z for ECMA's $)."""
+    return pattern[:-2] + "$" if pattern.endswith("\\Z") else pattern
+
+
+def _meaning(pattern: str) -> str | None:
+    return _PATTERN_MEANING.get(_published(pattern))
 
 
 def _unknown_hint(path: tuple, key: str, allowed: list[str]) -> str:

@@ -1,0 +1,91 @@
+"""A compiled fast path for the schema check.
+
+Most specs are valid, and a batch render validates hundreds of them: fastjsonschema turns the
+schema into plain Python once (cached as a module with its bytecode beside it), which accepts a
+valid spec in microseconds and imports in a few milliseconds, against ~45 ms to import
+jsonschema and ~1.5 ms per spec to walk it. Only a spec this rejects goes on to jsonschema, whose
+errors are the ones users read (all of them, with positions and hints).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import importlib.util
+import json
+import os
+import py_compile
+import re
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from generator.resources import schema
+
+_TRAILING_DOLLAR = re.compile(r"(?<!\\)\$$")
+
+
+@functools.cache
+def validation_schema() -> dict:
+    """The published schema with Python-exact anchors. Its patterns are ECMA-262, where `$`
+    ends the string; in Python's `re` a `$` also matches before a final newline, which would let
+    `name: "iris\\n"` through into unit files and scripts. `\\Z` means what `$` means in ECMA."""
+    strict = copy.deepcopy(schema())
+    _anchor(strict)
+    return strict
+
+
+def _anchor(node: object) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "pattern" and isinstance(value, str):
+                node[key] = _TRAILING_DOLLAR.sub(r"\\Z", value)
+            elif key not in ("examples", "default", "const", "enum"):
+                _anchor(value)
+    elif isinstance(node, list):
+        for item in node:
+            _anchor(item)
+
+
+@functools.cache
+def fast_validator() -> Callable[[object], bool]:
+    """A function that says whether data is valid; compiled once per schema version."""
+    import fastjsonschema
+
+    definition = dict(validation_schema(), **{"$schema": "http://json-schema.org/draft-07/schema#"})
+    source = json.dumps(definition, sort_keys=True)
+    key = hashlib.sha256(f"{fastjsonschema.VERSION}\n{source}".encode()).hexdigest()[:16]
+    module = _cached_module(key, lambda: fastjsonschema.compile_to_code(definition))
+    check = getattr(module, next(name for name in dir(module) if name.startswith("validate_")))
+
+    def is_valid(data: object) -> bool:
+        try:
+            check(data)
+        except fastjsonschema.JsonSchemaException:
+            return False
+        return True
+
+    return is_valid
+
+
+def _cached_module(key: str, generate: Callable[[], str]):
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = Path(base) / "mlgen" / "schema"
+    path = folder / f"schema_{key}.py"
+    try:
+        if not path.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False, encoding="utf-8") as handle:
+                handle.write(generate())
+            os.replace(handle.name, path)
+            # Written explicitly: PYTHONDONTWRITEBYTECODE must not make every run recompile ~250 KB.
+            py_compile.compile(str(path), doraise=True)
+    except OSError:
+        namespace: dict = {}
+        exec(compile(generate(), "<mlgen schema>", "exec"), namespace)
+        return type("Compiled", (), namespace)
+    spec = importlib.util.spec_from_file_location(f"mlgen_schema_{key}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
