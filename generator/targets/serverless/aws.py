@@ -25,8 +25,9 @@ def wheel_platforms(python: str, architecture: str) -> list[str]:
 
 def sample_event(model: ServiceModel) -> dict:
     """An HTTP API (v2) event calling the infer route with a zero-filled request."""
+    # Zeros (empty strings for BYTES): replace "data" with a real request before invoking.
     inputs = [{"name": t.name, "datatype": t.datatype, "shape": [1 if d < 0 else d for d in t.shape],
-               "data": [0] * _count(t.shape)} for t in model.model.inputs]
+               "data": ["" if t.datatype == "BYTES" else 0] * _count(t.shape)} for t in model.model.inputs]
     path = f"/v2/models/{model.name}/infer"
     return {
         "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
