@@ -89,6 +89,20 @@ def validate(specs, fmt) -> None:
     report.finish()
 
 
+@cli.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", "-p", type=click.IntRange(0, 65535), help="Port (default: runtime.port from the spec).")
+@click.option("--stage", type=click.Choice(["all", "preprocess", "predict", "postprocess", "gateway"]), default="all",
+              show_default=True, help="Which part of the pipeline this process serves.")
+def serve(spec, host, port, stage) -> None:
+    """Serve SPEC locally with the same runtime and app/ folder every bundle carries."""
+    from generator.serve import serve_spec
+    from generator.spec import load_spec
+
+    sys.exit(serve_spec(load_spec(spec), host=host, port=port, stage=stage))
+
+
 @cli.command("targets")
 @FORMAT
 def list_targets(fmt) -> None:
