@@ -76,6 +76,19 @@ def envfile(value: object) -> str:
     return f'"{escaped}"'
 
 
+_NGINX_SAFE = re.compile(r"[A-Za-z0-9._/:*@+\[\]-]+")
+
+
+def nginx_word(value: object) -> str:
+    """One bare nginx argument (a path, a host name, an address). nginx expands `$variables`
+    even inside quotes and ends a directive at `;`, so anything beyond plain path and name
+    characters is refused rather than escaped."""
+    text = str(value)
+    if not _NGINX_SAFE.fullmatch(text):
+        raise UnsafeValue(f"{text!r} cannot be written into an nginx configuration: only letters, digits and ._/:*@+-[] are allowed")
+    return text
+
+
 def _plain(value: object) -> object:
     """Mapping proxies and tuples (the frozen ServiceModel) as dicts and lists for dumpers."""
     if hasattr(value, "items"):
@@ -93,4 +106,5 @@ FILTERS = {
     "systemd": systemd_text,
     "systemd_word": systemd_word,
     "envfile": envfile,
+    "nginx": nginx_word,
 }
