@@ -17,7 +17,7 @@ APP = "app"
 # What the runtime itself imports, and what each model format adds. Bounds, not pins: the
 # user's runtime.requirements pin what their model was trained with and take precedence.
 RUNTIME_REQUIREMENTS = ("numpy>=1.24", "orjson>=3.9", "uvicorn>=0.30", "httptools>=0.6",
-                        "uvloop>=0.19; sys_platform != 'win32'", "prometheus-client>=0.20")
+                        "uvloop>=0.19; sys_platform != 'win32'")
 FORMAT_REQUIREMENTS = {
     "sklearn": ("scikit-learn>=1.3", "joblib>=1.3"),
     "onnx": ("onnxruntime>=1.17",),

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from generator import __version__
-from generator.errors import DriftError, Level, MlgenError, Problem
+from generator.errors import Level, MlgenError
 
 FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
                       help="text for people, json for machines.")
@@ -28,6 +28,18 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
+def spec_inputs(command):
+    """--overlay and --set, shared by every command that reads specs."""
+    command = click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
+                           help="Set one field (value typed as YAML), after overlays; repeatable.")(command)
+    return click.option("--overlay", "overlays", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                        help="YAML file deep-merged onto the spec (lists replace); repeatable, applied in order.")(command)
+
+
+JOBS = click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True,
+                    help="Processes to use for many specs.")
+
+
 @cli.command()
 @click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--target", "-t", "selection", default="all", show_default=True,
@@ -39,54 +51,93 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Write nothing; list what would be created, updated and removed.")
 @click.option("--templates", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of template overrides, searched before the built-in ones (DIR/<target>/...).")
+@spec_inputs
+@JOBS
 @FORMAT
-def render(specs, selection, out, force, check, dry_run, templates, fmt) -> None:
-    """Render SPEC(s) into deployment bundles."""
-    from generator import output, targets
-    from generator.plan import parse_back, plan_target
-    from generator.render import Renderer
-    from generator.spec import load_spec
+def render(specs, selection, out, force, check, dry_run, templates, overlays, sets, jobs, fmt) -> None:
+    """Render SPEC(s) (files, folders or globs) into deployment bundles."""
+    from functools import partial
+
+    from generator import jobs as batch, targets
 
     if check and dry_run:
         raise click.UsageError("--check and --dry-run cannot be combined")
-    names = targets.resolve(selection)
-    renderer = Renderer(templates)
-    report = _Report(fmt)
-    for spec in specs:
-        with report.step(str(spec)):
-            model = load_spec(spec)
-            report.problems.extend(model.warnings)
-            for name in names:
-                dest = out / name if len(specs) == 1 else out / model.name / name
-                plan = plan_target(model, name, renderer)
-                report.problems.extend(plan.warnings)
-                check_changed = lambda changes, plan=plan: parse_back(plan, only={*changes.created, *changes.updated})
-                if check or dry_run:
-                    changes = output.compare(plan.files, dest, model.spec_digest, want_diffs=check)
-                    check_changed(changes)
-                else:
-                    changes = output.write(plan.files, dest, model.spec_digest, force=force, before_write=check_changed)
-                report.result(str(spec), name, dest, changes, mode="check" if check else "dry-run" if dry_run else "write")
-                if check and changes.any:
-                    raise DriftError(Problem(f"{dest} is out of date", str(spec),
-                                             hint="run the same mlgen render without --check"))
-    report.finish()
+    files = batch.expand(specs)
+    options = batch.RenderOptions(
+        targets=tuple(targets.resolve(selection)), out=out, nested=len(files) > 1,
+        mode="check" if check else "dry-run" if dry_run else "write", force=force, templates=templates,
+        inputs=batch.SpecInputs(tuple(overlays), tuple(sets)))
+    _Report(fmt).run(files, partial(batch.render_one, options=options), jobs)
 
 
 @cli.command()
 @click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@spec_inputs
+@JOBS
 @FORMAT
-def validate(specs, fmt) -> None:
+def validate(specs, overlays, sets, jobs, fmt) -> None:
     """Check SPEC(s) against the schema and the files they name."""
-    from generator.spec import load_spec
+    from functools import partial
 
-    report = _Report(fmt)
-    for spec in specs:
-        with report.step(str(spec)):
-            model = load_spec(spec)
-            report.problems.extend(model.warnings)
-            report.ok(str(spec), f"{spec}: valid ({model.name} {model.version})")
-    report.finish()
+    from generator import jobs as batch
+
+    inputs = batch.SpecInputs(tuple(overlays), tuple(sets))
+    _Report(fmt).run(batch.expand(specs), partial(batch.validate_one, inputs=inputs), jobs)
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.argument("field")
+@spec_inputs
+@FORMAT
+def explain(spec, field, overlays, sets, fmt) -> None:
+    """Print FIELD's final value in SPEC and where it came from (default, base, overlay, --set)."""
+    from generator.spec.build import load_merged
+    from generator.spec.overlay import origin, parse_path
+    from generator.spec.validate import schema_problems, with_defaults
+
+    from generator.errors import SpecError
+
+    data, sources = load_merged(spec, tuple(overlays), tuple(sets))
+    problems = schema_problems(data, sources)
+    if problems:
+        raise SpecError(problems)
+    path = parse_path(field)
+    value: object = with_defaults(data)
+    for part in path:
+        try:
+            value = value[part]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            raise click.UsageError(f"{field} is not a field of this spec (see `mlgen schema`)") from None
+    source = origin(sources, path, str(spec))
+    if fmt == "json":
+        click.echo(json.dumps({"field": field, "value": value, "from": source}, ensure_ascii=False))
+    else:
+        click.echo(f"{field} = {json.dumps(value, ensure_ascii=False)}")
+        click.echo(f"  from {source}")
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--target", "-t", "selection", required=True, help="Target name, a comma-separated list, or all.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("deploy"), show_default=True)
+@spec_inputs
+def diff(spec, selection, out, overlays, sets) -> None:
+    """Show the unified diff between OUT and what would be rendered (exit 1 when they differ)."""
+    from generator import jobs as batch, targets
+
+    options = batch.RenderOptions(targets=tuple(targets.resolve(selection)), out=out, nested=False, mode="check",
+                                  inputs=batch.SpecInputs(tuple(overlays), tuple(sets)))
+    outcome = batch.render_one(spec, options)
+    for record in outcome.records:
+        for text in record.get("diffs", {}).values():
+            click.echo(text, nl=False)
+        for path in record.get("removed", []):
+            click.echo(f"--- a/{path}\n+++ /dev/null (removed)")
+    problems = [p for p in outcome.problems if not p.message.endswith("is out of date")]
+    for problem in problems:
+        click.echo(click.style(problem.render(), fg="red"), err=True)
+    sys.exit(outcome.exit_code)
 
 
 @cli.command()
@@ -131,64 +182,61 @@ def schema() -> None:
 
 
 class _Report:
-    """Collects results and problems across specs: one failing spec does not stop the others."""
+    """Prints outcomes as they arrive, then problems and a summary; picks the exit code."""
 
     def __init__(self, fmt: str):
         self.fmt = fmt
-        self.problems: list[Problem] = []
-        self.results: list[dict] = []
-        self.exit_code = 0
 
-    def step(self, spec: str):
-        report = self
+    def run(self, specs: list[Path], work, jobs: int) -> None:
+        from generator import jobs as batch
 
-        class _Step:
-            def __enter__(self):
-                return self
+        outcomes = batch.run(specs, work, jobs)
+        quiet = self.fmt == "json" or (len(specs) > 20 and sys.stderr.isatty())
+        if quiet and self.fmt == "text":
+            with click.progressbar(outcomes, length=len(specs), label="rendering", file=sys.stderr) as bar:
+                outcomes = list(bar)
+        collected = []
+        for outcome in outcomes:
+            collected.append(outcome)
+            if not quiet:
+                self._print(outcome)
+        self._finish(collected, quiet)
 
-            def __exit__(self, kind, error, _tb):
-                if isinstance(error, MlgenError):
-                    report.problems.extend(error.problems)
-                    report.exit_code = max(report.exit_code, error.exit_code)
-                    report.results.append({"spec": spec, "ok": False})
-                    return True
-                return False
+    def _print(self, outcome) -> None:
+        for record in outcome.records:
+            if "target" not in record:
+                if record["ok"]:
+                    click.echo(f"{record['spec']}: valid ({record['name']} {record['version']})")
+                continue
+            verb = "" if record["mode"] == "write" else "would "
+            if not (record["created"] or record["updated"] or record["removed"]):
+                click.echo(f"{record['out']}: up to date ({record['unchanged']} files)")
+                continue
+            click.echo(f"{record['out']}: {verb}create {len(record['created'])}, {verb}update {len(record['updated'])}, "
+                       f"{verb}remove {len(record['removed'])}")
+            if record["mode"] != "write":
+                for sign, key in (("+", "created"), ("~", "updated"), ("-", "removed")):
+                    for path in record[key]:
+                        click.echo(f"  {sign} {path}")
+            for text in record["diffs"].values():
+                click.echo(_short(text), nl=False)
+        for problem in outcome.problems:
+            colour = "red" if problem.level is Level.ERROR else "yellow"
+            click.echo(click.style(problem.render(), fg=colour), err=True)
 
-        return _Step()
-
-    def ok(self, spec: str, line: str) -> None:
-        self.results.append({"spec": spec, "ok": True})
-        if self.fmt == "text":
-            click.echo(line)
-
-    def result(self, spec: str, target: str, dest: Path, changes, mode: str) -> None:
-        self.results.append({"spec": spec, "target": target, "out": str(dest), "ok": True, "mode": mode, **changes.as_json()})
-        if self.fmt != "text":
-            return
-        verb = {"write": "", "check": "would ", "dry-run": "would "}[mode]
-        if not changes.any:
-            click.echo(f"{dest}: up to date ({len(changes.unchanged)} files)")
-            return
-        counts = f"{verb}create {len(changes.created)}, {verb}update {len(changes.updated)}, {verb}remove {len(changes.removed)}"
-        click.echo(f"{dest}: {counts}")
-        if mode != "write":
-            for sign, paths in (("+", changes.created), ("~", changes.updated), ("-", changes.removed)):
-                for path in paths:
-                    click.echo(f"  {sign} {path}")
-        for diff in changes.diffs.values():
-            click.echo(_short(diff), nl=False)
-
-    def finish(self) -> None:
-        errors = [p for p in self.problems if p.level is Level.ERROR]
+    def _finish(self, outcomes: list, quiet: bool) -> None:
+        failed = [o for o in outcomes if o.exit_code]
         if self.fmt == "json":
-            click.echo(json.dumps({"ok": not errors, "results": self.results,
-                                   "problems": [p.as_json() for p in self.problems]}, indent=2, ensure_ascii=False))
-        else:
-            for problem in self.problems:
-                colour = "red" if problem.level is Level.ERROR else "yellow"
-                click.echo(click.style(problem.render(), fg=colour), err=True)
-        if self.exit_code:
-            sys.exit(self.exit_code)
+            records = [{k: v for k, v in r.items() if k != "diffs"} for o in outcomes for r in o.records]
+            problems = [p.as_json() for o in outcomes for p in o.problems]
+            click.echo(json.dumps({"ok": not failed, "results": records, "problems": problems}, indent=2, ensure_ascii=False))
+        elif quiet:
+            for outcome in failed:
+                self._print(outcome)
+        if self.fmt == "text" and len(outcomes) > 1:
+            click.echo(f"{len(outcomes)} specs: {len(outcomes) - len(failed)} ok, {len(failed)} failed", err=bool(failed))
+        if failed:
+            sys.exit(max(o.exit_code for o in failed))
 
 
 def _short(diff: str, limit: int = 40) -> str:

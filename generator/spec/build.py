@@ -14,18 +14,15 @@ from generator.spec.model import (
     CodeFile, ModelSpec, Observability, Pipeline, Resources, Runtime, Scaling, SecretRef,
     ServiceModel, Tensor, freeze,
 )
+from generator.spec.overlay import apply_overlays, apply_sets
 from generator.spec.validate import schema_problems, with_defaults
 
 MAX_MODEL_FILES = 10_000
 
 
-def load_spec(path: str | os.PathLike) -> ServiceModel:
+def load_spec(path: str | os.PathLike, overlays: tuple = (), sets: tuple = ()) -> ServiceModel:
+    data, sources = load_merged(path, overlays, sets)
     spec_path = Path(path)
-    display = str(path)
-    data, sources, _raw = load_yaml(spec_path, display)
-    if not isinstance(data, dict):
-        raise SpecError(sources.problem((), f"the top level must be a mapping of fields, not {type(data).__name__}",
-                                        hint="start with `apiVersion: mlgen.dev/v1`"))
     problems = schema_problems(data, sources)
     if problems:
         raise SpecError(problems)
@@ -36,6 +33,17 @@ def load_spec(path: str | os.PathLike) -> ServiceModel:
     if errors:
         raise SpecError(errors)
     return _build(data, spec_path, spec_dir, warnings=tuple(problems), sources=sources)
+
+
+def load_merged(path: str | os.PathLike, overlays: tuple = (), sets: tuple = ()) -> tuple[dict, SourceMap]:
+    """The spec's data with overlays and --set values merged in (not yet validated)."""
+    data, sources, _raw = load_yaml(Path(path), str(path))
+    if not isinstance(data, dict):
+        raise SpecError(sources.problem((), f"the top level must be a mapping of fields, not {type(data).__name__}",
+                                        hint="start with `apiVersion: mlgen.dev/v1`"))
+    apply_overlays(data, sources, tuple(overlays))
+    apply_sets(data, sources, tuple(sets))
+    return data, sources
 
 
 def _cross_field_problems(data: dict, sources: SourceMap) -> list[Problem]:
