@@ -23,6 +23,7 @@ CHECKOV_SKIPS = {
     "CKV_K8S_43": "the spec chose an image tag: mlgen warns at render time, the digest is the user's to pin",
     "CKV_K8S_35": "secrets are env secretKeyRef references, as the spec asks; the values stay in Secrets",
 }
+HOSTILE_VERSION = "2.1 \"beta\"\u2028# not a comment: &anchor *alias"  # U+2028 breaks lines in YAML 1.1
 HOSTILE = {
     "env": {"GREETING": "it's $(rm -rf /) \"quoted\" ${HOME} `id`\nsecond line: # no comment"},
     "secrets": [{"name": "DB_PASSWORD", "secret": "recsys-db", "key": "password"}],
@@ -50,6 +51,7 @@ def bundles(tmp_path_factory) -> dict[str, Path]:
     hostile_spec = variant(out, RECSYS, resources={"cpu": "1", "memory": "1Gi", "gpu": 1}, **HOSTILE)
     data = yaml.safe_load(hostile_spec.read_text())
     data["targets"]["kubernetes"]["image"] = "registry.example.com/ml/recsys:2.1.0"
+    data["metadata"]["version"] = HOSTILE_VERSION
     hostile_spec.write_text(yaml.safe_dump(data))
     try:
         return {"recsys": render_spec(RECSYS, "kubernetes", out / "recsys"),
@@ -202,6 +204,9 @@ def test_only_the_model_stage_gets_the_gpu_and_secrets_stay_references(bundles):
         assert env["GREETING"]["value"] == HOSTILE["env"]["GREETING"]  # data, exactly as written
         assert env["DB_PASSWORD"] == {"name": "DB_PASSWORD", "valueFrom": {
             "secretKeyRef": {"name": "recsys-db", "key": "password"}}}
+        assert deployment["metadata"]["annotations"]["mlgen.dev/version"] == HOSTILE_VERSION
+    configmap = docs(bundles["hostile"] / "base" / "configmap.yaml")[0]
+    assert json.loads(configmap["data"]["serving.json"])["version"] == HOSTILE_VERSION
     compose = yaml.safe_load((bundles["hostile"] / "compose.yaml").read_text())
     gateway = compose["services"]["recsys-gateway"]["environment"]
     assert gateway["GREETING"] == HOSTILE["env"]["GREETING"].replace("$", "$$")  # no compose interpolation

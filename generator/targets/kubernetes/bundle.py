@@ -24,7 +24,7 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
         "model": model, "settings": settings, "workloads": workloads(model), "namespace": namespace(model),
         "image": image(model), "labels": common_labels(model), "run_as": RUN_AS, "app_dir": APP_DIR,
         "serving_json": serving, "serving_checksum": hashlib.sha256(serving.encode()).hexdigest(),
-        "command": lambda workload: command(model, workload),
+        "command": lambda stage: command(model, stage),
     }
     base = [
         renderer.file("base/namespace.yaml", "kubernetes/base/namespace.yaml.j2", **context),

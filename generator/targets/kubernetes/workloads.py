@@ -54,10 +54,10 @@ def common_labels(model: ServiceModel) -> dict[str, str]:
             "app.kubernetes.io/managed-by": MANAGED_BY}
 
 
-def command(model: ServiceModel, workload: Workload) -> list[str]:
+def command(model: ServiceModel, stage: str) -> list[str]:
     """What the container runs: the same list in the Deployment, the compose file and the tests."""
     return ["python", "-m", "mlgen_runtime", "serve", "--config", f"{APP_DIR}/serving.json",
-            "--host", "0.0.0.0", "--port", str(model.runtime.port), "--stage", workload.stage]
+            "--host", "0.0.0.0", "--port", str(model.runtime.port), "--stage", stage]
 
 
 def namespace(model: ServiceModel) -> str:
