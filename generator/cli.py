@@ -141,6 +141,27 @@ def diff(spec, selection, out, overlays, sets) -> None:
 
 
 @cli.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
+@click.option("--name", help="Service name (a DNS-1123 label; default: from the folder's name).")
+@click.option("--format", "model_format", type=click.Choice(["sklearn", "onnx", "python"]), help="Model format [sklearn].")
+@click.option("--description", help="One line on what the model does.")
+@click.option("--yes", "-y", is_flag=True, help="Take the defaults without asking.")
+@click.option("--force", is_flag=True, help="Write into a folder that is not empty.")
+def init(folder, name, model_format, description, yes, force) -> None:
+    """Scaffold a model-serving repository in FOLDER (spec, handlers, demo model, tests, CI)."""
+    from generator.scaffold import plan_scaffold, service_name, write_scaffold
+
+    ask = not yes and sys.stdin.isatty()
+    name = name or (click.prompt("Service name", default=service_name(folder)) if ask else service_name(folder))
+    model_format = model_format or (click.prompt("Model format", type=click.Choice(["sklearn", "onnx", "python"]),
+                                                 default="sklearn") if ask else "sklearn")
+    description = description or (click.prompt("Description", default=f"The {name} model service.") if ask
+                                   else f"The {name} model service.")
+    write_scaffold(plan_scaffold(name, model_format, description), folder, force=force)
+    click.echo(f"created {folder}/: next, cd {folder} && mlgen serve spec.yaml")
+
+
+@cli.command()
 @click.argument("spec", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", "-p", type=click.IntRange(0, 65535), help="Port (default: runtime.port from the spec).")

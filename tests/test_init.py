@@ -1,0 +1,64 @@
+"""`mlgen init` scaffolds a repository that validates, renders, serves the demo model and passes
+its own tests, for every model format; it refuses a non-empty folder unless forced."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import run_mlgen
+
+REQUEST = {"inputs": [{"name": "features", "datatype": "FP32", "shape": [2, 4],
+                       "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}]}
+
+
+@pytest.mark.parametrize("model_format", ["sklearn", "onnx", "python"])
+def test_a_fresh_scaffold_renders_serves_and_passes_its_own_tests(tmp_path: Path, model_format: str) -> None:
+    repo = tmp_path / "Fraud Model_v2"
+    result = run_mlgen("init", repo, "--format", model_format, "--yes")
+    assert result.returncode == 0, result.stderr
+    spec = repo / "spec.yaml"
+    assert yaml.safe_load(spec.read_text())["metadata"]["name"] == "fraud-model-v2"
+    assert run_mlgen("validate", spec).returncode == 0
+    out = repo / "deploy"
+    rendered = run_mlgen("render", spec, "-t", "onprem", "-o", out)
+    assert rendered.returncode == 0, rendered.stderr
+    assert run_mlgen("render", spec, "-t", "onprem", "-o", out, "--check").returncode == 0  # what CI runs
+
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=repo,
+                           capture_output=True, text=True, timeout=120)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+
+    app = out / "onprem" / "app"
+    answer = subprocess.run([sys.executable, "-m", "mlgen_runtime", "predict", "--config", str(app / "serving.json")],
+                            input=json.dumps(REQUEST), capture_output=True, text=True, cwd=app, timeout=120,
+                            env={"PYTHONPATH": str(app), "PATH": "/usr/bin:/bin"})
+    assert answer.returncode == 0, answer.stderr
+    predictions = {o["name"]: o["data"] for o in json.loads(answer.stdout)["outputs"]}
+    assert predictions["predict"] == [0, 2]  # setosa and virginica, as the iris model says
+
+
+def test_init_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine\n")
+    result = run_mlgen("init", tmp_path, "--yes")
+    assert result.returncode == 1
+    assert "the folder is not empty" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert run_mlgen("init", tmp_path, "--yes", "--force").returncode == 0
+    assert (tmp_path / "notes.txt").read_text() == "mine\n" and (tmp_path / "spec.yaml").exists()
+
+
+def test_the_ci_files_parse_and_run_the_drift_check(tmp_path: Path) -> None:
+    assert run_mlgen("init", tmp_path / "repo", "--yes").returncode == 0
+    github = yaml.safe_load((tmp_path / "repo" / ".github" / "workflows" / "mlgen.yml").read_text())
+    steps = [step.get("run", "") for step in github["jobs"]["deploy-bundles"]["steps"]]
+    assert "mlgen render spec.yaml --target all -o deploy --check" in steps
+    gitlab = yaml.safe_load((tmp_path / "repo" / ".gitlab-ci.yml").read_text())
+    assert "mlgen render spec.yaml --target all -o deploy --check" in gitlab["deploy-bundles"]["script"]
+    hooks = yaml.safe_load((tmp_path / "repo" / ".pre-commit-config.yaml").read_text())
+    assert hooks["repos"][0]["hooks"][0]["entry"].endswith("--check")
