@@ -1,0 +1,205 @@
+"""The on-prem bundle as the real tools see it: systemd accepts every unit and scores its
+hardening at most 2.0, shellcheck passes every script, nginx accepts the TLS site, and the spec's
+mistakes are reported at their lines."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, require_tool
+from onprem_bundle import derived_spec, directive, render, security_exposure, systemd_verify, unit_files
+
+from generator.errors import Level, RenderError
+from generator.plan import plan_target
+from generator.render import Renderer
+from generator.spec import load_spec
+
+MAX_EXPOSURE = 2.0
+HOSPITAL = EXAMPLES / "hospital-diagnostics" / "spec.yaml"
+QUADLET_GENERATORS = ("/usr/lib/systemd/system-generators/podman-system-generator", "/usr/libexec/podman/quadlet")
+
+# Each variant of the unit the target can render, from the two examples.
+VARIANTS = {
+    "iris": ("iris", {}),
+    "hospital-instances-tls-no-network": ("hospital-diagnostics", {}),
+    "gpu": ("iris", {"resources": {"gpu": 2}}),
+    "secrets": ("iris", {"secrets": [{"name": "DB_PASSWORD", "secret": "iris-db", "key": "password"},
+                                     {"name": "API_TOKEN", "secret": "iris-api"}]}),
+    "ip-allow-list": ("iris", {"targets": {"onprem": {"bind": "127.0.0.1", "ip_address_deny": ["any"],
+                                                      "ip_address_allow": ["localhost", "10.20.0.0/16", "fd00::/8"]}}}),
+    "hostile-prefix-and-env": ("iris", {"targets": {"onprem": {"prefix": "/srv/models.v2/a-b_c"}},
+                                        "env": {"QUOTES": "a \"b\" 'c' $HOME `id` \\ %n", "NEWLINE": "x\ny"}}),
+}
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("onprem-variants")
+    return {name: render(derived_spec(base / name / "spec", example, changes), base / name / "out")
+            for name, (example, changes) in VARIANTS.items()}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_systemd_verify_prints_nothing_for_the_unit(bundles, variant, tmp_path) -> None:
+    (unit,) = unit_files(bundles[variant])
+    result = systemd_verify(tmp_path, unit)
+    assert (result.stdout + result.stderr).strip() == "", result.stdout + result.stderr
+    assert result.returncode == 0
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_unit_is_hardened_to_an_exposure_of_at_most_2(bundles, variant, tmp_path) -> None:
+    (unit,) = unit_files(bundles[variant])
+    exposure, report = security_exposure(tmp_path, unit)
+    assert exposure <= MAX_EXPOSURE, report
+
+
+def test_the_unit_runs_the_runtime_from_its_venv_as_a_dedicated_user_with_the_spec_limits(bundles) -> None:
+    unit = (bundles["iris"] / "iris.service").read_text()
+    assert directive(unit, "User") == ["mlgen-iris"]
+    assert directive(unit, "DynamicUser") == []
+    assert directive(unit, "ExecStart") == ['"/opt/mlgen/iris/venv/bin/python" -m mlgen_runtime serve '
+                                            '--config "/opt/mlgen/iris/app/serving.json" --host "0.0.0.0" --port 8080']
+    assert directive(unit, "MemoryMax") == ["512M"] and directive(unit, "CPUQuota") == ["100%"]
+    assert directive(unit, "Restart") == ["on-failure"]
+    assert directive(unit, "StartLimitBurst") == ["5"]
+    assert directive(unit, "CapabilityBoundingSet") == [""]
+    assert directive(unit, "ProtectSystem") == ["strict"]
+
+
+def test_several_replicas_become_a_template_unit_on_consecutive_ports_behind_the_proxy(bundles) -> None:
+    bundle = bundles["hospital-instances-tls-no-network"]
+    unit = (bundle / "hospital-diagnostics@.service").read_text()
+    assert directive(unit, "ExecStart")[0].endswith('--host "127.0.0.1" --port %i')
+    site = (bundle / "hospital-diagnostics.nginx.conf").read_text()
+    assert "server 127.0.0.1:8080 " in site and "server 127.0.0.1:8081 " in site
+    assert "client_max_body_size 1048576;" in site  # runtime.max_body_bytes
+    install = (bundle / "install.sh").read_text()
+    assert "readonly UNITS=(hospital-diagnostics@8080.service hospital-diagnostics@8081.service)" in install
+    assert directive(unit, "IPAddressDeny") == ["any"] and directive(unit, "IPAddressAllow") == ["localhost"]
+
+
+def test_a_gpu_service_may_open_only_the_nvidia_devices_it_needs(bundles) -> None:
+    unit = (bundles["gpu"] / "iris.service").read_text()
+    assert directive(unit, "DevicePolicy") == ["closed"]
+    assert directive(unit, "DeviceAllow") == ["/dev/nvidiactl rw", "/dev/nvidia-uvm rw", "/dev/nvidia-uvm-tools rw",
+                                              "/dev/nvidia0 rw", "/dev/nvidia1 rw"]
+    assert directive(unit, "PrivateDevices") == ["no"]
+
+
+def test_secrets_are_credentials_whose_values_are_never_rendered(bundles) -> None:
+    bundle = bundles["secrets"]
+    unit = (bundle / "iris.service").read_text()
+    assert directive(unit, "LoadCredential") == ["DB_PASSWORD:/etc/mlgen/iris/credentials/iris-db/password",
+                                                 "API_TOKEN:/etc/mlgen/iris/credentials/iris-api/api_token"]
+    assert "DB_PASSWORD" not in (bundle / "iris.env").read_text()
+    assert "/etc/mlgen/iris/credentials/iris-db/password" in (bundle / "INSTALL.md").read_text()
+
+
+def test_the_environment_file_is_installed_root_only(bundles, tmp_path) -> None:
+    install = (bundles["iris"] / "install.sh").read_text()
+    assert 'install_file "$bundle/$NAME.env" "$root$ENV_FILE" 600' in install
+    assert "readonly ENV_FILE=/etc/mlgen/iris/environment" in install
+
+
+@pytest.mark.parametrize("variant", ["iris", "hospital-instances-tls-no-network", "secrets", "hostile-prefix-and-env"])
+def test_shellcheck_passes_every_script(bundles, variant) -> None:
+    shellcheck = require_tool("shellcheck")
+    scripts = sorted(bundles[variant].glob("*.sh"))
+    assert [s.name for s in scripts] == ["build-offline-bundle.sh", "install.sh", "uninstall.sh"]
+    result = subprocess.run([shellcheck, "--severity=style", *map(str, scripts)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_nginx_accepts_the_tls_site_with_a_throwaway_certificate(tmp_path) -> None:
+    nginx = require_tool("nginx")
+    openssl = require_tool("openssl")
+    certificate, key = tmp_path / "tls" / "diagnostics.pem", tmp_path / "tls" / "diagnostics.key"
+    certificate.parent.mkdir()
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=diagnostics.hospital.internal", "-keyout", str(key), "-out", str(certificate)],
+                   check=True, capture_output=True)
+    spec = derived_spec(tmp_path / "spec", "hospital-diagnostics",
+                        {"targets": {"onprem": {"tls": {"certificate": str(certificate), "key": str(key),
+                                                        "server_names": ["diagnostics.hospital.internal"]}}}})
+    site = render(spec, tmp_path / "out") / "hospital-diagnostics.nginx.conf"
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+                    f"http {{\n    access_log off;\n    include {site};\n}}\n")
+    result = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+def test_the_quadlet_container_unit_runs_the_image_read_only_without_capabilities(tmp_path) -> None:
+    spec = derived_spec(tmp_path / "spec", "iris", {"targets": {"onprem": {"mode": "container",
+                                                                           "image": "registry.example.com/ml/iris:1.0.0"}}})
+    bundle = render(spec, tmp_path / "out")
+    assert not unit_files(bundle) and not (bundle / "app").exists()
+    container = (bundle / "iris.container").read_text()
+    assert directive(container, "Image") == ["registry.example.com/ml/iris:1.0.0"]
+    assert directive(container, "PublishPort") == ["0.0.0.0:8080:8080"]
+    assert directive(container, "ReadOnly") == ["true"] and directive(container, "DropCapability") == ["all"]
+    assert directive(container, "EnvironmentFile") == ["/etc/mlgen/iris/environment"]
+    shellcheck = require_tool("shellcheck")
+    result = subprocess.run([shellcheck, *map(str, sorted(bundle.glob("*.sh")))], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_podmans_quadlet_generator_accepts_the_container_unit(tmp_path) -> None:
+    generator = next((p for p in QUADLET_GENERATORS if Path(p).exists()), None)
+    if generator is None:
+        podman = shutil.which("podman")
+        version = subprocess.run([podman, "--version"], capture_output=True, text=True).stdout.strip() if podman else "no podman"
+        # Not a missing tool CI could install: Debian bookworm's podman (4.3) predates Quadlet (4.4).
+        pytest.skip(f"no Quadlet generator here ({version}; Podman 4.4 added it)")
+    spec = derived_spec(tmp_path / "spec", "iris", {"targets": {"onprem": {"mode": "container", "image": "localhost/iris:1"}}})
+    bundle = render(spec, tmp_path / "out")
+    units = tmp_path / "quadlet"
+    units.mkdir()
+    shutil.copy2(bundle / "iris.container", units)
+    result = subprocess.run([generator, "-dryrun"], env={"QUADLET_UNIT_DIRS": str(units)}, capture_output=True, text=True)
+    assert result.returncode == 0 and "ExecStart=" in result.stdout, result.stderr
+
+
+def _fit(spec: Path):
+    model = load_spec(spec)
+    from generator import targets
+
+    return model, targets.get("onprem").fit(model)
+
+
+def test_a_name_too_long_for_a_system_user_asks_for_targets_onprem_user(tmp_path) -> None:
+    spec = derived_spec(tmp_path, "iris", {"metadata": {"name": "a-very-long-service-name-for-users"}})
+    with pytest.raises(RenderError) as failure:
+        plan_target(load_spec(spec), "onprem", Renderer())
+    (problem,) = failure.value.problems
+    assert "longer than 32 characters" in problem.message and "targets.onprem.user" in problem.hint
+
+
+def test_an_address_that_is_not_a_network_is_reported_at_its_line(tmp_path) -> None:
+    spec = derived_spec(tmp_path, "iris", {"targets": {"onprem": {"ip_address_deny": ["any"],
+                                                                  "ip_address_allow": ["localhost", "10.0.0.300/8"]}}})
+    _model, problems = _fit(spec)
+    (problem,) = [p for p in problems if p.level is Level.ERROR]
+    assert "'10.0.0.300/8' is not an IP address" in problem.message
+    lines = spec.read_text().splitlines()
+    assert "10.0.0.300/8" in lines[problem.line - 1]
+
+
+def test_tls_with_a_public_bind_warns_that_clients_could_bypass_the_proxy(tmp_path) -> None:
+    spec = derived_spec(tmp_path, "iris", {"targets": {"onprem": {"bind": "0.0.0.0", "tls": {
+        "certificate": "/etc/ssl/certs/iris.pem", "key": "/etc/ssl/private/iris.key"}}}})
+    _model, problems = _fit(spec)
+    assert [p.level for p in problems] == [Level.WARNING]
+    assert "bypass the proxy" in problems[0].message
+
+
+def test_render_is_deterministic(tmp_path) -> None:
+    first = {f.path: f.content for f in plan_target(load_spec(HOSPITAL), "onprem", Renderer()).files}
+    second = {f.path: f.content for f in plan_target(load_spec(HOSPITAL), "onprem", Renderer()).files}
+    assert first == second
