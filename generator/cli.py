@@ -85,6 +85,34 @@ def validate(specs, overlays, sets, jobs, fmt) -> None:
     _Report(fmt).run(batch.expand(specs), partial(batch.validate_one, inputs=inputs), jobs)
 
 
+@cli.command("plan")
+@click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--no-measure", is_flag=True, help="Skip loading the model to measure its load time and memory.")
+@spec_inputs
+@FORMAT
+def plan_command(specs, no_measure, overlays, sets, fmt) -> None:
+    """Which target fits SPEC(s), with evidence: limits, bundle size, measured load time and memory."""
+    from generator import jobs as batch
+    from generator.advisor import assess, render_table
+
+    failed = 0
+    results = []
+    for spec in batch.expand(specs):
+        try:
+            assessment = assess(spec, tuple(overlays), tuple(sets), measure=not no_measure)
+        except MlgenError as error:
+            failed = max(failed, error.exit_code)
+            for problem in error.problems:
+                click.echo(click.style(problem.render(), fg="red"), err=True)
+            continue
+        results.append(assessment.as_json())
+        if fmt == "text":
+            click.echo(render_table(assessment))
+    if fmt == "json":
+        click.echo(json.dumps(results, indent=2, ensure_ascii=False))
+    sys.exit(failed)
+
+
 @cli.command()
 @click.argument("spec", type=click.Path(path_type=Path))
 @click.argument("field")

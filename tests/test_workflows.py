@@ -82,3 +82,16 @@ def test_a_batch_renders_folders_and_globs_and_one_bad_spec_does_not_stop_the_re
         assert (out / "gamma" / "onprem" / "gamma.service").exists()
     text = run_mlgen("validate", specs)
     assert "3 specs: 2 ok, 1 failed" in text.stderr
+
+
+def test_plan_says_which_targets_fit_and_why(tmp_path: Path) -> None:
+    result = run_mlgen("plan", IRIS, "--format", "json", "--set", "resources.gpu=1")
+    assert result.returncode == 0, result.stderr
+    (assessment,) = json.loads(result.stdout)
+    options = {(o["target"], o["provider"]): o for o in assessment["options"]}
+    assert options[("onprem", None)]["fits"] is True
+    serverless = [o for (target, _), o in options.items() if target == "serverless"]
+    assert serverless and not any(o["fits"] for o in serverless)  # no function platform offers GPUs
+    assert all(o["reasons"] for o in serverless)
+    assert assessment["measured"]["status"] == 200 and assessment["measured"]["load_s"] > 0
+    assert any("GPU" in line for line in assessment["recommendation"])

@@ -1,0 +1,161 @@
+"""`mlgen plan`: which target fits this spec, with evidence.
+
+For each target and provider: whether it fits (the target's own fitness checks, which read the
+platform limits in generator/fitness.py), the bundle's size, and the model's load time and memory
+measured for real in a subprocess through the runtime's in-process API. Then a recommendation that
+weighs what users trade: data that must stay on premises, scaling with demand, pay-per-use for
+light models, long or heavy inference, GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from generator import targets
+from generator.bundle import app_files
+from generator.errors import Level, MlgenError
+from generator.render import Renderer
+from generator.spec import ServiceModel, load_spec
+
+_PROBE = r"""
+import json, resource, sys, time
+start = time.perf_counter()
+from mlgen_runtime import load_service
+service = load_service(sys.argv[1])
+loaded = time.perf_counter()
+response = service.handle("POST", sys.argv[2], {"content-type": "application/json"}, sys.argv[3].encode())
+done = time.perf_counter()
+print(json.dumps({"load_s": loaded - start, "first_s": done - loaded, "status": response.status,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+@dataclass
+class Option:
+    target: str
+    provider: str | None
+    fits: bool
+    reasons: list[str] = field(default_factory=list)
+    bundle_mb: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.target}/{self.provider}" if self.provider else self.target
+
+
+@dataclass
+class Assessment:
+    spec: str
+    options: list[Option]
+    measured: dict | None
+    recommendation: list[str]
+
+    def as_json(self) -> dict:
+        return {"spec": self.spec, "measured": self.measured, "recommendation": self.recommendation,
+                "options": [{"target": o.target, "provider": o.provider, "fits": o.fits, "reasons": o.reasons,
+                             "bundle_mb": o.bundle_mb} for o in self.options]}
+
+
+def assess(spec: Path, overlays: tuple = (), sets: tuple = (), measure: bool = True) -> Assessment:
+    base = load_spec(spec, overlays, sets)
+    options = []
+    for name in targets.available():
+        target = targets.get(name)
+        for provider in target.providers or [None]:
+            extra = (f"targets.{name}.provider={provider}",) if provider else ()
+            options.append(_option(spec, overlays, sets + extra, name, provider))
+    measured = _measure(base) if measure else None
+    return Assessment(str(spec), options, measured, _recommend(base, options, measured))
+
+
+def _option(spec, overlays, sets, name, provider) -> Option:
+    option = Option(name, provider, fits=True)
+    try:
+        model = load_spec(spec, overlays, sets)
+        target = targets.get(name)
+        for problem in target.fit(model):
+            option.reasons.append(("does not fit: " if problem.level is Level.ERROR else "note: ")
+                                  + problem.message + (f" ({problem.hint})" if problem.hint else ""))
+            option.fits &= problem.level is not Level.ERROR
+        if option.fits:
+            files = target.plan(model, Renderer())
+            option.bundle_mb = round(sum(len(f.content) for f in files) / 1e6, 2)
+    except MlgenError as error:
+        option.fits = False
+        option.reasons.extend(p.message for p in error.problems)
+    return option
+
+
+def _measure(model: ServiceModel) -> dict | None:
+    """Import + load + first prediction of the real app/ in a fresh process."""
+    request = {"inputs": [{"name": t.name, "datatype": t.datatype, "shape": [1 if d == -1 else d for d in t.shape],
+                           "data": _zeros(t)} for t in model.model.inputs]}
+    with tempfile.TemporaryDirectory(prefix="mlgen-plan-") as folder:
+        for rendered in app_files(model):
+            path = Path(folder, rendered.path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(rendered.content)
+        app = Path(folder, "app")
+        result = subprocess.run([sys.executable, "-c", _PROBE, str(app / "serving.json"),
+                                 f"/v2/models/{model.name}/infer", json.dumps(request)],
+                                cwd=app, env={"PYTHONPATH": str(app), "PATH": "/usr/bin:/bin"},
+                                capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        return {"error": (result.stderr.strip().splitlines() or ["the model did not load"])[-1]}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _zeros(tensor) -> list:
+    count = 1
+    for dim in tensor.shape:
+        count *= 1 if dim == -1 else dim
+    return ["x"] * count if tensor.datatype == "BYTES" else [False] * count if tensor.datatype == "BOOL" else [0] * count
+
+
+def _recommend(model: ServiceModel, options: list[Option], measured: dict | None) -> list[str]:
+    fitting = {o.label for o in options if o.fits}
+    advice = []
+    onprem = model.target("onprem")
+    if onprem.get("air_gapped") or onprem.get("ip_allow"):
+        advice.append("onprem: the spec keeps the service on a closed network; only the on-prem target honours that")
+    if model.resources.gpu:
+        advice.append("kubernetes or cloud: the model needs a GPU, which no serverless platform offers here")
+    if model.pipeline.split:
+        advice.append("kubernetes: the pipeline is split into stage services, which Kubernetes scales one by one")
+    load_s = (measured or {}).get("load_s")
+    light = load_s is not None and load_s < 1.5 and (measured or {}).get("rss_mb", 1e9) < 1024
+    serverless = sorted(label for label in fitting if label.startswith("serverless/"))
+    if light and serverless and not model.resources.gpu:
+        advice.append(f"{' or '.join(serverless)}: the model loads in {load_s:.2f} s with "
+                      f"{measured['rss_mb']:.0f} MB, light enough for pay-per-use functions that scale to zero")
+    elif load_s is not None and serverless:
+        advice.append(f"serverless fits, but every cold start pays {load_s:.2f} s of loading: keep instances warm "
+                      "(provisioned/min instances) or prefer cloud/kubernetes for steady traffic")
+    if model.scaling.max_replicas > 1 and "cloud/aws" in fitting:
+        advice.append("cloud: a VM fleet behind a load balancer scales with demand without running a cluster")
+    if not advice:
+        advice.append("onprem: the simplest deployment with full control; pick cloud or kubernetes when you need elastic scaling")
+    return advice
+
+
+def render_table(assessment: Assessment) -> str:
+    lines = [f"{assessment.spec}:", f"  {'target':<20}{'fits':<6}{'bundle MB':>10}  why"]
+    for option in assessment.options:
+        why = "; ".join(option.reasons) or "within every limit mlgen knows"
+        size = f"{option.bundle_mb:.2f}" if option.bundle_mb is not None else "-"
+        lines.append(f"  {option.label:<20}{'yes' if option.fits else 'no':<6}{size:>10}  {why}")
+    measured = assessment.measured
+    if measured and "error" not in measured:
+        lines.append(f"  measured: import + load {measured['load_s']:.2f} s, first prediction {measured['first_s'] * 1000:.1f} ms, "
+                     f"peak memory {measured['rss_mb']:.0f} MB (cold start ≈ {measured['load_s'] + measured['first_s']:.2f} s "
+                     "plus the platform's own start-up)")
+    elif measured:
+        lines.append(f"  measured: the model could not be loaded here: {measured['error']}")
+    lines.append("  recommendation:")
+    lines.extend(f"    - {line}" for line in assessment.recommendation)
+    return "\n".join(lines)
