@@ -263,6 +263,8 @@ class _Report:
                 continue
             click.echo(f"{record['out']}: {verb}create {len(record['created'])}, {verb}update {len(record['updated'])}, "
                        f"{verb}remove {len(record['removed'])}")
+            for path in record["restored"]:
+                click.echo(f"  {path} was deleted since the last render: {verb}restore it", err=True)
             if record["mode"] != "write":
                 for sign, key in (("+", "created"), ("~", "updated"), ("-", "removed")):
                     for path in record[key]:

@@ -36,6 +36,7 @@ class Changes:
     updated: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)  # generated earlier, deleted by someone since
     conflicts: list[Problem] = field(default_factory=list)
     diffs: dict[str, str] = field(default_factory=dict)
 
@@ -45,7 +46,7 @@ class Changes:
 
     def as_json(self) -> dict:
         return {"created": self.created, "updated": self.updated, "removed": self.removed,
-                "unchanged": len(self.unchanged)}
+                "restored": self.restored, "unchanged": len(self.unchanged)}
 
 
 def compare(files: list[RenderedFile], dest: Path, spec_digest: str, *, want_diffs: bool = False) -> Changes:
@@ -58,6 +59,8 @@ def compare(files: list[RenderedFile], dest: Path, spec_digest: str, *, want_dif
         current = _file_digest(on_disk)
         if current is None:
             changes.created.append(path)
+            if path in old:
+                changes.restored.append(path)
         elif current == _digest(rendered.content) and _mode(on_disk) == rendered.mode:
             changes.unchanged.append(path)
             continue

@@ -72,8 +72,12 @@ def test_deleted_files_come_back_and_files_mlgen_did_not_write_stay(rendered: Pa
     (rendered / "NOTES.md").write_text("operator notes\n")
     (rendered / "extra").mkdir()
     (rendered / "extra" / "keep.txt").write_text("keep\n")
+    check = run_mlgen("render", IRIS, "-t", "onprem", "-o", rendered.parent, "--check")
+    assert check.returncode == 1
+    assert "iris.service was deleted since the last render: would restore it" in check.stderr
     result = run_mlgen("render", IRIS, "-t", "onprem", "-o", rendered.parent)
     assert result.returncode == 0, result.stderr
+    assert "iris.service was deleted since the last render: restore it" in result.stderr
     assert (rendered / "iris.service").exists()
     assert (rendered / "NOTES.md").read_text() == "operator notes\n"
     assert (rendered / "extra" / "keep.txt").read_text() == "keep\n"
