@@ -49,7 +49,7 @@ def test_a_good_spec_builds_a_model_with_defaults(tmp_path: Path) -> None:
     assert model.version == "0.1.0"
     assert model.runtime.port == 8080
     assert model.pipeline.stages == ("predict",)
-    assert model.target("kubernetes") == {}
+    assert model.target("kubernetes")["service_monitor"] is False
     assert model.target("onprem")["prefix"] == "/opt/mlgen"
 
 
