@@ -45,7 +45,7 @@ def variant(tmp: Path, spec: Path, **changes) -> Path:
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory) -> dict[str, Path]:
-    """recsys (microservices, digest, Ingress, ServiceMonitor), iris (collocated, tag) and a recsys
+    """recsys (microservices, digest, Ingress, ServiceMonitor), iris (collocated) and a recsys
     variant with hostile env values, a secret, an image tag and a GPU."""
     out = tmp_path_factory.mktemp("kubernetes")
     hostile_spec = variant(out, RECSYS, resources={"cpu": "1", "memory": "1Gi", "gpu": 1}, **HOSTILE)
@@ -231,7 +231,12 @@ def test_a_tagged_image_is_a_warning_and_scale_to_zero_an_error(tmp_path):
     from generator.render import Renderer
     from generator.spec import load_spec
 
-    warnings = plan_target(load_spec(IRIS), "kubernetes", Renderer()).warnings
+    assert not plan_target(load_spec(IRIS), "kubernetes", Renderer()).warnings  # pinned by digest
+    tagged = variant(tmp_path, IRIS, targets={"kubernetes": {"image": "registry.example.com/ml/iris:1.0.0"}})
+    try:
+        warnings = plan_target(load_spec(tagged), "kubernetes", Renderer()).warnings
+    finally:
+        tagged.unlink()
     assert [w.message for w in warnings] == [
         "image registry.example.com/ml/iris:1.0.0 is a tag, which can move under a running Deployment"]
     assert warnings[0].line is not None  # located at the spec line that set it
