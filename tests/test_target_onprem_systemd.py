@@ -1,0 +1,274 @@
+"""On a real systemd, air-gapped: a Debian bookworm container booted with systemd as PID 1 under
+systemd-nspawn, with no network at all (--private-network: loopback only). The offline bundle of
+the hospital-diagnostics example is copied in, install.sh runs inside, systemd starts the hardened
+template unit's two instances behind the nginx TLS proxy, and they answer V2 inference; the
+service's real environment holds the spec's env values byte for byte and the secret from its
+credential file; a second install changes nothing; uninstall leaves no unit behind.
+
+This is what proves the hardening does not break the service: a unit can score 1.0 and still fail
+to start. The Debian root is built once with debootstrap (about 2 minutes) and cached under
+~/.cache/mlgen-nspawn keyed by its package list; each test boots a reflink copy of it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import require_tool
+from onprem_bundle import derived_spec, render, wheelhouse_for
+
+pytestmark = pytest.mark.slow
+
+SUITE = "bookworm"  # its python3 is 3.11, the example's runtime.python
+PACKAGES = ("systemd", "systemd-sysv", "python3", "python3-venv", "nginx")
+ROOT_CACHE = Path(os.environ.get("MLGEN_NSPAWN_CACHE", Path.home() / ".cache" / "mlgen-nspawn"))
+WHEEL_CACHE = Path(os.environ.get("MLGEN_WHEEL_CACHE", Path.home() / ".cache" / "mlgen-wheelhouse"))
+BOOT_DEADLINE_S = 600
+NAME = "hospital-diagnostics"
+# Values systemd must hand to the service exactly: quotes, $, backslashes, %, a newline, spaces.
+HOSTILE_ENV = {
+    "DIAGNOSTICS_SITE": "St Mary's Hospital — Oncology",
+    "QUOTED": "a \"double\" and 'single' quote",
+    "DOLLARS": "$HOME ${PATH} $(id) `id`",
+    "BACKSLASHES": "C:\\temp\\new \\n",
+    "PERCENT": "100% %n %i",
+    "MULTILINE": "first line\nsecond line",
+    "PADDED": "  leading and trailing  ",
+}
+SECRET = {"name": "REPORTS_DB_PASSWORD", "secret": "reports-db", "key": "password"}
+SECRET_VALUE = "s3cret 'with' \"quotes\" $and $(more)"
+CREDENTIAL = f"etc/mlgen/{NAME}/credentials/reports-db/password"
+
+DRIVER = r"""#!/bin/bash
+# Runs inside the container as a oneshot unit after boot; every result lands in /result.
+set -u
+cd /root
+tar -xzf /root/offline-bundle.tar.gz
+./onprem/install.sh >/result/install-1.log 2>&1; echo $? >/result/install-1.rc
+/usr/bin/python3 /result/probe.py >/result/probe.json 2>/result/probe.err
+./onprem/install.sh >/result/install-2.log 2>&1; echo $? >/result/install-2.rc
+./onprem/uninstall.sh >/result/uninstall.log 2>&1; echo $? >/result/uninstall.rc
+ls -A /etc/systemd/system /etc/systemd/system/multi-user.target.wants >/result/units-after.txt
+systemctl list-units --all --plain --no-legend 'hospital-diagnostics*' >/result/loaded-after.txt
+ip -o link 2>/dev/null >/result/links.txt || cat /proc/net/dev >/result/links.txt
+systemctl poweroff --no-block
+"""
+
+PROBE = r"""
+import http.client, json, ssl, subprocess, sys
+name = "hospital-diagnostics"
+units = ["hospital-diagnostics@8080.service", "hospital-diagnostics@8081.service"]
+row = [17.99, 10.38, 122.8, 1001.0, 0.1184, 0.2776, 0.3001, 0.1471, 0.2419, 0.07871, 1.095, 0.9053, 8.589,
+       153.4, 0.006399, 0.04904, 0.05373, 0.01587, 0.03003, 0.006193, 25.38, 17.33, 184.6, 2019.0, 0.1622,
+       0.6656, 0.7119, 0.2654, 0.4601, 0.1189]
+body = json.dumps({"inputs": [{"name": "measurements", "datatype": "FP64", "shape": [1, 30], "data": row}]})
+result = {"units": {}, "infer": {}}
+for unit in units:
+    show = subprocess.run(["systemctl", "show", unit, "-p", "ActiveState", "-p", "MainPID", "-p", "User",
+                           "-p", "NRestarts"], capture_output=True, text=True).stdout
+    props = dict(line.split("=", 1) for line in show.splitlines() if "=" in line)
+    environ = {}
+    if props.get("MainPID", "0") != "0":
+        raw = open(f"/proc/{props['MainPID']}/environ", "rb").read().split(b"\0")
+        environ = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+    props["environ"] = environ
+    result["units"][unit] = props
+def post(connection, path, payload):
+    connection.request("POST", path, payload, {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    return response.status, response.read().decode("utf-8", "replace")
+for port in (8080, 8081):
+    result["infer"][str(port)] = post(http.client.HTTPConnection("127.0.0.1", port, timeout=10),
+                                      f"/v2/models/{name}/infer", body)
+context = ssl.create_default_context(cafile="/etc/ssl/certs/diagnostics.pem")
+tls = lambda: http.client.HTTPSConnection("127.0.0.1", 443, timeout=10, context=context)
+result["infer"]["tls"] = post(tls(), f"/v2/models/{name}/infer", body)
+result["too_large"] = post(tls(), f"/v2/models/{name}/infer", "x" * (2 * 1024 * 1024))[0]
+json.dump(result, sys.stdout)
+"""
+
+DRIVER_UNIT = """[Unit]
+Description=mlgen on-prem test driver
+After=multi-user.target
+[Service]
+Type=oneshot
+TimeoutStartSec=900
+ExecStart=/bin/bash /result/driver.sh
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def _require_nspawn() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("booting a container with systemd-nspawn needs root")
+    for tool in ("systemd-nspawn", "debootstrap", "openssl"):
+        require_tool(tool)
+
+
+def cached_root() -> Path:
+    """The debootstrapped Debian root for this package list, built once and kept."""
+    key = hashlib.sha256(f"{SUITE} minbase {','.join(PACKAGES)}".encode()).hexdigest()[:16]
+    root = ROOT_CACHE / f"{SUITE}-{key}"
+    if root.is_dir():
+        return root
+    building = root.with_name(root.name + ".building")
+    shutil.rmtree(building, ignore_errors=True)
+    building.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([require_tool("debootstrap"), "--variant=minbase", f"--include={','.join(PACKAGES)}",
+                             SUITE, str(building), _debian_mirror()], capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, f"debootstrap failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    building.rename(root)
+    return root
+
+
+def _debian_mirror() -> str:
+    """The Debian mirror this machine's apt already uses."""
+    for source in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
+        if not source.is_file():
+            continue
+        for line in source.read_text().splitlines():
+            words = line.split()
+            if line.startswith("URIs:") and "security" not in line:
+                return words[1]
+            if words[:1] == ["deb"] and "security" not in line:
+                return next(w for w in words[1:] if "://" in w)
+    return "http://deb.debian.org/debian"
+
+
+@pytest.fixture(scope="module")
+def offline_bundle(tmp_path_factory) -> Path:
+    """The example's offline archive, made by its own build-offline-bundle.sh, with hostile env
+    values and a secret added to the spec."""
+    _require_nspawn()
+    base = tmp_path_factory.mktemp("nspawn-bundle")
+    spec = derived_spec(base / "spec", NAME, {"env": HOSTILE_ENV, "secrets": [SECRET]})
+    bundle = render(spec, base / "out")
+    wheelhouse_for(bundle, WHEEL_CACHE)
+    result = subprocess.run([str(bundle / "build-offline-bundle.sh"), "--output", str(base / "offline-bundle.tar.gz")],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return base / "offline-bundle.tar.gz"
+
+
+def boot(root: Path, results: Path) -> subprocess.CompletedProcess:
+    """Boot the container without any network; the driver unit powers it off when done. Bounded
+    by a deadline, after which the container is stopped through its own nspawn process."""
+    log = results.parent / "boot.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen([require_tool("systemd-nspawn"), "--quiet", f"--directory={root}", "--boot",
+                                    "--register=no", "--keep-unit", "--private-network", f"--bind={results}:/result"],
+                                   stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            process.wait(timeout=BOOT_DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGTERM)  # nspawn asks the container's systemd to shut down
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            pytest.fail(f"the container did not finish within {BOOT_DEADLINE_S}s:\n{_tail(log)}\n{_results(results)}")
+    return subprocess.CompletedProcess(process.args, process.returncode, log.read_text(errors="replace"), "")
+
+
+def _tail(path: Path, lines: int = 60) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def _results(results: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{_tail(p)}" for p in sorted(results.iterdir()) if p.suffix in (".log", ".rc", ".err"))
+
+
+@pytest.fixture(scope="module")
+def air_gapped_run(offline_bundle, tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("nspawn-run")
+    root, results = base / "root", base / "result"
+    subprocess.run(["cp", "-a", "--reflink=auto", str(cached_root()), str(root)], check=True)
+    results.mkdir()
+    try:
+        shutil.copy2(offline_bundle, root / "root/offline-bundle.tar.gz")
+        _throwaway_certificate(root)
+        credential = root / CREDENTIAL
+        credential.parent.mkdir(parents=True, mode=0o700)
+        credential.write_text(SECRET_VALUE + "\n")
+        credential.chmod(0o600)
+        (results / "driver.sh").write_text(DRIVER)
+        (results / "probe.py").write_text(PROBE)
+        (root / "etc/systemd/system/mlgen-test.service").write_text(DRIVER_UNIT)
+        (root / "etc/systemd/system/multi-user.target.wants/mlgen-test.service").symlink_to(
+            "/etc/systemd/system/mlgen-test.service")
+        boot(root, results)
+        yield results
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _throwaway_certificate(root: Path) -> None:
+    certificate, key = root / "etc/ssl/certs/diagnostics.pem", root / "etc/ssl/private/diagnostics.key"
+    for folder in (certificate.parent, key.parent):
+        folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run([require_tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=diagnostics.hospital.internal",
+                    "-addext", "subjectAltName=DNS:diagnostics.hospital.internal,IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(certificate)], check=True, capture_output=True)
+    key.chmod(0o600)
+
+
+def _read(results: Path, name: str) -> str:
+    path = results / name
+    assert path.exists(), f"the driver wrote no {name}:\n{_results(results)}"
+    return path.read_text(errors="replace")
+
+
+def test_install_on_a_booted_air_gapped_host_starts_the_hardened_units(air_gapped_run) -> None:
+    install = _read(air_gapped_run, "install-1.log")
+    assert _read(air_gapped_run, "install-1.rc").strip() == "0", install
+    assert "wheelhouse/ (offline)" in install
+    assert "ready: http://127.0.0.1:8080/v2/models/hospital-diagnostics/infer" in install
+    links = _read(air_gapped_run, "links.txt")
+    assert "eth" not in links and "host0" not in links, links  # loopback only: nothing could be downloaded
+    probe = json.loads(_read(air_gapped_run, "probe.json"))
+    for unit, props in probe["units"].items():
+        assert props["ActiveState"] == "active", (unit, props)
+        assert props["User"] == "mlgen-hospital-diagnostics" and props["NRestarts"] == "0"
+
+
+def test_every_instance_and_the_tls_proxy_answer_v2_inference(air_gapped_run) -> None:
+    probe = json.loads(_read(air_gapped_run, "probe.json"))
+    for where in ("8080", "8081", "tls"):
+        status, body = probe["infer"][where]
+        assert status == 200, (where, body)
+        outputs = {o["name"]: o for o in json.loads(body)["outputs"]}
+        assert outputs["diagnosis"]["data"] == ["malignant"]  # the first row of the data set
+        assert outputs["malignant_probability"]["data"][0] > 0.5
+    assert probe["too_large"] == 413  # nginx's body limit matches runtime.max_body_bytes
+
+
+def test_env_values_and_the_secret_reach_the_service_exactly(air_gapped_run) -> None:
+    probe = json.loads(_read(air_gapped_run, "probe.json"))
+    for unit, props in probe["units"].items():
+        environ = props["environ"]
+        for key, value in HOSTILE_ENV.items():
+            assert environ.get(key) == value, (unit, key, environ.get(key))
+        assert environ.get("REPORTS_DB_PASSWORD") == SECRET_VALUE
+        assert environ.get("PYTHONPATH") == f"/opt/hospital/{NAME}/app"
+
+
+def test_a_second_install_on_the_host_changes_nothing(air_gapped_run) -> None:
+    second = _read(air_gapped_run, "install-2.log")
+    assert _read(air_gapped_run, "install-2.rc").strip() == "0", second
+    assert "install.sh: nothing to change" in second and "change:" not in second, second
+
+
+def test_uninstall_leaves_no_unit_behind(air_gapped_run) -> None:
+    assert _read(air_gapped_run, "uninstall.rc").strip() == "0", _read(air_gapped_run, "uninstall.log")
+    assert NAME not in _read(air_gapped_run, "units-after.txt")
+    assert _read(air_gapped_run, "loaded-after.txt").strip() == ""
