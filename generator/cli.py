@@ -300,7 +300,7 @@ def _short(diff: str, limit: int = 40) -> str:
 def main() -> None:
     debug = "--debug" in sys.argv[1:]
     try:
-        cli.main(standalone_mode=False)
+        cli.main(standalone_mode=False, prog_name="mlgen")
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.Abort:

@@ -99,3 +99,10 @@ def test_the_published_schema_is_a_valid_draft_2020_12_schema() -> None:
     schema = json.loads((ROOT / "specs" / "mlgen.v1.schema.json").read_text())
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def test_shell_completion_scripts_are_offered() -> None:
+    for shell in ("bash", "zsh", "fish"):
+        result = run_mlgen(env={"_MLGEN_COMPLETE": f"{shell}_source"})
+        assert result.returncode == 0
+        assert "_MLGEN_COMPLETE" in result.stdout
