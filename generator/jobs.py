@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import glob
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -76,6 +75,8 @@ def run(specs: list[Path], work: Callable[[Path], Outcome], jobs: int = 1) -> It
     if jobs <= 1 or len(specs) < 2:
         yield from map(work, specs)
         return
+    from concurrent.futures import ProcessPoolExecutor  # ~15 ms to import; only for --jobs
+
     with ProcessPoolExecutor(max_workers=min(jobs, len(specs), os.cpu_count() or 1)) as pool:
         yield from pool.map(work, specs, chunksize=max(1, len(specs) // (jobs * 8)))
 
