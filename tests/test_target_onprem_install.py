@@ -22,6 +22,12 @@ from onprem_bundle import derived_spec, exec_start_command, render, tree_state, 
 WHEEL_CACHE = Path(os.environ.get("MLGEN_WHEEL_CACHE", Path.home() / ".cache" / "mlgen-wheelhouse"))
 READY_DEADLINE_S = 60
 HOME = "opt/mlgen/iris"
+# The bundle's Python must be one this machine has: the one running the tests.
+THIS_PYTHON = {"python": f"{sys.version_info.major}.{sys.version_info.minor}"}
+
+
+def iris_spec(folder: Path, **changes) -> Path:
+    return derived_spec(folder, "iris", {"runtime": THIS_PYTHON, **changes})
 
 
 def run(script: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -32,7 +38,7 @@ def run(script: Path, *args: str, env: dict | None = None) -> subprocess.Complet
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("onprem-install")
-    rendered = render(derived_spec(base / "spec", "iris", {"targets": {"onprem": {"air_gapped": True}}}), base / "out")
+    rendered = render(iris_spec(base / "spec", targets={"onprem": {"air_gapped": True}}), base / "out")
     wheelhouse_for(rendered, WHEEL_CACHE)
     return rendered
 
@@ -166,7 +172,7 @@ def test_preflight_lists_every_problem_and_changes_nothing(bundle, world_readabl
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 1
     assert "cannot install iris:" in result.stderr
-    for expected in ("run as root", "systemd is not running", "is Python 3.9, the service needs 3.11",
+    for expected in ("run as root", "systemd is not running", f"is Python 3.9, the service needs {THIS_PYTHON['python']}",
                      "air-gapped but the bundle has no wheelhouse/", "does not match model.sha256"):
         assert expected in result.stderr, result.stderr
 
@@ -176,3 +182,43 @@ def test_usage_errors_exit_2(bundle) -> None:
     assert result.returncode == 2 and "unknown argument: --bogus" in result.stderr
     help_text = run(bundle / "install.sh", "--help")
     assert help_text.returncode == 0 and "--dry-run" in help_text.stdout and "set -euo" not in help_text.stdout
+
+
+def test_a_changed_bundle_is_synced_and_the_venv_kept(installed, bundle, tmp_path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(installed[0], root, symlinks=True)
+    app = root / HOME / "app"
+    (app / "left-over.py").write_text("stale = True\n")
+    (app / "serving.json").write_text("{}\n")
+    result = run(bundle / "install.sh", "--root", str(root))
+    assert result.returncode == 0, result.stderr
+    assert f"change: remove {app}/left-over.py (no longer in the bundle)" in result.stdout
+    assert f"change: install {app}/serving.json (mode 644)" in result.stdout
+    assert "ok: virtual environment" in result.stdout
+    assert (app / "serving.json").read_bytes() == (bundle / "app/serving.json").read_bytes()
+    assert not (app / "left-over.py").exists()
+
+
+def test_missing_secrets_are_named_with_the_file_to_fill(tmp_path) -> None:
+    spec = iris_spec(tmp_path / "spec", secrets=[{"name": "DB_PASSWORD", "secret": "iris-db", "key": "password"}])
+    bundle = render(spec, tmp_path / "out")
+    (tmp_path / "root").mkdir()
+    result = run(bundle / "install.sh", "--dry-run", "--root", str(tmp_path / "root"))
+    assert result.returncode == 0, result.stderr
+    assert "DB_PASSWORD (fill /etc/mlgen/iris/credentials/iris-db/password, mode 0600)" in result.stderr
+    assert "would: create folder" in result.stdout and "/etc/mlgen/iris/credentials/iris-db (mode 700)" in result.stdout
+
+
+def test_container_mode_installs_the_quadlet_unit_and_environment(tmp_path) -> None:
+    spec = iris_spec(tmp_path / "spec", targets={"onprem": {"mode": "container", "image": "localhost/iris:1"}})
+    bundle = render(spec, tmp_path / "out")
+    root = tmp_path / "root"
+    root.mkdir()
+    first = run(bundle / "install.sh", "--root", str(root))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert (root / "etc/containers/systemd/iris.container").read_bytes() == (bundle / "iris.container").read_bytes()
+    assert (root / "etc/mlgen/iris/environment").exists() and not (root / "opt").exists()
+    second = run(bundle / "install.sh", "--root", str(root))
+    assert second.stdout.rstrip().endswith("install.sh: nothing to change"), second.stdout
+    removed = run(bundle / "uninstall.sh", "--root", str(root))
+    assert removed.returncode == 0 and not (root / "etc/containers/systemd/iris.container").exists()

@@ -26,7 +26,8 @@ from onprem_bundle import derived_spec, render, wheelhouse_for
 
 pytestmark = pytest.mark.slow
 
-SUITE = "bookworm"  # its python3 is 3.11, the example's runtime.python
+SUITE = "bookworm"
+BOOKWORM_PYTHON = "3.11"  # the suite's python3, which the bundle's wheels must match
 PACKAGES = ("systemd", "systemd-sysv", "python3", "python3-venv", "nginx")
 ROOT_CACHE = Path(os.environ.get("MLGEN_NSPAWN_CACHE", Path.home() / ".cache" / "mlgen-nspawn"))
 WHEEL_CACHE = Path(os.environ.get("MLGEN_WHEEL_CACHE", Path.home() / ".cache" / "mlgen-wheelhouse"))
@@ -149,7 +150,7 @@ def offline_bundle(tmp_path_factory) -> Path:
     values and a secret added to the spec."""
     _require_nspawn()
     base = tmp_path_factory.mktemp("nspawn-bundle")
-    spec = derived_spec(base / "spec", NAME, {"env": HOSTILE_ENV, "secrets": [SECRET]})
+    spec = derived_spec(base / "spec", NAME, {"env": HOSTILE_ENV, "secrets": [SECRET], "runtime": {"python": BOOKWORM_PYTHON}})
     bundle = render(spec, base / "out")
     wheelhouse_for(bundle, WHEEL_CACHE)
     result = subprocess.run([str(bundle / "build-offline-bundle.sh"), "--output", str(base / "offline-bundle.tar.gz")],
