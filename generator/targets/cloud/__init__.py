@@ -1,0 +1,31 @@
+"""Cloud VM fleets: cloud-init that installs the on-prem target's hardened service on each fresh
+VM, and deploy/teardown scripts (AWS, Google Cloud, Azure) that put a fleet behind a load
+balancer with autoscaling, using each provider's official CLI."""
+
+from __future__ import annotations
+
+from generator.render import RenderedFile, Renderer
+from generator.spec import ServiceModel
+from generator.targets.base import Target
+from generator.targets.cloud.fitness import fit
+from generator.targets.cloud.scripts import script_files
+from generator.targets.cloud.settings import cloud_settings
+from generator.targets.cloud.userdata import user_data_files
+
+
+def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
+    cloud = cloud_settings(model)
+    return user_data_files(model, cloud, renderer) + script_files(model, cloud, renderer)
+
+
+TARGET = Target(
+    name="cloud",
+    summary="a VM fleet behind a load balancer with autoscaling, each VM running the on-prem service from cloud-init",
+    plan=plan,
+    fit=fit,
+    providers={
+        "aws": "launch template, auto-scaling group with CPU target tracking, application load balancer",
+        "gcp": "instance template, regional managed instance group with autoscaler, passthrough network load balancer",
+        "azure": "VM scale set with autoscale settings, standard load balancer with an HTTP probe",
+    },
+)

@@ -1,0 +1,48 @@
+"""What the cloud target cannot do as the spec asks, located at the spec's lines. (The user-data
+size is measured when the user data is rendered: see userdata.check_size.)"""
+
+from __future__ import annotations
+
+from generator.errors import Problem
+from generator.spec import ServiceModel
+from generator.targets.cloud.scripts import gcp_labels
+from generator.targets.cloud.settings import DEFAULT_IMAGES, cloud_settings
+
+# AWS names target groups and load balancers with at most 32 characters; ours end in -tg / -lb.
+AWS_NAME_MAX = 32 - len("-tg")
+UPLOAD_SCHEMES = {"aws": "s3://", "gcp": "gs://", "azure": "https://"}
+
+
+def fit(model: ServiceModel) -> list[Problem]:
+    cloud = cloud_settings(model)
+    where = ("targets", "cloud")
+    problems = []
+    if cloud.provider == "aws" and len(cloud.name) > AWS_NAME_MAX:
+        problems.append(model.problem(("metadata", "name"), f"AWS load balancer and target group names take at most 32 characters: "
+                                      f"{cloud.name!r} is longer than {AWS_NAME_MAX} with -tg/-lb added",
+                                      hint=f"shorten metadata.name to {AWS_NAME_MAX} characters"))
+    if not cloud.image:
+        problems.append(model.problem(("runtime", "python"), f"no default VM image has Python {model.runtime.python}",
+                                      hint=f"use runtime.python {' or '.join(DEFAULT_IMAGES)}, or set targets.cloud.image to an image with Python {model.runtime.python}"))
+    if cloud.artifact_upload and not cloud.artifact_url:
+        problems.append(model.problem(where + ("artifact_upload",), "artifact_upload needs artifact_url: the URL the VMs download the uploaded bundle from"))
+    if cloud.artifact_upload and not cloud.artifact_upload.startswith(UPLOAD_SCHEMES[cloud.provider]):
+        problems.append(model.problem(where + ("artifact_upload",), f"{cloud.provider} deploy.sh uploads to {UPLOAD_SCHEMES[cloud.provider]}… URLs, not {cloud.artifact_upload}",
+                                      hint="s3://bucket/key on AWS, gs://bucket/key on GCP, https://ACCOUNT.blob.core.windows.net/CONTAINER/BLOB on Azure"))
+    for option in ("vpc_id", "subnet_ids"):
+        if option in model.target("cloud") and cloud.provider != "aws":
+            problems.append(model.problem(where + (option,), f"{option} is for AWS only: {cloud.provider} ignores it", warning=True))
+    if cloud.provider == "gcp":
+        for key in sorted(set(cloud.tags) - set(gcp_labels(cloud))):
+            problems.append(model.problem(where + ("tags",), f"tag {key}={cloud.tags[key]} is not a valid GCP label (lowercase letters, digits, _ and -): it is left out",
+                                          warning=True))
+    if model.secrets:
+        problems.append(model.problem(("secrets",), "the VMs have no way to receive secrets yet: install.sh would wait for credential files nobody fills",
+                                      hint="bake the credential files into targets.cloud.image, or serve this spec with the kubernetes target"))
+    if model.pipeline.split:
+        problems.append(model.problem(("pipeline", "topology"), "each VM runs the stages collocated in one process",
+                                      hint="the kubernetes target runs each stage as its own service", warning=True))
+    if model.resources.gpu:
+        problems.append(model.problem(("resources", "gpu"), "the VMs get no GPU drivers from cloud-init: choose a GPU instance_type and an image with the NVIDIA driver",
+                                      warning=True))
+    return problems
