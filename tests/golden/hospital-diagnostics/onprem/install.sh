@@ -149,13 +149,12 @@ preflight() {
     if ! (cd -- "$bundle/app" && sha256sum --check --strict --quiet ../model.sha256 >/dev/null 2>&1); then
       problems+=("the model in app/ does not match model.sha256 (written when the bundle was rendered): copy the bundle again")
     fi
-  else
+  elif [[ -z $root ]]; then
     if ! command -v podman >/dev/null; then
       problems+=("podman is not installed (Debian/Ubuntu: apt-get install podman, version 4.4 or newer for Quadlet)")
-    elif [[ -z $root ]] && ! quadlet_generator >/dev/null; then
+    elif ! quadlet_generator >/dev/null; then
       problems+=("this podman has no Quadlet generator (podman 4.4 or newer has it)")
-    fi
-    if ((AIR_GAPPED)) && [[ ! -f $bundle/image.tar ]] && [[ -z $root ]] && ! podman image exists "$IMAGE" 2>/dev/null; then
+    elif ((AIR_GAPPED)) && [[ ! -f $bundle/image.tar ]] && ! podman image exists "$IMAGE" 2>/dev/null; then
       problems+=("this service is air-gapped but $IMAGE is not on the host and the bundle has no image.tar: run ./build-offline-bundle.sh where the registry is reachable")
     fi
   fi
@@ -326,7 +325,9 @@ main() {
     if ensure_venv; then restart=1; fi
     if install_file "$bundle/$UNIT_FILE" "$root$UNIT_DIR/$UNIT_FILE" 644; then restart=1; fi
   else
-    if [[ -f $bundle/image.tar ]] && { [[ -n $root ]] || ! podman image exists "$IMAGE"; }; then
+    if [[ -n $root ]]; then
+      say "skip: loading the image and Podman secrets (staging root)"
+    elif [[ -f $bundle/image.tar ]] && ! podman image exists "$IMAGE"; then
       change "load $IMAGE from image.tar" podman load --quiet --input "$bundle/image.tar"
       restart=1
     fi
@@ -343,9 +344,9 @@ main() {
   fi
   finish
   if [[ -n $missing ]]; then
-    warn "not started: fill these secrets, then run ./install.sh again:"
-    printf '  %s\n' "$missing" >&2
-    exit 3
+    warn "secrets missing: fill these files (mode 0600), then run ./install.sh again:"
+    printf '%s\n' "$missing" | sed 's/^/  /' >&2
+    [[ -n $root ]] || exit 3  # installed but not started
   fi
   if on_host; then
     say "ready: ${INFER_URLS[*]}"
