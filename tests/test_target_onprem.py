@@ -203,3 +203,18 @@ def test_render_is_deterministic(tmp_path) -> None:
     first = {f.path: f.content for f in plan_target(load_spec(HOSPITAL), "onprem", Renderer()).files}
     second = {f.path: f.content for f in plan_target(load_spec(HOSPITAL), "onprem", Renderer()).files}
     assert first == second
+
+
+@pytest.mark.parametrize("value", ["a;b", "$host", "${x}", "a b", '"q"', "'q'", "{", "}", "a\nb", "#c", "", "\\"])
+def test_the_nginx_filter_refuses_what_nginx_would_read_as_syntax(value: str) -> None:
+    from generator.render.filters import UnsafeValue, nginx_word
+
+    with pytest.raises(UnsafeValue):
+        nginx_word(value)
+
+
+@pytest.mark.parametrize("value", ["/etc/ssl/certs/a.pem", "*.hospital.internal", "127.0.0.1", "[::1]", "name_service"])
+def test_the_nginx_filter_keeps_paths_names_and_addresses(value: str) -> None:
+    from generator.render.filters import nginx_word
+
+    assert nginx_word(value) == value

@@ -54,6 +54,7 @@ cd /root
 tar -xzf /root/offline-bundle.tar.gz
 ./onprem/install.sh >/result/install-1.log 2>&1; echo $? >/result/install-1.rc
 /usr/bin/python3 /result/probe.py >/result/probe.json 2>/result/probe.err
+journalctl -b --no-pager -u 'hospital-diagnostics@*' >/result/journal.log 2>&1
 ./onprem/install.sh >/result/install-2.log 2>&1; echo $? >/result/install-2.rc
 ./onprem/uninstall.sh >/result/uninstall.log 2>&1; echo $? >/result/uninstall.rc
 ls -A /etc/systemd/system /etc/systemd/system/multi-user.target.wants >/result/units-after.txt
