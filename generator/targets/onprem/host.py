@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 
-from generator.bundle import app_files
+from generator.bundle import APP, app_files
 from generator.render import RenderedFile, Renderer
 from generator.render.filters import systemd_word
 from generator.spec import ServiceModel
@@ -41,8 +41,9 @@ def host_files(model: ServiceModel, renderer: Renderer, host: HostSettings | Non
     else:
         files.append(renderer.file(host.unit_file, "onprem/service.j2", **context, **_limits(model),
                                    exec_start=exec_start(host)))
-        files.append(RenderedFile.text(MODEL_SUMS, model_sums(model)))
-        files.extend(app_files(model))
+        app = app_files(model)
+        files.append(RenderedFile.text(MODEL_SUMS, model_sums(model, app)))
+        files.extend(app)
     if host.proxy:
         files.append(renderer.file(f"{host.name}.nginx.conf", "onprem/nginx.conf.j2", **context))
     return files
@@ -56,14 +57,12 @@ def exec_start(host: HostSettings) -> str:
                      "--host", systemd_word(host.bind), "--port", port])
 
 
-def model_sums(model: ServiceModel) -> str:
-    """sha256sum --check lines for every model file, relative to app/: install.sh refuses a
-    bundle whose model changed after rendering (a truncated copy, a swapped file)."""
-    source, relpath = model.model.path, model.model.relpath
-    items = [(relpath, source)] if source.is_file() else [
-        (f"{relpath}/{item.relative_to(source).as_posix()}", item)
-        for item in sorted(source.rglob("*")) if item.is_file() and "__pycache__" not in item.parts]
-    return "".join(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {name}\n" for name, path in items)
+def model_sums(model: ServiceModel, app: list[RenderedFile]) -> str:
+    """sha256sum --check lines for every model file in `app` (relative to app/): install.sh
+    refuses a bundle whose model changed after rendering (a truncated copy, a swapped file)."""
+    model_path = f"{APP}/{model.model.relpath}"
+    return "".join(f"{hashlib.sha256(f.content).hexdigest()}  {f.path.removeprefix(APP + '/')}\n" for f in app
+                   if f.path == model_path or f.path.startswith(model_path + "/"))
 
 
 def _limits(model: ServiceModel) -> dict:
