@@ -55,21 +55,15 @@ def installed(bundle, tmp_path_factory):
     return root, first, second, after_first, tree_state(root)
 
 
-def test_install_builds_the_venv_offline_and_says_it_skips_systemctl(installed) -> None:
+def test_install_builds_the_venv_offline_and_says_it_skips_systemctl(installed, bundle) -> None:
     root, first, _second, _before, _after = installed
     assert "build the virtual environment" in first.stdout and "wheelhouse/ (offline)" in first.stdout
     assert "skip: systemctl daemon-reload, enable and start (staging root)" in first.stdout
     assert (root / HOME / "venv/bin/python").exists()
-    assert (root / "etc/systemd/system/iris.service").read_bytes() == (installed_bundle_file(first, "iris.service"))
+    assert (root / "etc/systemd/system/iris.service").read_bytes() == (bundle / "iris.service").read_bytes()
     env_file = root / "etc/mlgen/iris/environment"
     assert oct(env_file.stat().st_mode & 0o777) == "0o600"
     assert oct((root / "etc/mlgen/iris").stat().st_mode & 0o777) == "0o700"
-
-
-def installed_bundle_file(result: subprocess.CompletedProcess, name: str) -> bytes:
-    # The bundle folder is the script's own; find it from the install line it printed.
-    line = next(line for line in result.stdout.splitlines() if line.endswith(f"/etc/systemd/system/{name} (mode 644)"))
-    return Path(line.split("install ", 1)[1].split(" (mode")[0]).read_bytes()
 
 
 def test_a_second_install_changes_nothing(installed) -> None:
