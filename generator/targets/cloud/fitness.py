@@ -10,6 +10,8 @@ from generator.targets.cloud.settings import DEFAULT_IMAGES, cloud_settings
 
 # AWS names target groups and load balancers with at most 32 characters; ours end in -tg / -lb.
 AWS_NAME_MAX = 32 - len("-tg")
+# GCP instance templates are named NAME-<10 hex digits of their content>, at most 63 characters.
+GCP_NAME_MAX = 63 - 11
 UPLOAD_SCHEMES = {"aws": "s3://", "gcp": "gs://", "azure": "https://"}
 
 
@@ -22,8 +24,12 @@ def fit(model: ServiceModel) -> list[Problem]:
                                       f"{cloud.name!r} is longer than {AWS_NAME_MAX} with -tg/-lb added",
                                       hint=f"shorten metadata.name to {AWS_NAME_MAX} characters"))
     if not cloud.image:
-        problems.append(model.problem(("runtime", "python"), f"no default VM image has Python {model.runtime.python}",
-                                      hint=f"use runtime.python {' or '.join(DEFAULT_IMAGES)}, or set targets.cloud.image to an image with Python {model.runtime.python}"))
+        offered = [python for python, images in DEFAULT_IMAGES.items() if cloud.provider in images]
+        problems.append(model.problem(("runtime", "python"), f"no default {cloud.provider} image with cloud-init has Python {model.runtime.python}",
+                                      hint=f"use runtime.python {' or '.join(offered)}, or set targets.cloud.image to an image with cloud-init and Python {model.runtime.python}"))
+    if cloud.provider == "gcp" and len(cloud.name) > GCP_NAME_MAX:
+        problems.append(model.problem(("metadata", "name"), f"GCP instance template names take at most 63 characters: {cloud.name!r} is longer than {GCP_NAME_MAX} with its version suffix",
+                                      hint=f"shorten metadata.name to {GCP_NAME_MAX} characters"))
     if cloud.artifact_upload and not cloud.artifact_url:
         problems.append(model.problem(where + ("artifact_upload",), "artifact_upload needs artifact_url: the URL the VMs download the uploaded bundle from"))
     if cloud.artifact_upload and not cloud.artifact_upload.startswith(UPLOAD_SCHEMES[cloud.provider]):

@@ -9,17 +9,16 @@ from typing import Mapping
 from generator.spec import ServiceModel
 
 HEALTH_PATH = "/v2/health/ready"
-# The default image for each runtime.python: a current distribution whose own python3 is that
-# version, with cloud-init preinstalled on every provider (install.sh wants exactly runtime.python).
+# The default image for each runtime.python: a distribution whose own python3 is that version
+# and whose image on that provider runs cloud-init (install.sh wants exactly runtime.python).
+# Google's Debian images have no cloud-init (they run the guest agent), so GCP has Ubuntu only.
 DEFAULT_IMAGES = {
     "3.11": {"aws": "resolve:ssm:/aws/service/debian/release/bookworm/latest/amd64",
-             "gcp": "projects/debian-cloud/global/images/family/debian-12",
              "azure": "Debian:debian-12:12-gen2:latest"},
     "3.12": {"aws": "resolve:ssm:/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id",
              "gcp": "projects/ubuntu-os-cloud/global/images/family/ubuntu-2404-lts-amd64",
              "azure": "Canonical:ubuntu-24_04-lts:server:latest"},
     "3.13": {"aws": "resolve:ssm:/aws/service/debian/release/trixie/latest/amd64",
-             "gcp": "projects/debian-cloud/global/images/family/debian-13",
              "azure": "Debian:debian-13:13-gen2:latest"},
 }
 INSTANCE_TYPES = {"aws": "t3.small", "gcp": "e2-small", "azure": "Standard_B2s"}

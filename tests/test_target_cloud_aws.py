@@ -1,0 +1,154 @@
+"""The AWS deploy and teardown scripts, end to end with the real aws CLI against moto's server on
+127.0.0.1: the fleet is created as the spec says, a second deploy is an update (a new launch
+template version and an instance refresh), teardown leaves nothing and succeeds twice."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port, render_spec, require_tool
+from onprem_bundle import derived_spec
+
+REGION = "eu-central-1"
+BUCKET = "shop-ml-bundles"
+NAME = "shop-recs"
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    """moto's server on a free loopback port (stopped by its pid) and the environment the aws CLI
+    needs to talk to it: dummy keys, a throwaway HOME, the endpoint."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen([sys.executable, str(Path(__file__).parent / "moto_cloud_server.py"), str(port)],
+                                  stdout=out, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).read()
+            break
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+    home = tmp_path_factory.mktemp("aws-home")
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true", "AWS_PAGER": ""}
+    yield env
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def aws(env, *args: str):
+    aws_cli = require_tool("aws")
+    result = subprocess.run([aws_cli, "--region", REGION, "--output", "json", *args], capture_output=True, text=True,
+                            timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout) if result.stdout.strip() else None
+
+
+@pytest.fixture(scope="module")
+def network(moto):
+    """A VPC with two subnets in two zones and the bucket deploy.sh uploads to (a new account's)."""
+    vpc = aws(moto, "ec2", "create-vpc", "--cidr-block", "10.20.0.0/16")["Vpc"]["VpcId"]
+    subnets = [aws(moto, "ec2", "create-subnet", "--vpc-id", vpc, "--cidr-block", f"10.20.{i}.0/24",
+                   "--availability-zone", f"{REGION}{zone}")["Subnet"]["SubnetId"] for i, zone in ((1, "a"), (2, "b"))]
+    aws(moto, "s3api", "create-bucket", "--bucket", BUCKET, "--create-bucket-configuration", f"LocationConstraint={REGION}")
+    image = aws(moto, "ec2", "describe-images", "--owners", "amazon")["Images"][0]["ImageId"]
+    return {"vpc_id": vpc, "subnet_ids": subnets, "image": image}
+
+
+def render(tmp_path, network, version="1.4.0"):
+    spec = derived_spec(tmp_path / "spec", "ecommerce-recommendations",
+                        {"metadata": {"version": version}, "targets": {"cloud": network}})
+    return render_spec(spec, "cloud", tmp_path / "out", force=True)
+
+
+def run(script: Path, env, *args):
+    result = subprocess.run([str(script), *args], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, f"{script.name} {args}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def fleet(env) -> dict:
+    templates = aws(env, "ec2", "describe-launch-templates", "--filters", f"Name=launch-template-name,Values={NAME}-lt")["LaunchTemplates"]
+    groups = aws(env, "autoscaling", "describe-auto-scaling-groups", "--auto-scaling-group-names", f"{NAME}-asg")["AutoScalingGroups"]
+    target_groups = [t for t in aws(env, "elbv2", "describe-target-groups")["TargetGroups"] if t["TargetGroupName"] == f"{NAME}-tg"]
+    balancers = [b for b in aws(env, "elbv2", "describe-load-balancers")["LoadBalancers"] if b["LoadBalancerName"] == f"{NAME}-lb"]
+    groups_sg = aws(env, "ec2", "describe-security-groups", "--filters", f"Name=tag:mlgen-service,Values={NAME}")["SecurityGroups"]
+    return {"templates": templates, "groups": groups, "target_groups": target_groups, "balancers": balancers, "security_groups": groups_sg}
+
+
+@pytest.mark.slow
+def test_deploy_update_and_teardown_against_moto(moto, network, tmp_path) -> None:
+    bundle = render(tmp_path, network)
+    output = run(bundle / "deploy.sh", moto)
+    assert "deployed: http://" in output and f"/v2/models/{NAME}/infer" in output, output
+
+    state = fleet(moto)
+    (template,) = state["templates"]
+    data = aws(moto, "ec2", "describe-launch-template-versions", "--launch-template-id", template["LaunchTemplateId"],
+               "--versions", "$Default")["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    assert base64.b64decode(data["UserData"]) == (bundle / "cloud-init.yaml").read_bytes()
+    assert data["ImageId"] == network["image"] and data["InstanceType"] == "t3.medium"
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    (group,) = state["groups"]
+    assert (group["MinSize"], group["MaxSize"]) == (2, 10)  # the spec's scaling
+    assert {(t["Key"], t["Value"]) for t in group["Tags"]} >= {("mlgen-service", NAME), ("team", "storefront"), ("cost-centre", "shop-42")}
+    (target_group,) = state["target_groups"]
+    assert target_group["HealthCheckPath"] == "/v2/health/ready" and target_group["Port"] == 8080
+    assert group["TargetGroupARNs"] == [target_group["TargetGroupArn"]]
+    (balancer,) = state["balancers"]
+    listeners = aws(moto, "elbv2", "describe-listeners", "--load-balancer-arn", balancer["LoadBalancerArn"])["Listeners"]
+    assert [(l["Port"], l["DefaultActions"][0]["TargetGroupArn"]) for l in listeners] == [(80, target_group["TargetGroupArn"])]
+    (policy,) = aws(moto, "autoscaling", "describe-policies", "--auto-scaling-group-name", f"{NAME}-asg")["ScalingPolicies"]
+    assert policy["TargetTrackingConfiguration"]["TargetValue"] == 60.0
+    assert len(state["security_groups"]) == 2
+    uploaded = aws(moto, "s3api", "head-object", "--bucket", BUCKET, "--key", "shop-recs/1.4.0/bundle.tar.gz")
+    assert uploaded["ContentLength"] == (bundle / "bundle.tar.gz").stat().st_size
+
+    # The same bundle again: nothing to roll out.
+    output = run(bundle / "deploy.sh", moto)
+    assert "already carries this cloud-init.yaml" in output and "instance refresh" not in output, output
+
+    # A new version of the service: a new launch template version and an instance refresh.
+    bundle = render(tmp_path, network, version="1.5.0")
+    output = run(bundle / "deploy.sh", moto)
+    assert "new default version 2" in output and "instance refresh" in output, output
+    (template,) = fleet(moto)["templates"]
+    assert template["DefaultVersionNumber"] == 2
+    data = aws(moto, "ec2", "describe-launch-template-versions", "--launch-template-id", template["LaunchTemplateId"],
+               "--versions", "$Default")["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    assert base64.b64decode(data["UserData"]) == (bundle / "cloud-init.yaml").read_bytes()
+    (refresh,) = aws(moto, "autoscaling", "describe-instance-refreshes", "--auto-scaling-group-name", f"{NAME}-asg")["InstanceRefreshes"]
+    assert refresh["Preferences"]["MinHealthyPercentage"] == 90
+
+    output = run(bundle / "teardown.sh", moto)
+    assert "removed: nothing of shop-recs is left" in output, output
+    assert all(not items for items in fleet(moto).values()), fleet(moto)
+    assert "Contents" not in aws(moto, "s3api", "list-objects-v2", "--bucket", BUCKET)  # the upload went too
+    output = run(bundle / "teardown.sh", moto)
+    assert output.count("already gone") == 6, output
+
+
+def test_preflight_says_when_not_logged_in(moto, network, tmp_path) -> None:
+    bundle = render(tmp_path, network)
+    env = {**moto, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}  # nothing answers there
+    env.pop("AWS_ACCESS_KEY_ID"), env.pop("AWS_SECRET_ACCESS_KEY")
+    result = subprocess.run([str(bundle / "deploy.sh")], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 1 and "not logged in to AWS" in result.stderr, result.stderr
