@@ -46,7 +46,8 @@ change() {
     say "would: $what"
   else
     say "change: $what"
-    "$@"
+    # || fail: callers run inside `if`, where bash ignores set -e, so a failed action must stop here.
+    "$@" || fail "could not $what"
   fi
 }
 
@@ -231,13 +232,13 @@ venv_stamp() {
 build_venv() {
   local venv=$1 pip_options=(--disable-pip-version-check --no-input --quiet)
   rm -rf -- "$venv"
-  "$python" -m venv -- "$venv"
+  "$python" -m venv -- "$venv" || return
   if [[ -d $bundle/wheelhouse ]]; then
     # Offline: only the bundle's wheels, and no pip configuration that could name an index.
     PIP_CONFIG_FILE=/dev/null "$venv/bin/python" -m pip install "${pip_options[@]}" --no-index \
-      --find-links "$bundle/wheelhouse" --only-binary=:all: -r "$bundle/app/requirements.txt"
+      --find-links "$bundle/wheelhouse" --only-binary=:all: -r "$bundle/app/requirements.txt" || return
   else
-    "$venv/bin/python" -m pip install "${pip_options[@]}" -r "$bundle/app/requirements.txt"
+    "$venv/bin/python" -m pip install "${pip_options[@]}" -r "$bundle/app/requirements.txt" || return
   fi
   venv_stamp >"$venv/.mlgen-requirements"
 }

@@ -42,7 +42,8 @@ change() {
     say "would: $what"
   else
     say "change: $what"
-    "$@"
+    # || fail: callers run inside `if`, where bash ignores set -e, so a failed action must stop here.
+    "$@" || fail "could not $what"
   fi
 }
 
