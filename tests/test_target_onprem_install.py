@@ -216,3 +216,17 @@ def test_container_mode_installs_the_quadlet_unit_and_environment(tmp_path) -> N
     assert second.stdout.rstrip().endswith("install.sh: nothing to change"), second.stdout
     removed = run(bundle / "uninstall.sh", "--root", str(root))
     assert removed.returncode == 0 and not (root / "etc/containers/systemd/iris.container").exists()
+
+
+def test_a_failed_pip_install_stops_the_installer_and_leaves_no_stamped_venv(bundle, tmp_path) -> None:
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy, symlinks=True)
+    (copy / "wheelhouse/SHA256SUMS").unlink()
+    next((copy / "wheelhouse").glob("numpy-*.whl")).unlink()
+    root = tmp_path / "root"
+    root.mkdir()
+    result = run(copy / "install.sh", "--root", str(root))
+    assert result.returncode == 1, result.stdout
+    assert "install.sh: error: could not build the virtual environment" in result.stderr
+    assert not (root / HOME / "venv/.mlgen-requirements").exists()
+    assert not (root / "etc/systemd/system/iris.service").exists()  # nothing after the failed step
