@@ -78,13 +78,15 @@ def boot(root: Path, *, binds: dict[Path, str] | None = None, timeout: int = 300
     return subprocess.CompletedProcess(command, returncode, log.read_text(errors="replace"), "")
 
 
-def oneshot_unit(name: str, command: str, after: str = "multi-user.target") -> str:
+def oneshot_unit(name: str, command: str, after: str = "multi-user.target", wanted_by: str = "multi-user.target") -> str:
     """A unit that runs `command` once the boot reached `after`, then powers the container off:
-    how a test drives a booted root from inside."""
+    how a test drives a booted root from inside. Enable it for `wanted_by` (with `enable`): a
+    unit after cloud-final.service must not be wanted by multi-user.target, which cloud-init's
+    units come after (systemd would drop the start job to break the ordering cycle)."""
     return (f"[Unit]\nDescription=mlgen test driver {name}\nAfter={after}\n\n"
             f"[Service]\nType=oneshot\nExecStart=/bin/bash -c {_unit_quote(command)}\n"
             "ExecStopPost=/bin/systemctl --no-block poweroff\nStandardOutput=journal+console\n\n"
-            f"[Install]\nWantedBy={after}\n")
+            f"[Install]\nWantedBy={wanted_by}\n")
 
 
 def enable(root: Path, unit_name: str, unit_text: str, wanted_by: str = "multi-user.target") -> None:

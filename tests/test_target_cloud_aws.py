@@ -43,7 +43,8 @@ def moto(tmp_path_factory):
             assert server.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.3)
     home = tmp_path_factory.mktemp("aws-home")
-    env = {"PATH": os.environ["PATH"], "HOME": str(home), "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+    aws_dir = os.path.dirname(require_tool("aws"))  # deploy.sh runs the same aws (maybe from its tool venv)
+    env = {"PATH": f"{aws_dir}:{os.environ['PATH']}", "HOME": str(home), "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true", "AWS_PAGER": ""}
     yield env
     server.send_signal(signal.SIGTERM)

@@ -29,7 +29,9 @@ def seeded_root(tmp_path, user_data: bytes):
     # host's, shared by the container) alone, and trust what this host trusts: its HTTPS traffic
     # to PyPI may pass a proxy whose CA only the host's bundle has (pip uses its own CAs otherwise).
     (root / "etc/cloud/cloud.cfg.d/99-mlgen-test.cfg").write_text(
-        "datasource_list: [NoCloud, None]\nnetwork: {config: disabled}\n")
+        "datasource_list: [NoCloud, None]\nnetwork: {config: disabled}\n"
+        # minbase has no locales: the default en_US.UTF-8 would fail cloud-init's locale module.
+        "locale: C.UTF-8\n")
     shutil.copyfile(HOST_CA_BUNDLE, root / "etc/ssl/certs/mlgen-test-host-ca.crt")
     (root / "etc/pip.conf").write_text("[global]\ncert = /etc/ssl/certs/mlgen-test-host-ca.crt\n")
     return root
@@ -62,7 +64,9 @@ def test_cloud_init_installs_the_hardened_service_and_it_answers_v2_inference(tm
         "cp /var/log/cloud-init-output.log /result/ || true",
         f"journalctl --no-pager -u {SERVICE}.service > /result/journal.txt || true",
     ])
-    enable(root, "mlgen-test-driver.service", oneshot_unit("cloud", driver, after="cloud-final.service"))
+    enable(root, "mlgen-test-driver.service",
+           oneshot_unit("cloud", driver, after="cloud-final.service", wanted_by="cloud-init.target"),
+           wanted_by="cloud-init.target")
     booted = boot(root, binds={result: "/result", tmp_path: "/request"}, timeout=900)
 
     report = lambda: "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(result.iterdir())) \
