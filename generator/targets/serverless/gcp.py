@@ -5,12 +5,16 @@ parsed by gcloud's comma syntax) and deploy.sh."""
 from __future__ import annotations
 
 import json
+import re
 
 from generator.render import RenderedFile, Renderer
 from generator.spec import ServiceModel
 from generator.targets.serverless.common import Function, function_app_files, requirements_file
 
 ENTRY_POINT = "serve"
+# JSON is YAML except for characters YAML may not hold raw (DEL, C1 controls, non-characters) or
+# reads as line breaks inside a quoted scalar (NEL, U+2028, U+2029): those go as \u escapes.
+_YAML_RAW_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
 
 
 def plan(model: ServiceModel, function: Function, renderer: Renderer) -> list[RenderedFile]:
@@ -18,8 +22,9 @@ def plan(model: ServiceModel, function: Function, renderer: Renderer) -> list[Re
                "gcf_runtime": "python" + model.runtime.python.replace(".", ""),
                # Secret Manager secrets hold one value each: the reference's key is not used.
                "secret_refs": [f"{s.name}={s.secret}:latest" for s in model.secrets]}
-    # JSON is YAML: one quoted value per variable, whatever characters it holds.
+    # One quoted value per variable, whatever characters it holds.
     env_yaml = json.dumps(dict(model.env), indent=2, sort_keys=True, ensure_ascii=False) if model.env else "{}"
+    env_yaml = _YAML_RAW_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", env_yaml)
     return [
         renderer.file("main.py", "serverless/gcp/main.py.j2", **context),
         renderer.file(".gcloudignore", "serverless/gcp/gcloudignore.j2", **context),
