@@ -6,19 +6,19 @@ service's real environment holds the spec's env values byte for byte and the sec
 credential file; a second install changes nothing; uninstall leaves no unit behind.
 
 This is what proves the hardening does not break the service: a unit can score 1.0 and still fail
-to start. The Debian root is built once with debootstrap (about 2 minutes) and cached under
-~/.cache/mlgen-nspawn keyed by its package list; each test boots a reflink copy of it."""
+to start. The Debian root (tests/nspawn.py, shared with the cloud tests) is built once with
+debootstrap (about a minute here) and cached under ~/.cache/mlgen-nspawn keyed by its package list;
+each run boots a reflink copy of it."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 
+import nspawn
 import pytest
 
 from conftest import require_tool
@@ -26,10 +26,8 @@ from onprem_bundle import derived_spec, render, wheelhouse_for
 
 pytestmark = pytest.mark.slow
 
-SUITE = "bookworm"
-BOOKWORM_PYTHON = "3.11"  # the suite's python3, which the bundle's wheels must match
-PACKAGES = ("systemd", "systemd-sysv", "python3", "python3-venv", "nginx")
-ROOT_CACHE = Path(os.environ.get("MLGEN_NSPAWN_CACHE", Path.home() / ".cache" / "mlgen-nspawn"))
+BOOKWORM_PYTHON = "3.11"  # nspawn.SUITE's python3, which the bundle's wheels must match
+PACKAGES = (*nspawn.BASE_PACKAGES, "nginx")
 WHEEL_CACHE = Path(os.environ.get("MLGEN_WHEEL_CACHE", Path.home() / ".cache" / "mlgen-wheelhouse"))
 BOOT_DEADLINE_S = 600
 NAME = "hospital-diagnostics"
@@ -60,7 +58,6 @@ journalctl -b --no-pager -u 'hospital-diagnostics@*' >/result/journal.log 2>&1
 ls -A /etc/systemd/system /etc/systemd/system/multi-user.target.wants >/result/units-after.txt
 systemctl list-units --all --plain --no-legend 'hospital-diagnostics*' >/result/loaded-after.txt
 ip -o link 2>/dev/null >/result/links.txt || cat /proc/net/dev >/result/links.txt
-systemctl poweroff --no-block
 """
 
 PROBE = r"""
@@ -96,53 +93,12 @@ result["too_large"] = post(tls(), f"/v2/models/{name}/infer", "x" * (2 * 1024 * 
 json.dump(result, sys.stdout)
 """
 
-DRIVER_UNIT = """[Unit]
-Description=mlgen on-prem test driver
-After=multi-user.target
-[Service]
-Type=oneshot
-TimeoutStartSec=900
-ExecStart=/bin/bash /result/driver.sh
-[Install]
-WantedBy=multi-user.target
-"""
-
 
 def _require_nspawn() -> None:
     if os.geteuid() != 0:
         pytest.skip("booting a container with systemd-nspawn needs root")
     for tool in ("systemd-nspawn", "debootstrap", "openssl"):
         require_tool(tool)
-
-
-def cached_root() -> Path:
-    """The debootstrapped Debian root for this package list, built once and kept."""
-    key = hashlib.sha256(f"{SUITE} minbase {','.join(PACKAGES)}".encode()).hexdigest()[:16]
-    root = ROOT_CACHE / f"{SUITE}-{key}"
-    if root.is_dir():
-        return root
-    building = root.with_name(root.name + ".building")
-    shutil.rmtree(building, ignore_errors=True)
-    building.parent.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run([require_tool("debootstrap"), "--variant=minbase", f"--include={','.join(PACKAGES)}",
-                             SUITE, str(building), _debian_mirror()], capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, f"debootstrap failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    building.rename(root)
-    return root
-
-
-def _debian_mirror() -> str:
-    """The Debian mirror this machine's apt already uses."""
-    for source in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
-        if not source.is_file():
-            continue
-        for line in source.read_text().splitlines():
-            words = line.split()
-            if line.startswith("URIs:") and "security" not in line:
-                return words[1]
-            if words[:1] == ["deb"] and "security" not in line:
-                return next(w for w in words[1:] if "://" in w)
-    return "http://deb.debian.org/debian"
 
 
 @pytest.fixture(scope="module")
@@ -160,27 +116,6 @@ def offline_bundle(tmp_path_factory) -> Path:
     return base / "offline-bundle.tar.gz"
 
 
-def boot(root: Path, results: Path) -> subprocess.CompletedProcess:
-    """Boot the container without any network; the driver unit powers it off when done. Bounded
-    by a deadline, after which the container is stopped through its own nspawn process."""
-    log = results.parent / "boot.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen([require_tool("systemd-nspawn"), "--quiet", f"--directory={root}", "--boot",
-                                    "--register=no", "--keep-unit", "--private-network", f"--bind={results}:/result"],
-                                   stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
-        try:
-            process.wait(timeout=BOOT_DEADLINE_S)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGTERM)  # nspawn asks the container's systemd to shut down
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            pytest.fail(f"the container did not finish within {BOOT_DEADLINE_S}s:\n{_tail(log)}\n{_results(results)}")
-    return subprocess.CompletedProcess(process.args, process.returncode, log.read_text(errors="replace"), "")
-
-
 def _tail(path: Path, lines: int = 60) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
@@ -193,7 +128,7 @@ def _results(results: Path) -> str:
 def air_gapped_run(offline_bundle, tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("nspawn-run")
     root, results = base / "root", base / "result"
-    subprocess.run(["cp", "-a", "--reflink=auto", str(cached_root()), str(root)], check=True)
+    nspawn.copy_root(nspawn.cached_root(PACKAGES), root)
     results.mkdir()
     try:
         shutil.copy2(offline_bundle, root / "root/offline-bundle.tar.gz")
@@ -204,10 +139,10 @@ def air_gapped_run(offline_bundle, tmp_path_factory) -> Path:
         credential.chmod(0o600)
         (results / "driver.sh").write_text(DRIVER)
         (results / "probe.py").write_text(PROBE)
-        (root / "etc/systemd/system/mlgen-test.service").write_text(DRIVER_UNIT)
-        (root / "etc/systemd/system/multi-user.target.wants/mlgen-test.service").symlink_to(
-            "/etc/systemd/system/mlgen-test.service")
-        boot(root, results)
+        nspawn.enable(root, "mlgen-test.service", nspawn.oneshot_unit("onprem", "/bin/bash /result/driver.sh"))
+        console = nspawn.boot(root, binds={results: "/result"}, timeout=BOOT_DEADLINE_S, log=base / "console.log",
+                              private_network=True)
+        assert (results / "uninstall.rc").exists(), f"the driver did not finish:\n{console.stdout[-3000:]}\n{_results(results)}"
         yield results
     finally:
         shutil.rmtree(root, ignore_errors=True)
