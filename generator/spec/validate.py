@@ -22,6 +22,7 @@ _PATTERN_MEANING = {
     "^[A-Za-z_][A-Za-z0-9_]*$": "an environment variable name: letters, digits and '_', not starting with a digit",
     "^[a-f0-9]{64}$": "64 lowercase hexadecimal digits (sha256sum prints them)",
     "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$": "a Kubernetes quantity such as 512Mi or 2Gi",
+    "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f]*$": "free text without control characters other than tab and newline",
 }
 _SECRET_VALUE_KEYS = {"value", "password", "token", "data", "string_data", "stringData"}
 
@@ -77,6 +78,10 @@ def _explain(error, sources: SourceMap) -> list[Problem]:
         choices = ", ".join(str(choice) for choice in error.validator_value)
         close = difflib.get_close_matches(str(error.instance), [str(c) for c in error.validator_value], n=1)
         hint = f"did you mean {close[0]!r}?" if close else None
+        written = sources.plain_non_strings.get(path)
+        if written is not None and written in [str(c) for c in error.validator_value]:
+            # `python: 3.10` is the float 3.1: the choice was written, YAML changed it.
+            hint = f'YAML reads {written} as {_yaml_kind(error.instance)}; quote it: "{written}"'
         return [sources.problem(path, f"{error.instance!r} is not one of: {choices}", hint=hint)]
     if kind == "const":
         return [sources.problem(path, f"expected {error.validator_value!r}, got {error.instance!r}")]
