@@ -45,7 +45,10 @@ def expand(arguments: Iterable[Path]) -> list[Path]:
     for argument in arguments:
         text = str(argument)
         if argument.is_dir():
-            found.extend(_specs_under(argument))
+            specs = _specs_under(argument)
+            if not specs:  # else `mlgen render empty/` would do nothing and exit 0
+                raise UsageError(Problem(f"{text}: no spec under this folder (a YAML file with `kind: ModelService`)"))
+            found.extend(specs)
         elif not argument.exists() and glob.has_magic(text):
             matches = sorted(glob.glob(text, recursive=True))
             if not matches:
