@@ -17,7 +17,7 @@ RECSYS = EXAMPLES / "recsys-microservices" / "spec.yaml"
 IRIS = EXAMPLES / "iris" / "spec.yaml"
 KUBERNETES_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33")
 # No schema for the Prometheus Operator's CRD ships with kubernetes-validate (it would only WARN).
-CUSTOM_KINDS = {"ServiceMonitor"}
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}  # Prometheus Operator CRDs: no schema in kubernetes-validate
 # Checks skipped for the spec that uses both on purpose; docs/targets/kubernetes.md gives the reasons.
 CHECKOV_SKIPS = {
     "CKV_K8S_43": "the spec chose an image tag: mlgen warns at render time, the digest is the user's to pin",

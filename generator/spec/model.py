@@ -98,6 +98,10 @@ class Observability:
     metrics: bool
     log_format: str
     log_level: str
+    # The spec's observability.slo and observability.alerts (schema defaults applied, read-only);
+    # generator/monitoring turns them into alert rules, dashboards and alarms.
+    slo: Mapping = field(default_factory=lambda: MappingProxyType({}))
+    alerts: Mapping = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)

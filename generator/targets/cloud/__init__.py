@@ -8,6 +8,7 @@ from generator.render import RenderedFile, Renderer
 from generator.spec import ServiceModel
 from generator.targets.base import Target
 from generator.targets.cloud.fitness import fit
+from generator.targets.cloud.monitoring import monitoring
 from generator.targets.cloud.scripts import script_files
 from generator.targets.cloud.settings import cloud_settings
 from generator.targets.cloud.userdata import user_data_files
@@ -15,7 +16,7 @@ from generator.targets.cloud.userdata import user_data_files
 
 def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
     cloud = cloud_settings(model)
-    return user_data_files(model, cloud, renderer) + script_files(model, cloud, renderer)
+    return user_data_files(model, cloud, renderer) + script_files(model, cloud, renderer) + monitoring(model, cloud, renderer)
 
 
 TARGET = Target(

@@ -6,12 +6,16 @@ import hashlib
 import json
 
 from generator.bundle import app_files, serving_config
+from generator.monitoring import monitoring_files, rule_groups, static_job
+from generator.monitoring.scrape import dashboard_json
 from generator.render import RenderedFile, Renderer
 from generator.spec import ServiceModel
 from generator.targets.kubernetes.workloads import (APP_DIR, RUN_AS, command, common_labels, image, namespace,
                                                     stage_urls, workloads)
 
 OVERLAYS = ("dev", "prod")
+GRAFANA_SIDECAR_LABEL = "grafana_dashboard"  # what the Grafana Helm chart's dashboard sidecar looks for
+PROMETHEUS_IMAGE = "docker.io/prom/prometheus:v3.5.0"  # compose only: a local look at the metrics and alerts
 
 
 def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
@@ -38,6 +42,16 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
         base.append(renderer.file("base/ingress.yaml", "kubernetes/base/ingress.yaml.j2", **context))
     if settings["service_monitor"]:
         base.append(renderer.file("base/servicemonitor.yaml", "kubernetes/base/servicemonitor.yaml.j2", **context))
+        base.append(renderer.file("base/prometheusrule.yaml", "kubernetes/base/prometheusrule.yaml.j2",
+                                  rule_groups=rule_groups(model), **context))
+    monitoring = []
+    if model.observability.metrics:
+        base.append(renderer.file("base/dashboard.yaml", "kubernetes/base/dashboard.yaml.j2",
+                                  dashboard_json=dashboard_json(model, "kubernetes"),
+                                  dashboard_labels={**context["labels"], GRAFANA_SIDECAR_LABEL: "1"}, **context))
+        # compose.yaml's Prometheus scrapes the stages by their service names, with the same rules.
+        stages = [f"{w.name}:{model.runtime.port}" for w in context["workloads"]]
+        monitoring = monitoring_files(model, renderer, [static_job(model, stages)], "kubernetes", note="compose")
     resources = sorted(f.path.removeprefix("base/") for f in base)
     files = [
         *base,
@@ -46,7 +60,9 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
                         environment=env, overlay=overlay(model, env), **context) for env in OVERLAYS),
         renderer.file("Dockerfile", "kubernetes/Dockerfile.j2", **context),
         renderer.file(".dockerignore", "kubernetes/dockerignore.j2", **context),
-        renderer.file("compose.yaml", "kubernetes/compose.yaml.j2", compose_env=compose_env(model), **context),
+        renderer.file("compose.yaml", "kubernetes/compose.yaml.j2", compose_env=compose_env(model),
+                      prometheus_image=PROMETHEUS_IMAGE, **context),
+        *monitoring,
         *app_files(model, stage_urls=urls),
     ]
     return files

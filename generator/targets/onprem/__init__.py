@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from generator.monitoring import NODE_EXPORTER_PORT, monitoring_files, node_job, static_job
 from generator.render import RenderedFile, Renderer
 from generator.spec import ServiceModel
 from generator.targets.base import Target
@@ -16,7 +17,14 @@ __all__ = ["TARGET", "HostSettings", "host_files", "host_settings"]
 
 
 def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
-    return host_files(model, renderer)
+    host = host_settings(model)
+    files = host_files(model, renderer, host)
+    if model.observability.metrics:
+        # Each instance is scraped on its own port, not through the proxy (which would pick one).
+        jobs = [static_job(model, [f"{host.local_host}:{port}" for port in host.ports]),
+                node_job([f"{host.local_host.replace('[::1]', 'localhost')}:{NODE_EXPORTER_PORT}"])]
+        files += monitoring_files(model, renderer, jobs, "host", note="onprem")
+    return files
 
 
 TARGET = Target(

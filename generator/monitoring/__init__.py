@@ -1,0 +1,22 @@
+"""Monitoring as a component of every bundle: alert rules, SLO thresholds, Grafana dashboards and
+Prometheus scrape configurations, built once from the ServiceModel so every target ships the same
+content (docs/monitoring.md).
+
+- `slo(model)`: the objectives and thresholds, worked out once (defaults live in the schema).
+- `rule_groups(model)`: Prometheus alert rules as data; onprem/cloud rule files, the Kubernetes
+  PrometheusRule and the compose Prometheus all dump this one structure.
+- `dashboard(model, platform)`: the Grafana dashboard (platform picks the resource panels).
+- `scrape_config(model, jobs)`: a Prometheus configuration with the rule file and the given jobs.
+- Serverless providers' native alarms are in native.py.
+"""
+
+from __future__ import annotations
+
+from generator.monitoring.dashboard import dashboard
+from generator.monitoring.metrics import EXTERNAL_METRICS, RUNTIME_METRICS, metric_names
+from generator.monitoring.rules import ALERTS, SLO, rule_groups, slo
+from generator.monitoring.scrape import (NODE_EXPORTER_PORT, RULES_FILE, monitoring_files, node_job, scrape_config,
+                                        static_job)
+
+__all__ = ["ALERTS", "EXTERNAL_METRICS", "RULES_FILE", "RUNTIME_METRICS", "SLO", "dashboard", "metric_names",
+           "monitoring_files", "node_job", "NODE_EXPORTER_PORT", "rule_groups", "scrape_config", "slo", "static_job"]

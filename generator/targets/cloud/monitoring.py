@@ -1,0 +1,34 @@
+"""The cloud fleet's monitoring/ folder: the shared rules and dashboard, and scrape jobs that find
+the group's VMs as it scales (EC2 discovery by the mlgen-service tag on AWS; a targets file on
+Google Cloud and Azure, whose discovery needs credentials Prometheus usually does not have)."""
+
+from __future__ import annotations
+
+from generator.monitoring import NODE_EXPORTER_PORT, monitoring_files, node_job, static_job
+from generator.render import RenderedFile, Renderer
+from generator.spec import ServiceModel
+from generator.targets.cloud.settings import CloudSettings
+
+
+def _ec2(cloud: CloudSettings, port: int) -> dict:
+    discovery = {"port": port, "filters": [{"name": "tag:mlgen-service", "values": [cloud.name]},
+                                           {"name": "instance-state-name", "values": ["running"]}]}
+    if cloud.region:
+        discovery["region"] = cloud.region
+    return {"ec2_sd_configs": [discovery],
+            "relabel_configs": [{"source_labels": ["__meta_ec2_instance_id"], "target_label": "instance"}]}
+
+
+def monitoring(model: ServiceModel, cloud: CloudSettings, renderer: Renderer) -> list[RenderedFile]:
+    if not model.observability.metrics:
+        return []
+    if cloud.provider == "aws":
+        service = {**static_job(model, []), **_ec2(cloud, cloud.port)}
+        service.pop("static_configs")
+        jobs, note = [service, node_job([], **_ec2(cloud, NODE_EXPORTER_PORT))], "cloud-aws"
+    else:
+        service = {**static_job(model, []), "file_sd_configs": [{"files": [f"targets/{model.name}.json"]}]}
+        service.pop("static_configs")
+        jobs = [service, node_job([], file_sd_configs=[{"files": [f"targets/{model.name}-node.json"]}])]
+        note = "cloud-file"
+    return monitoring_files(model, renderer, jobs, "host", note=note)
