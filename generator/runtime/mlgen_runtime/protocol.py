@@ -245,7 +245,7 @@ def _tensor_header(raw) -> tuple[str, str, list[int]]:
     name, datatype, shape = raw.get("name"), raw.get("datatype"), raw.get("shape")
     if not isinstance(name, str):
         raise RequestError(400, "each tensor needs a string 'name'")
-    if datatype not in tensors.DATATYPES:
+    if not isinstance(datatype, str) or datatype not in tensors.DATATYPES:  # a list is not hashable
         raise RequestError(400, f"tensor '{name}' datatype {datatype!r} is not one of "
                            f"{', '.join(tensors.DATATYPES)}")
     if not (isinstance(shape, list) and len(shape) <= 32
