@@ -25,6 +25,7 @@ class ServingApp:
     def __init__(self, service: Service) -> None:
         self.service = service
         self.max_body_bytes = service.config.runtime.max_body_bytes
+        self.body_timeout_s = service.config.runtime.timeout_s
         self.executor = ThreadPoolExecutor(max_workers=_pool_size(service), thread_name_prefix="mlgen")
         self.gets_block = service.role.stage == "gateway"
         self.load_failed = False
@@ -44,24 +45,38 @@ class ServingApp:
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             return await _send(send, service.too_large(method, path, headers, int(declared)))
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                return await _send(send, service.too_large(method, path, headers, None))
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        # A body that trickles in would hold a connection (and its memory) forever: it must arrive
+        # within runtime.timeout_s, like the answer.
+        try:
+            body = await asyncio.wait_for(self._body(receive, service, method, path, headers), self.body_timeout_s)
+        except asyncio.TimeoutError:
+            return await _send(send, service.refused(method, path, headers, 408,
+                                                     f"the request body did not arrive within {self.body_timeout_s:g} s"))
+        if body is None:
+            return
+        if not isinstance(body, bytes):
+            return await _send(send, body)
         if method == "GET" and not self.gets_block:
             response = service.handle(method, path, headers, body)
         else:
             loop = asyncio.get_running_loop()
             response = await loop.run_in_executor(self.executor, service.handle, method, path, headers, body)
         await _send(send, response)
+
+    async def _body(self, receive, service, method, path, headers):
+        """The request body; None when the client went away; the 413 when it grows past the limit."""
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return service.too_large(method, path, headers, None)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _lifespan(self, receive, send) -> None:
         while True:

@@ -103,12 +103,16 @@ class Service:
 
     def too_large(self, method: str, path: str, headers, size: int | None) -> Response:
         """The 413 a transport answers when it refuses a body before reading all of it."""
+        limit = self.config.runtime.max_body_bytes
+        what = f"body of {size} bytes" if size is not None else "body"
+        return self.refused(method, path, headers, 413, f"{what} exceeds max_body_bytes {limit}")
+
+    def refused(self, method: str, path: str, headers, status: int, message: str) -> Response:
+        """A transport's own refusal (413 too large, 408 body too slow), counted and logged like any answer."""
         started = time.perf_counter()
         request_id = _request_id(_lowercase(headers).get("x-request-id"))
         self.metrics.request_started()
-        limit = self.config.runtime.max_body_bytes
-        what = f"body of {size} bytes" if size is not None else "body"
-        response = Response(413, dict(_JSON), protocol.error_body(f"{what} exceeds max_body_bytes {limit}"))
+        response = Response(status, dict(_JSON), protocol.error_body(message))
         return self._finish(response, "unknown", method, path, request_id, started)
 
     def _finish(self, response: Response, route: str, method: str, path: str, request_id: str,
