@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from generator.monitoring.native import cloudwatch_alarms, cloudwatch_dashboard, lambda_log_level
 from generator.render import RenderedFile, Renderer
 from generator.spec import ServiceModel
 from generator.targets.serverless.common import Function, function_app_files, requirements_file
@@ -49,7 +50,9 @@ def _count(shape: tuple[int, ...]) -> int:
 def plan(model: ServiceModel, function: Function, renderer: Renderer) -> list[RenderedFile]:
     context = {"model": model, "function": function, "runtime": f"python{model.runtime.python}",
                "platforms": wheel_platforms(model.runtime.python, function.architecture),
-               "secrets": [{"name": s.name, "secret": s.secret, "key": s.key} for s in model.secrets]}
+               "secrets": [{"name": s.name, "secret": s.secret, "key": s.key} for s in model.secrets],
+               "alarms": cloudwatch_alarms(model), "dashboard_body": cloudwatch_dashboard(model),
+               "application_log_level": lambda_log_level(model)}
     files = [
         renderer.file("handler.py", "serverless/aws/handler.py.j2", **context),
         renderer.file("template.yaml", "serverless/aws/template.yaml.j2", **context),

@@ -1,0 +1,116 @@
+"""Serverless providers' own monitoring, from the same objectives as the Prometheus rules
+(rules.slo): CloudWatch alarms and a dashboard for the SAM template. A function exports no
+/metrics to scrape, so these watch the platform's metrics instead (docs/monitoring.md maps each
+Prometheus alert to its alarm)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from generator.monitoring.rules import slo
+from generator.spec import ServiceModel
+
+PERIOD_S = 300
+MAX_EVALUATED_S = 86400  # CloudWatch: EvaluationPeriods x Period may not pass one day
+LAMBDA_LOG_LEVEL = {"debug": "DEBUG", "info": "INFO", "warning": "WARN", "error": "ERROR"}
+
+
+def seconds(duration: str) -> int:
+    """A schema duration (5m, 2h, 30s) in seconds."""
+    return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600}[duration[-1]]
+
+
+def _periods(duration: str) -> int:
+    return max(1, min(math.ceil(seconds(duration) / PERIOD_S), MAX_EVALUATED_S // PERIOD_S))
+
+
+def _lambda_metric(name: str, statistic: str = "Sum", extended: bool = False) -> dict:
+    alarm = {"Namespace": "AWS/Lambda", "MetricName": name, "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": "Function"}}],
+             "Period": PERIOD_S}
+    alarm["ExtendedStatistic" if extended else "Statistic"] = statistic
+    return alarm
+
+
+def _api_metric(name: str) -> dict:
+    return {"Metric": {"Namespace": "AWS/ApiGateway", "MetricName": name,
+                       "Dimensions": [{"Name": "ApiId", "Value": {"Ref": "HttpApi"}}, {"Name": "Stage", "Value": "$default"}]},
+            "Period": PERIOD_S, "Stat": "Sum"}
+
+
+def cloudwatch_alarms(model: ServiceModel) -> dict[str, dict]:
+    """CloudFormation resources (logical id → resource) for the SAM template; each alarm notifies
+    the AlarmTopicArn parameter's SNS topic when one is given."""
+    s = slo(model)
+    actions = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    alarms = {
+        # The HTTP API's 5xx share: the error budget alert (CloudWatch has no two-window rule: two
+        # five-minute periods in a row over the burn threshold).
+        "MlgenErrorBudgetBurn": ("ErrorRatioAlarm", {
+            "AlarmDescription": f"{s.service}: over {s.error_ratio:.2%} of HTTP requests answered 5xx "
+                                f"({s.burn_rate:g}x the {s.availability:.3%} availability budget)",
+            "Metrics": [{"Id": "errors", "ReturnData": False, "MetricStat": _api_metric("5xx")},
+                        {"Id": "requests", "ReturnData": False, "MetricStat": _api_metric("Count")},
+                        {"Id": "ratio", "Label": "5xx ratio", "ReturnData": True,
+                         "Expression": "IF(requests > 0, errors / requests, 0)"}],
+            "ComparisonOperator": "GreaterThanThreshold", "Threshold": s.error_ratio,
+            "EvaluationPeriods": 2, "DatapointsToAlarm": 2, "TreatMissingData": "notBreaching"}),
+        "MlgenLatencyHigh": ("LatencyAlarm", {
+            "AlarmDescription": f"{s.service}: p99 function duration over the {s.latency_p99_s * 1000:g} ms objective",
+            **_lambda_metric("Duration", "p99", extended=True),
+            "ComparisonOperator": "GreaterThanThreshold", "Threshold": s.latency_p99_s * 1000,
+            "EvaluationPeriods": _periods(s.latency_for), "TreatMissingData": "notBreaching"}),
+        "MlgenNoTraffic": ("NoTrafficAlarm", {
+            "AlarmDescription": f"{s.service}: no invocations for {s.no_traffic_for}",
+            **_lambda_metric("Invocations"),
+            "ComparisonOperator": "LessThanThreshold", "Threshold": 1,
+            "EvaluationPeriods": _periods(s.no_traffic_for), "TreatMissingData": "breaching"}),
+        # A model that cannot load fails the function's init: every invocation is a function error
+        # (the runtime answers request errors itself, with a status, so those are not counted here).
+        "MlgenModelNotReady": ("FunctionErrorsAlarm", {
+            "AlarmDescription": f"{s.service}: the function failed (model load or handler crash); see its log group",
+            **_lambda_metric("Errors"),
+            "ComparisonOperator": "GreaterThanThreshold", "Threshold": 0,
+            "EvaluationPeriods": 1, "TreatMissingData": "notBreaching"}),
+        "MlgenTargetDown": ("ThrottlesAlarm", {
+            "AlarmDescription": f"{s.service}: invocations throttled (reserved concurrency reached)",
+            **_lambda_metric("Throttles"),
+            "ComparisonOperator": "GreaterThanThreshold", "Threshold": 0,
+            "EvaluationPeriods": 1, "TreatMissingData": "notBreaching"}),
+    }
+    return {logical: {"Type": "AWS::CloudWatch::Alarm",
+                      "Properties": {"AlarmName": {"Fn::Sub": f"${{AWS::StackName}}-{logical}"},
+                                     "ActionsEnabled": True, "AlarmActions": actions, "OKActions": actions, **props}}
+            for name, (logical, props) in alarms.items() if name not in s.disabled}
+
+
+def cloudwatch_dashboard(model: ServiceModel) -> str:
+    """DashboardBody for Fn::Sub: ${Function}, ${HttpApi} and ${AWS::Region} are filled at deploy."""
+    s = slo(model)
+    fn = ["AWS/Lambda", None, "FunctionName", "${Function}"]
+    api = ["AWS/ApiGateway", None, "ApiId", "${HttpApi}", "Stage", "$default"]
+
+    def widget(title: str, metrics: list, stat: str, x: int, y: int, line: float | None = None) -> dict:
+        properties = {"title": title, "region": "${AWS::Region}", "view": "timeSeries", "stat": stat,
+                      "period": PERIOD_S, "metrics": metrics}
+        if line is not None:
+            properties["annotations"] = {"horizontal": [{"label": "objective", "value": line}]}
+        return {"type": "metric", "x": x, "y": y, "width": 12, "height": 6, "properties": properties}
+
+    def named(base: list, name: str) -> list:
+        return [base[0], name, *base[2:]]
+
+    body = {"widgets": [
+        widget("HTTP requests, 4xx, 5xx", [named(api, "Count"), named(api, "4xx"), named(api, "5xx")], "Sum", 0, 0),
+        widget("Function duration p50 / p99 (ms)", [named(fn, "Duration") + [{"stat": "p50"}],
+                                                    named(fn, "Duration") + [{"stat": "p99"}]], "p99", 12, 0,
+               line=s.latency_p99_s * 1000),
+        widget("Invocations, errors, throttles", [named(fn, "Invocations"), named(fn, "Errors"), named(fn, "Throttles")],
+               "Sum", 0, 6),
+        widget("Concurrent executions", [named(fn, "ConcurrentExecutions")], "Maximum", 12, 6),
+    ]}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def lambda_log_level(model: ServiceModel) -> str:
+    return LAMBDA_LOG_LEVEL[model.observability.log_level]
