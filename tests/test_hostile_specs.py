@@ -88,7 +88,16 @@ def assert_values_come_back(name: str, changes: dict, files: dict[str, bytes]) -
         suffix = "" if name == "onprem-venv" else " (container)"
         assert unit_values(unit, "Description") == [f"iris model service {version}{suffix}"]
     if name.startswith("cloud"):
-        parsed["cloud-init.yaml"]  # parsed above: user data is YAML whatever the values
+        assert_bootstrap_says_the_version(parsed["cloud-init.yaml"][0], version)
+
+
+def assert_bootstrap_says_the_version(user_data: dict, version: str) -> None:
+    """bash itself runs the bootstrap's `say installing …` line (with `say` printing its words):
+    the version comes out as written, and nothing in it ran."""
+    (bootstrap,) = [f["content"] for f in user_data["write_files"] if f["path"].endswith("/bootstrap.sh")]
+    (line,) = [line.strip() for line in bootstrap.splitlines() if line.strip().startswith("say ") and "installing iris" in line]
+    said = subprocess.run(["bash", "-c", "say() { printf '%s' \"$*\"; }\n" + line], capture_output=True, timeout=30)
+    assert said.stdout.decode() == f"installing iris {version} with the bundle's install.sh", said
 
 
 def hostile_test(name: str, changes: dict, extra: dict, tmp: Path) -> dict[str, bytes] | None:
