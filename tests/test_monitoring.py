@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import EXAMPLES, render_spec, require_tool
+from conftest import EXAMPLES, render_spec, require_tool, run_mlgen
 from generator.monitoring import EXTERNAL_METRICS, RUNTIME_METRICS, metric_names
 
 IRIS = EXAMPLES / "iris" / "spec.yaml"
@@ -136,3 +136,25 @@ def test_rule_expressions_name_only_runtime_metrics_and_up(bundles) -> None:
     rules = yaml.safe_load(next((bundles["recsys-microservices/onprem"] / "monitoring").glob("*.rules.yml")).read_text())
     for rule in rules["groups"][0]["rules"]:
         assert metric_names(rule["expr"]) <= set(RUNTIME_METRICS) | {"up"}, rule["alert"]
+
+
+def test_spec_objectives_and_alert_settings_reach_every_form(tmp_path) -> None:
+    """observability.slo/alerts change the thresholds, labels and set of alerts everywhere; values
+    outside the schema are refused at the spec's line."""
+    from generator.monitoring import rule_groups
+    from generator.monitoring.native import azure_metric_alerts, cloudwatch_alarms, gcp_alert_policies
+    from generator.spec import load_spec
+
+    sets = ("observability.slo.availability_percent=99.9", "observability.slo.latency_p99_ms=250",
+            'observability.alerts.disabled=["MlgenNoTraffic"]', 'observability.alerts.labels={"team": "ml"}')
+    model = load_spec(IRIS, sets=sets)
+    rules = {rule["alert"]: rule for rule in rule_groups(model)[0]["rules"]}
+    assert "MlgenNoTraffic" not in rules and rules["MlgenLatencyHigh"]["expr"].endswith("> 0.25")
+    assert "> 0.0144)" in rules["MlgenErrorBudgetBurn"]["expr"]  # 14.4 x 0.1%
+    assert all(rule["labels"]["team"] == "ml" for rule in rules.values())
+    assert "NoTrafficAlarm" not in cloudwatch_alarms(model)
+    assert cloudwatch_alarms(model)["LatencyAlarm"]["Properties"]["Threshold"] == 250
+    assert not any("no-traffic" in path for path in gcp_alert_policies(model))
+    assert [a["name"] for a in azure_metric_alerts(model)] == ["iris-errors", "iris-latency"]
+    result = run_mlgen("validate", IRIS, "--set", "observability.alerts.for=5 minutes")
+    assert result.returncode == 1 and "observability.alerts.for" in result.stderr + result.stdout

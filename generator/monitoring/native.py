@@ -114,3 +114,62 @@ def cloudwatch_dashboard(model: ServiceModel) -> str:
 
 def lambda_log_level(model: ServiceModel) -> str:
     return LAMBDA_LOG_LEVEL[model.observability.log_level]
+
+
+def _cloud_run(name: str, metric: str, extra: str = "") -> str:
+    # A 2nd gen function runs as the Cloud Run service of the same name.
+    return (f'metric.type="run.googleapis.com/{metric}" AND resource.type="cloud_run_revision" '
+            f'AND resource.labels.service_name="{name}"{extra}')
+
+
+def gcp_alert_policies(model: ServiceModel) -> dict[str, dict]:
+    """file name → AlertPolicy (what `gcloud alpha monitoring policies create --policy-from-file`
+    reads), on the Cloud Run metrics of the function's service."""
+    s = slo(model)
+    rate = [{"alignmentPeriod": f"{PERIOD_S}s", "perSeriesAligner": "ALIGN_RATE", "crossSeriesReducer": "REDUCE_SUM"}]
+    conditions = {
+        "MlgenErrorBudgetBurn": ("errors", "CRITICAL", f"over {s.error_ratio:.2%} of requests answered 5xx "
+                                 f"({s.burn_rate:g}x the {s.availability:.3%} availability budget)", {"conditionThreshold": {
+            "filter": _cloud_run(s.service, "request_count", ' AND metric.labels.response_code_class="5xx"'),
+            "denominatorFilter": _cloud_run(s.service, "request_count"),
+            "aggregations": rate, "denominatorAggregations": rate,
+            "comparison": "COMPARISON_GT", "thresholdValue": s.error_ratio, "duration": f"{PERIOD_S}s",
+            "trigger": {"count": 1}}}),
+        "MlgenLatencyHigh": ("latency", "WARNING", f"p99 latency over the {s.latency_p99_s * 1000:g} ms objective", {"conditionThreshold": {
+            "filter": _cloud_run(s.service, "request_latencies"),
+            "aggregations": [{"alignmentPeriod": f"{PERIOD_S}s", "perSeriesAligner": "ALIGN_PERCENTILE_99",
+                              "crossSeriesReducer": "REDUCE_MAX"}],
+            "comparison": "COMPARISON_GT", "thresholdValue": s.latency_p99_s * 1000,
+            "duration": f"{seconds(s.latency_for)}s", "trigger": {"count": 1}}}),
+        "MlgenNoTraffic": ("no-traffic", "WARNING", f"no requests for {s.no_traffic_for}", {"conditionAbsent": {
+            "filter": _cloud_run(s.service, "request_count"), "aggregations": rate,
+            "duration": f"{max(120, seconds(s.no_traffic_for))}s", "trigger": {"count": 1}}}),
+    }
+    return {f"monitoring/{slug}.policy.json": {
+        "displayName": f"mlgen {s.service}: {slug}", "combiner": "OR", "severity": severity,
+        "documentation": {"mimeType": "text/markdown", "content": f"{s.service}: {summary}. See docs/monitoring.md."},
+        "conditions": [{"displayName": f"{s.service} {summary}", **condition}]}
+        for name, (slug, severity, summary, condition) in conditions.items() if name not in s.disabled}
+
+
+# az monitor metrics alert --window-size accepts these (ISO 8601 periods PT1M … P1D).
+AZURE_WINDOWS_MIN = (1, 5, 15, 30, 60, 360, 720, 1440)
+
+
+def azure_metric_alerts(model: ServiceModel) -> list[dict]:
+    """`az monitor metrics alert create` settings on the function app's own metrics. Azure metric
+    alerts compare one metric, so errors are a 5xx count, latency the average response time."""
+    s = slo(model)
+    quiet_min = seconds(s.no_traffic_for) / 60
+    window = next((w for w in AZURE_WINDOWS_MIN if w >= quiet_min), AZURE_WINDOWS_MIN[-1])
+    alerts = {
+        "MlgenErrorBudgetBurn": ("errors", "total Http5xx > 0", 5, 1, "requests answered 5xx"),
+        "MlgenLatencyHigh": ("latency", f"avg HttpResponseTime > {s.latency_p99_s:g}", max(5, min(60, seconds(s.latency_for) // 60)), 2,
+                             f"average response time over the {s.latency_p99_s * 1000:g} ms p99 objective"),
+        "MlgenNoTraffic": ("no-traffic", "total Requests < 1", window, 3, f"no requests for {window} minutes"),
+    }
+    return [{"name": f"{s.service}-{slug}", "condition": condition,
+             "window": f"{window_min}m" if window_min < 60 else f"{window_min // 60}h", "severity": severity,
+             "frequency": "1m" if window_min < 60 else "5m",
+             "description": f"mlgen {s.service}: {text}"}
+            for name, (slug, condition, window_min, severity, text) in alerts.items() if name not in s.disabled]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from generator.monitoring.native import azure_metric_alerts
 from generator.render import RenderedFile, Renderer
 from generator.spec import ServiceModel
 from generator.targets.serverless.common import Function, azure_instance, function_app_files, requirements_file
@@ -36,7 +37,7 @@ def local_settings(model: ServiceModel) -> dict:
 
 def plan(model: ServiceModel, function: Function, renderer: Renderer) -> list[RenderedFile]:
     context = {"model": model, "function": function,
-               "instance": azure_instance(function.memory_mb, function.plan)}
+               "instance": azure_instance(function.memory_mb, function.plan), "alerts": azure_metric_alerts(model)}
     return [
         renderer.file("function_app.py", "serverless/azure/function_app.py.j2", **context),
         renderer.file(".funcignore", "serverless/azure/funcignore.j2", **context),

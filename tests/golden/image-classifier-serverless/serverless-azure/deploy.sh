@@ -57,3 +57,17 @@ if ((${#settings[@]})); then  run az functionapp config appsettings set --name "
     --settings "${settings[@]}" --output none
 fi
 run func azure functionapp publish "$app_name" --python --build remote
+
+# Metric alerts from observability.slo/alerts (docs/monitoring.md); create replaces an alert of the
+# same name. Add --action ACTION_GROUP_ID to be notified.
+app_id="/subscriptions/SUBSCRIPTION/resourceGroups/$resource_group/providers/Microsoft.Web/sites/$app_name"
+((dry_run)) || app_id=$(az functionapp show --name "$app_name" --resource-group "$resource_group" --query id --output tsv)
+run az monitor metrics alert create --name digits-errors --resource-group "$resource_group" \
+  --scopes "$app_id" --condition 'total Http5xx > 0' --window-size 5m \
+  --evaluation-frequency 1m --severity 1 --description 'mlgen digits: requests answered 5xx' --output none
+run az monitor metrics alert create --name digits-latency --resource-group "$resource_group" \
+  --scopes "$app_id" --condition 'avg HttpResponseTime > 0.5' --window-size 5m \
+  --evaluation-frequency 1m --severity 2 --description 'mlgen digits: average response time over the 500 ms p99 objective' --output none
+run az monitor metrics alert create --name digits-no-traffic --resource-group "$resource_group" \
+  --scopes "$app_id" --condition 'total Requests < 1' --window-size 30m \
+  --evaluation-frequency 1m --severity 3 --description 'mlgen digits: no requests for 30 minutes' --output none

@@ -53,3 +53,19 @@ run gcloud functions deploy "$name" --gen2 "${project_flag[@]}" \
   --min-instances 0 \
   --max-instances 10 \
   --env-vars-file env.yaml
+
+# Alert policies from observability.slo/alerts (monitoring/*.policy.json; docs/monitoring.md): created
+# on the first deploy, updated in place later (found by display name). Notification channels are yours
+# to add: gcloud alpha monitoring policies update POLICY --add-notification-channels CHANNEL
+policy_files=(monitoring/errors.policy.json monitoring/latency.policy.json monitoring/no-traffic.policy.json)
+policy_names=('mlgen digits: errors' 'mlgen digits: latency' 'mlgen digits: no-traffic')
+for i in "${!policy_files[@]}"; do
+  existing=""
+  ((dry_run)) || existing=$(gcloud alpha monitoring policies list "${project_flag[@]}" \
+    --filter="displayName=\"${policy_names[i]}\"" --format='value(name)' --limit=1)
+  if [[ -n $existing ]]; then
+    run gcloud alpha monitoring policies update "$existing" "${project_flag[@]}" --policy-from-file="${policy_files[i]}"
+  else
+    run gcloud alpha monitoring policies create "${project_flag[@]}" --policy-from-file="${policy_files[i]}"
+  fi
+done
