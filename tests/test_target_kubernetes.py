@@ -23,7 +23,7 @@ CHECKOV_SKIPS = {
     "CKV_K8S_43": "the spec chose an image tag: mlgen warns at render time, the digest is the user's to pin",
     "CKV_K8S_35": "secrets are env secretKeyRef references, as the spec asks; the values stay in Secrets",
 }
-HOSTILE_VERSION = "2.1 \"beta\"\u2028# not a comment: &anchor *alias"  # U+2028 breaks lines in YAML 1.1
+HOSTILE_VERSION = "2.1 \"beta\" \u202e# not a comment: &anchor *alias \\ ${X}"  # quotes, RTL override, YAML shapes
 HOSTILE = {
     "env": {"GREETING": "it's $(rm -rf /) \"quoted\" ${HOME} `id`\nsecond line: # no comment"},
     "secrets": [{"name": "DB_PASSWORD", "secret": "recsys-db", "key": "password"}],
