@@ -128,6 +128,7 @@ class Variant:
     settings: dict
     extra: st.SearchStrategy = st.just({})  # target settings drawn per example (tags, ...)
     python: str | None = None  # runtime.python, when the variant's scripts run with this machine's
+    secrets: bool = True  # False: the target refuses secret references (a fit error), so none are drawn
 
     @property
     def provider(self) -> str:
@@ -146,9 +147,9 @@ VARIANTS = {
     "serverless-gcp": Variant("serverless", {"provider": "gcp"}),
     "serverless-azure": Variant("serverless", {"provider": "azure"}),
     "cloud-aws": Variant("cloud", {"provider": "aws", "region": "eu-west-1", "artifact_upload": "s3://bundles/iris/bundle.tar.gz",
-                                   **_ARTIFACT}, _cloud_extra),
-    "cloud-gcp": Variant("cloud", {"provider": "gcp", "region": "europe-west1", "project": "ml-serving-1", **_ARTIFACT}, _cloud_extra),
-    "cloud-azure": Variant("cloud", {"provider": "azure", "region": "westeurope", **_ARTIFACT}, _cloud_extra),
+                                   **_ARTIFACT}, _cloud_extra, secrets=False),
+    "cloud-gcp": Variant("cloud", {"provider": "gcp", "region": "europe-west1", "project": "ml-serving-1", **_ARTIFACT}, _cloud_extra, secrets=False),
+    "cloud-azure": Variant("cloud", {"provider": "azure", "region": "westeurope", **_ARTIFACT}, _cloud_extra, secrets=False),
     "onprem-venv": Variant("onprem", {}, python=THIS_PYTHON),
     "onprem-container": Variant("onprem", {"mode": "container", "image": "registry.example.com/ml/iris:1.0"}, python=THIS_PYTHON),
 }
@@ -168,6 +169,8 @@ def write_spec(folder: Path, variant: Variant, changes: dict, extra: dict | None
     for key in ("env", "secrets"):
         if key in changes:
             data[key] = changes[key]
+    if not variant.secrets:
+        data["secrets"] = []
     if "requirements" in changes:
         data["runtime"]["requirements"] = changes["requirements"]
     data["targets"] = {variant.target: {**variant.settings, **(extra or {})}}
