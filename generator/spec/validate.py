@@ -120,22 +120,13 @@ def _article(text: str) -> str:
     return ("an " if text[:1] in "aeiou" else "a ") + text
 
 
+# bool before int: True is an int to Python, a boolean to the person who wrote `yes`.
+_KINDS = ((type(None), "null"), (bool, "a boolean"), (int, "an integer"), (float, "a number"),
+          (str, "a string"), (list, "a list"), (dict, "a mapping"))
+
+
 def _yaml_kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
+    return next((kind for cls, kind in _KINDS if isinstance(value, cls)), type(value).__name__)
 
 
 def with_defaults(data: dict) -> dict:
