@@ -92,3 +92,10 @@ def test_envfile_values_are_double_quoted_with_systemd_escapes(value: str) -> No
 def test_envfile_refuses_control_characters_systemd_would_reject() -> None:
     with pytest.raises(UnsafeValue):
         envfile("bell\x07")
+
+
+def test_words_with_an_equals_sign_are_quoted_so_arrays_keep_them_literal() -> None:
+    assert shell("6=NULL") == "'6=NULL'"
+    result = subprocess.run(["bash", "-c", f"a=({shell('6=NULL')} {shell('k=v')}); printf '%s|' \"${{a[@]}}\""],
+                            capture_output=True, text=True)
+    assert result.stdout == "6=NULL|k=v|"

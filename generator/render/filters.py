@@ -19,11 +19,14 @@ class UnsafeValue(ValueError):
 
 
 def shell(value: object) -> str:
-    """One shell word, single-quoted where needed: safe inside bash scripts."""
+    """One shell word, single-quoted where needed: safe inside bash scripts. Words with `=` are
+    quoted too: bare, `6=x` reads as an indexed assignment inside `( … )` and `a=b` as an
+    assignment at the start of a command (shellcheck SC2191)."""
     text = str(value)
     if "\x00" in text:
         raise UnsafeValue("a NUL character cannot appear in a shell script")
-    return shlex.quote(text)
+    quoted = shlex.quote(text)
+    return f"'{text}'" if quoted == text and "=" in text else quoted
 
 
 def yaml_value(value: object) -> str:

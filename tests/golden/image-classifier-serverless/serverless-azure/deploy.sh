@@ -51,7 +51,7 @@ run az functionapp create --name "$app_name" --resource-group "$resource_group" 
 run az resource update --resource-type Microsoft.Web/sites --name "$app_name" --resource-group "$resource_group" \
   --set properties.functionAppScaleLimit=10 --output none
 settings=(
-  LOG_LEVEL=info
+  'LOG_LEVEL=info'
 )
 if ((${#settings[@]})); then  run az functionapp config appsettings set --name "$app_name" --resource-group "$resource_group" \
     --settings "${settings[@]}" --output none
