@@ -5,10 +5,10 @@ and a function handler all start the same code the same way."""
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 from generator.render import RenderedFile
+from generator.render.filters import pretty_json
 from generator.resources import RUNTIME_DIR
 from generator.spec import ServiceModel
 
@@ -82,7 +82,7 @@ def _project(requirement: str) -> str:
 
 def app_files(model: ServiceModel, prefix: str = APP, stage_urls: dict[str, str] | None = None) -> list[RenderedFile]:
     files = [RenderedFile(f"{prefix}/mlgen_runtime/{name}", content, generated=False) for name, content in runtime_sources()]
-    config = json.dumps(serving_config(model, stage_urls), indent=2, sort_keys=True, ensure_ascii=False)
+    config = pretty_json(serving_config(model, stage_urls))
     files.append(RenderedFile.text(f"{prefix}/serving.json", config))
     files.append(RenderedFile.text(f"{prefix}/requirements.txt", "\n".join(requirements(model))))
     files.extend(_model_files(model, prefix))

@@ -23,6 +23,7 @@ from typing import Callable
 from generator import __version__
 from generator.errors import ConflictError, Problem
 from generator.render import RenderedFile
+from generator.render.filters import pretty_json
 
 MANIFEST = ".mlgen-manifest.json"
 LOCK = ".mlgen.lock"
@@ -223,7 +224,7 @@ def _manifest_bytes(files: list[RenderedFile], spec_digest: str) -> bytes:
         "spec_digest": spec_digest,
         "files": {f.path: {"sha256": _digest(f.content), "mode": f"{f.mode:04o}"} for f in sorted(files, key=lambda f: f.path)},
     }
-    return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    return (pretty_json(manifest) + "\n").encode()
 
 
 def _diff(on_disk: Path, rendered: RenderedFile, path: str) -> str:

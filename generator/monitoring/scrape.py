@@ -4,11 +4,11 @@
 
 from __future__ import annotations
 
-import json
 
 from generator.monitoring.dashboard import dashboard
 from generator.monitoring.rules import rule_groups
 from generator.render import RenderedFile, Renderer
+from generator.render.filters import pretty_json
 from generator.spec import ServiceModel
 
 RULES_FILE = "{name}.rules.yml"
@@ -47,4 +47,4 @@ def monitoring_files(model: ServiceModel, renderer: Renderer, jobs: list[dict], 
 
 
 def dashboard_json(model: ServiceModel, platform: str) -> str:
-    return json.dumps(dashboard(model, platform), indent=2, sort_keys=True, ensure_ascii=True) + "\n"
+    return pretty_json(dashboard(model, platform), ascii_only=True) + "\n"

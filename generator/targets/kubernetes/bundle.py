@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 from generator.bundle import app_files, serving_config
 from generator.monitoring import monitoring_files, rule_groups, static_job
 from generator.monitoring.scrape import dashboard_json
 from generator.render import RenderedFile, Renderer
+from generator.render.filters import pretty_json
 from generator.spec import ServiceModel
 from generator.targets.kubernetes.workloads import (APP_DIR, RUN_AS, command, common_labels, image, namespace,
                                                     stage_urls, workloads)
@@ -23,7 +23,7 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
     urls = stage_urls(model)
     # ASCII-only JSON: every character a spec value brings is a JSON escape, so the text can sit in a
     # YAML literal block unchanged (no line-break look-alikes such as U+2028 reach the YAML).
-    serving = json.dumps(serving_config(model, urls), indent=2, sort_keys=True, ensure_ascii=True)
+    serving = pretty_json(serving_config(model, urls), ascii_only=True)
     context = {
         "model": model, "settings": settings, "workloads": workloads(model), "namespace": namespace(model),
         "image": image(model), "labels": common_labels(model), "run_as": RUN_AS, "app_dir": APP_DIR,

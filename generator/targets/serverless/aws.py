@@ -8,6 +8,7 @@ import json
 
 from generator.monitoring.native import cloudwatch_alarms, cloudwatch_dashboard, lambda_log_level
 from generator.render import RenderedFile, Renderer
+from generator.render.filters import pretty_json
 from generator.spec import ServiceModel
 from generator.targets.serverless.common import Function, function_app_files, requirements_file
 
@@ -58,7 +59,7 @@ def plan(model: ServiceModel, function: Function, renderer: Renderer) -> list[Re
         renderer.file("template.yaml", "serverless/aws/template.yaml.j2", **context),
         renderer.file("deploy.sh", "serverless/aws/deploy.sh.j2", mode=0o755, **context),
         requirements_file(model, "aws"),
-        RenderedFile.text("events/infer.json", json.dumps(sample_event(model), indent=2, sort_keys=True)),
+        RenderedFile.text("events/infer.json", pretty_json(sample_event(model))),
         *function_app_files(model, function),
     ]
     if function.packaging == "image":

@@ -8,6 +8,7 @@ import json
 
 from generator.monitoring.native import azure_metric_alerts
 from generator.render import RenderedFile, Renderer
+from generator.render.filters import pretty_json
 from generator.spec import ServiceModel
 from generator.targets.serverless.common import Function, azure_instance, function_app_files, requirements_file
 
@@ -42,9 +43,9 @@ def plan(model: ServiceModel, function: Function, renderer: Renderer) -> list[Re
         renderer.file("function_app.py", "serverless/azure/function_app.py.j2", **context),
         renderer.file(".funcignore", "serverless/azure/funcignore.j2", **context),
         renderer.file("deploy.sh", "serverless/azure/deploy.sh.j2", mode=0o755, **context),
-        RenderedFile.text("host.json", json.dumps(host_json(function), indent=2, sort_keys=True)),
+        RenderedFile.text("host.json", pretty_json(host_json(function))),
         RenderedFile.text("local.settings.json.example",
-                          json.dumps(local_settings(model), indent=2, sort_keys=True, ensure_ascii=False)),
+                          pretty_json(local_settings(model))),
         requirements_file(model, "azure"),
         *function_app_files(model, function),
     ]

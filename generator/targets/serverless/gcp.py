@@ -4,11 +4,11 @@ parsed by gcloud's comma syntax) and deploy.sh."""
 
 from __future__ import annotations
 
-import json
 import re
 
 from generator.monitoring.native import gcp_alert_policies
 from generator.render import RenderedFile, Renderer
+from generator.render.filters import pretty_json
 from generator.spec import ServiceModel
 from generator.targets.serverless.common import Function, function_app_files, requirements_file
 
@@ -25,14 +25,14 @@ def plan(model: ServiceModel, function: Function, renderer: Renderer) -> list[Re
                "secret_refs": [f"{s.name}={s.secret}:latest" for s in model.secrets],
                "policies": {path: policy["displayName"] for path, policy in gcp_alert_policies(model).items()}}
     # One quoted value per variable, whatever characters it holds.
-    env_yaml = json.dumps(dict(model.env), indent=2, sort_keys=True, ensure_ascii=False) if model.env else "{}"
+    env_yaml = pretty_json(dict(model.env)) if model.env else "{}"
     env_yaml = _YAML_RAW_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", env_yaml)
     return [
         renderer.file("main.py", "serverless/gcp/main.py.j2", **context),
         renderer.file(".gcloudignore", "serverless/gcp/gcloudignore.j2", **context),
         renderer.file("deploy.sh", "serverless/gcp/deploy.sh.j2", mode=0o755, **context),
         RenderedFile.text("env.yaml", env_yaml),
-        *(RenderedFile.text(path, json.dumps(policy, indent=2, sort_keys=True)) for path, policy in gcp_alert_policies(model).items()),
+        *(RenderedFile.text(path, pretty_json(policy)) for path, policy in gcp_alert_policies(model).items()),
         requirements_file(model, "gcp"),
         *function_app_files(model, function),
     ]
