@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import tomllib
 
 import yaml
 
@@ -28,7 +27,7 @@ def check_files(files: list[RenderedFile], target: str) -> list[Problem]:
         elif name.endswith(".json"):
             problems += _check(f"{target}/{name}", json.loads, rendered.content)
         elif name.endswith(".toml"):
-            problems += _check(f"{target}/{name}", lambda c: tomllib.loads(c.decode()), rendered.content)
+            problems += _check(f"{target}/{name}", _parse_toml, rendered.content)
         elif name.endswith(".py"):
             problems += _check(f"{target}/{name}", lambda c: compile(c, name, "exec"), rendered.content)
         elif name.endswith(_UNIT_SUFFIXES):
@@ -38,10 +37,16 @@ def check_files(files: list[RenderedFile], target: str) -> list[Problem]:
     return problems
 
 
+def _parse_toml(content: bytes) -> None:
+    import tomllib  # few bundles have TOML; not worth its import on every render
+
+    tomllib.loads(content.decode())
+
+
 def _check(display: str, parse, content: bytes) -> list[Problem]:
     try:
         parse(content)
-    except (ValueError, SyntaxError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+    except (ValueError, SyntaxError, yaml.YAMLError) as exc:  # TOMLDecodeError is a ValueError
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else getattr(exc, "lineno", None)
         return [Problem(f"rendered file does not parse: {exc}".splitlines()[0], display, line,

@@ -7,7 +7,6 @@ line and column of the offending value or key, names the field and says what was
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 
 from generator.errors import Problem
@@ -76,7 +75,7 @@ def _explain(error, sources: SourceMap) -> list[Problem]:
         return [sources.problem(path, f"expected {_article(expected_text)}, got {_yaml_kind(error.instance)}", hint=hint)]
     if kind == "enum":
         choices = ", ".join(str(choice) for choice in error.validator_value)
-        close = difflib.get_close_matches(str(error.instance), [str(c) for c in error.validator_value], n=1)
+        close = _closest(str(error.instance), [str(c) for c in error.validator_value])
         hint = f"did you mean {close[0]!r}?" if close else None
         written = sources.plain_non_strings.get(path)
         if written is not None and written in [str(c) for c in error.validator_value]:
@@ -94,6 +93,12 @@ def _explain(error, sources: SourceMap) -> list[Problem]:
     return [sources.problem(path, error.message)]
 
 
+def _closest(word: str, choices: list[str]) -> list[str]:
+    import difflib  # only a spec with errors needs it
+
+    return difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+
+
 def _published(pattern: str) -> str:
     """The pattern as the published schema writes it (validation uses \\Z for ECMA's $)."""
     return pattern[:-2] + "$" if pattern.endswith("\\Z") else pattern
@@ -106,7 +111,7 @@ def _meaning(pattern: str) -> str | None:
 def _unknown_hint(path: tuple, key: str, allowed: list[str]) -> str:
     if path[:1] == ("secrets",) and key in _SECRET_VALUE_KEYS:
         return "a spec holds only references to secrets: name the secret with `secret` and keep the value in the platform's store"
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    close = _closest(key, allowed)
     if close:
         return f"did you mean {close[0]!r}?"
     return f"allowed: {', '.join(allowed)}" if allowed else "no fields are allowed here"
