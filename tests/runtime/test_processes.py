@@ -101,6 +101,23 @@ def test_sigterm_lets_the_request_in_flight_finish(tmp_path, start_server):
     assert server.process.wait(WAIT_S) in (0, -signal.SIGTERM)
 
 
+def test_health_checks_answer_while_a_slow_prediction_runs(tmp_path, start_server):
+    # Quick predictions run on the event loop; one that has not finished must not hold the loop.
+    (tmp_path / "release-load").touch()
+    server = start_server(apps.python_app(tmp_path, GATED_HANDLER)).wait()
+    body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1], "data": [42]}]}  # 42: held by the gate
+    answers = []
+    client = threading.Thread(target=lambda: answers.append(
+        requests.post(f"{server.url}/v2/models/iris/infer", json=body, timeout=WAIT_S)))
+    client.start()
+    wait_for_file(tmp_path / "predict-started")
+    assert requests.get(f"{server.url}/v2/health/live", timeout=WAIT_S).status_code == 200
+    assert not answers  # the prediction is still waiting for its release
+    (tmp_path / "release-predict").touch()
+    client.join(WAIT_S)
+    assert answers and answers[0].status_code == 200
+
+
 def test_a_load_failure_stops_the_server_with_a_clear_message(tmp_path, iris, start_server):
     server = start_server(apps.sklearn_app(tmp_path, iris[0], sha256="f" * 64))
     assert server.process.wait(WAIT_S) == 1  # a failure exit, so Restart=on-failure restarts it

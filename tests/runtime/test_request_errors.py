@@ -23,7 +23,7 @@ def tensor(**changes) -> dict:
      "not valid JSON"),
     (b'{"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [1, 4], "data": [Infinity, 1, 2, 3]}]}',
      "not valid JSON"),
-    (b"[" * 5000 + b"]" * 5000, "JSON object"),
+    (b"[" * 5000 + b"]" * 5000, ("JSON object", "depth limit exceeded")),  # orjson 3.8 parses it; newer ones refuse
     (b"[" * 400_000 + b"]" * 400_000, "nested too deeply"),  # crashes orjson 3.8 if it gets there
     (b'{"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [1, 4], "data": '
      + b"[" * 20_000 + b"]" * 20_000 + b"}]}", "nested too deeply"),
@@ -34,7 +34,8 @@ def tensor(**changes) -> dict:
 def test_bodies_that_are_not_inference_requests_are_refused(sklearn_server, body, expected):
     answer = infer(sklearn_server, body)
     assert answer.status_code == 400
-    assert expected in answer.json()["error"]
+    error = answer.json()["error"]
+    assert any(text in error for text in ((expected,) if isinstance(expected, str) else expected)), error
 
 
 @pytest.mark.parametrize("changes, expected", [
