@@ -16,3 +16,10 @@ def test_every_schema_field_is_described() -> None:
     rows = [line for line in reference.splitlines() if line.startswith("| `")]
     undocumented = [row.split("|")[1].strip() for row in rows if not row.rstrip(" |").split("|")[-1].strip()]
     assert not undocumented, f"fields without a description in the schema: {undocumented}"
+
+
+def test_docs_choosing_a_target_matches_the_limits_mlgen_checks() -> None:
+    from generator.choosing import choosing_a_target
+
+    committed = (ROOT / "docs" / "choosing-a-target.md").read_text(encoding="utf-8")
+    assert committed == choosing_a_target(), "stale: run python -m generator.choosing > docs/choosing-a-target.md"
