@@ -49,6 +49,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop_process(process, timeout: float = 30) -> int:
+    """Stop a server this test started, by its own pid: SIGTERM (so it drains), then SIGKILL."""
+    import signal
+    import subprocess
+
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
 @pytest.fixture
 def port() -> int:
     return free_port()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import urllib.request
 
 import yaml
 
-from conftest import EXAMPLES, free_port, render_spec
+from conftest import EXAMPLES, free_port, render_spec, stop_process
 from generator.monitoring import RUNTIME_METRICS, metric_names
 
 READY_DEADLINE_S = 60
@@ -50,12 +49,7 @@ def test_every_metric_the_rules_and_dashboard_name_is_exported(tmp_path) -> None
         status, text = _get(f"{base}/metrics")
         assert status == 200
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)
     exported = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text.decode(), re.MULTILINE))
     assert {name: exported.get(name) for name in RUNTIME_METRICS} == RUNTIME_METRICS
     # The series the rules' selectors need after one inference request.

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, render_spec, require_tool
+from conftest import free_port, render_spec, require_tool, stop_process
 from onprem_bundle import derived_spec
 
 REGION = "eu-central-1"
@@ -47,12 +46,7 @@ def moto(tmp_path_factory):
     env = {"PATH": f"{aws_dir}:{os.environ['PATH']}", "HOME": str(home), "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true", "AWS_PAGER": ""}
     yield env
-    server.send_signal(signal.SIGTERM)
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
+    stop_process(server, timeout=10)
 
 
 def aws(env, *args: str):
