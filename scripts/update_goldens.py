@@ -45,10 +45,10 @@ def render_tree(example: str, target: str) -> dict[str, bytes]:
 
 
 def main(selected: list[str]) -> None:
-    for example, targets in example_targets().items():
+    for example, names in example_targets().items():
         if selected and example not in selected:
             continue
-        for target in targets:
+        for target in names:
             shutil.rmtree(GOLDEN / example / target, ignore_errors=True)
             for path, content in render_tree(example, target).items():
                 destination = GOLDEN / example / target / path

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
-from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, ROOT
+from conftest import ROOT
 
 GOLDEN = ROOT / "tests" / "golden"
 _spec = importlib.util.spec_from_file_location("update_goldens", ROOT / "scripts" / "update_goldens.py")

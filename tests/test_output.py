@@ -4,7 +4,6 @@ mlgen wrote them, and `--check` / `--dry-run` write nothing."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys

@@ -4,7 +4,6 @@ trigger, host.json, requirements.txt, local.settings.json.example, .funcignore a
 
 from __future__ import annotations
 
-import json
 
 from generator.monitoring.native import azure_metric_alerts
 from generator.render import RenderedFile, Renderer
