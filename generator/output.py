@@ -57,17 +57,17 @@ def compare(files: list[RenderedFile], dest: Path, spec_digest: str, *, want_dif
     planned = {f.path: f for f in files}
     for path, rendered in sorted(planned.items()):
         on_disk = dest / path
-        current = _file_digest(on_disk)
-        if current is None:
+        content = _read_bytes(on_disk)
+        if content is None:
             changes.created.append(path)
             if path in old:
                 changes.restored.append(path)
-        elif current == _digest(rendered.content) and _mode(on_disk) == rendered.mode:
-            changes.unchanged.append(path)
+        elif content == rendered.content and _mode(on_disk) == rendered.mode:
+            changes.unchanged.append(path)  # compared as bytes: no hashing on the common path
             continue
         else:
             changes.updated.append(path)
-            if old.get(path) != current:
+            if old.get(path) != _digest(content):
                 why = "was edited since mlgen wrote it" if path in old else "exists and was not written by mlgen"
                 changes.conflicts.append(Problem(f"{why}; rendering would overwrite it", str(on_disk),
                                                  hint="use --force to overwrite, or move your change into the spec"))

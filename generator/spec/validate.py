@@ -6,7 +6,6 @@ line and column of the offending value or key, names the field and says what was
 
 from __future__ import annotations
 
-import copy
 import functools
 
 from generator.errors import Problem
@@ -138,7 +137,7 @@ def with_defaults(data: dict) -> dict:
     """A copy of valid spec data with every schema default filled in (the schema is the one
     place defaults are written down, so docs and behaviour cannot disagree)."""
     root = schema()
-    result = copy.deepcopy(data)
+    result = _copy(data)
     _fill(result, root, root)
     return result
 
@@ -149,12 +148,22 @@ def _fill(instance: object, subschema: dict, root: dict) -> None:
     if isinstance(instance, dict):
         for name, prop in subschema.get("properties", {}).items():
             if name not in instance and "default" in prop:
-                instance[name] = copy.deepcopy(prop["default"])
+                instance[name] = _copy(prop["default"])
             if name in instance:
                 _fill(instance[name], prop, root)
     elif isinstance(instance, list) and isinstance(subschema.get("items"), dict):
         for item in instance:
             _fill(item, subschema["items"], root)
+
+
+def _copy(value: object) -> object:
+    """A deep copy of plain YAML/JSON data (dicts, lists, scalars): copy.deepcopy's generality
+    (memo, reducers) made it the largest cost of loading a spec."""
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy(item) for item in value]
+    return value
 
 
 def _resolve(ref: str, root: dict) -> dict:
