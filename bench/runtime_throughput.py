@@ -2,7 +2,8 @@
 
     python bench/runtime_throughput.py [--duration 8] [--connections 32] [--mlserver /tmp/mlserver-venv/bin/mlserver]
 
-Serves one scikit-learn iris model three ways, one after the other on 127.0.0.1, and loads each with
+Serves one scikit-learn iris model four ways (the runtime with its access log, the runtime with
+log_level warning, a bare ASGI app, MLServer), one after the other on 127.0.0.1, and loads each with
 wrk (1-row and 64-row V2 infer requests). Then measures cold start (a fresh process: import + load +
 first prediction through the in-process API) for sklearn and ONNX, against bare onnxruntime.
 MLServer lives in its own venv: python -m venv /tmp/mlserver-venv &&
@@ -112,7 +113,15 @@ def throughput(app_dir: Path, args) -> dict:
         path.write_text(json.dumps({"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [rows, 4],
                                                 "data": data}]}))
         bodies[rows] = path
-    servers = {"runtime": lambda port: serve_runtime(app_dir, port), "bare": lambda port: serve_bare(app_dir, port)}
+    # "runtime" as configured by default (one access-log line per request at log_level info);
+    # "quiet" with log_level warning: the same work as the bare app, which logs nothing.
+    quiet_dir = app_dir.parent / "quiet"
+    shutil.copytree(app_dir, quiet_dir, dirs_exist_ok=True)
+    config = json.loads((quiet_dir / "serving.json").read_text())
+    config["observability"]["log_level"] = "warning"
+    (quiet_dir / "serving.json").write_text(json.dumps(config))
+    servers = {"runtime": lambda port: serve_runtime(app_dir, port), "quiet": lambda port: serve_runtime(quiet_dir, port),
+               "bare": lambda port: serve_bare(app_dir, port)}
     if args.mlserver and Path(args.mlserver).exists():
         servers["mlserver"] = lambda port: serve_mlserver(app_dir, port, args.mlserver)
     results = {}
@@ -181,18 +190,16 @@ def main() -> None:
         apps.sklearn_app(sklearn_dir, estimator, outputs=[apps.IRIS_OUTPUTS[0]])
         apps.onnx_app(onnx_dir, estimator)
         results = throughput(sklearn_dir, args)
-        print("\nrows  server     req/s     p50 ms   p99 ms   runtime/bare  runtime/mlserver")
+        print("\nrows  server     req/s     p50 ms   p99 ms   runtime/it  quiet/it")
         for rows in (1, 64):
-            runtime = results[("runtime", rows)]
-            for name in ("runtime", "bare", "mlserver"):
+            runtime, quiet = results[("runtime", rows)], results[("quiet", rows)]
+            for name in ("runtime", "quiet", "bare", "mlserver"):
                 if (name, rows) not in results:
                     continue
                 r = results[(name, rows)]
                 print(f"{rows:4}  {name:9} {r['rps']:8.0f}  {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}", end="")
-                if name == "bare":
-                    print(f"   {runtime['rps'] / r['rps']:.2f}", end="")
-                if name == "mlserver":
-                    print(f"                 {runtime['rps'] / r['rps']:.2f}", end="")
+                if name in ("bare", "mlserver"):
+                    print(f"   {runtime['rps'] / r['rps']:9.2f} {quiet['rps'] / r['rps']:9.2f}", end="")
                 print()
         print()
         cold = cold_start(sklearn_dir, onnx_dir, args.repeats)
