@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator import targets
-from generator.bundle import app_files
+from generator.bundle import write_app
 from generator.errors import Level, MlgenError
 from generator.render import Renderer
 from generator.spec import ServiceModel, load_spec
@@ -96,11 +96,7 @@ def _measure(model: ServiceModel) -> dict | None:
     request = {"inputs": [{"name": t.name, "datatype": t.datatype, "shape": [1 if d == -1 else d for d in t.shape],
                            "data": _zeros(t)} for t in model.model.inputs]}
     with tempfile.TemporaryDirectory(prefix="mlgen-plan-") as folder:
-        for rendered in app_files(model):
-            path = Path(folder, rendered.path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(rendered.content)
-        app = Path(folder, "app")
+        app = write_app(model, Path(folder))
         result = subprocess.run([sys.executable, "-c", _PROBE, str(app / "serving.json"),
                                  f"/v2/models/{model.name}/infer", json.dumps(request)],
                                 cwd=app, env={"PYTHONPATH": str(app), "PATH": "/usr/bin:/bin"},

@@ -90,6 +90,16 @@ def app_files(model: ServiceModel, prefix: str = APP, stage_urls: dict[str, str]
     return files
 
 
+def write_app(model: ServiceModel, folder: Path) -> Path:
+    """Lay out the bundle's app/ under `folder` (for `mlgen serve` and `mlgen plan`, which run it
+    as a deployed service would) and return its path."""
+    for rendered in app_files(model):
+        path = folder / rendered.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rendered.content)
+    return folder / APP
+
+
 def _model_files(model: ServiceModel, prefix: str) -> list[RenderedFile]:
     source = model.model.path
     if source.is_file():

@@ -10,17 +10,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from generator.bundle import app_files
+from generator.bundle import write_app
 from generator.spec import ServiceModel
 
 
 def serve_spec(model: ServiceModel, *, host: str, port: int | None, stage: str) -> int:
     with tempfile.TemporaryDirectory(prefix=f"mlgen-serve-{model.name}-") as folder:
-        for rendered in app_files(model):
-            path = Path(folder, rendered.path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(rendered.content)
-        app = Path(folder, "app")
+        app = write_app(model, Path(folder))
         command = [sys.executable, "-m", "mlgen_runtime", "serve", "--config", str(app / "serving.json"),
                    "--host", host, "--port", str(port if port is not None else model.runtime.port), "--stage", stage]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(app), os.environ.get("PYTHONPATH")]))}
