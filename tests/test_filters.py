@@ -10,7 +10,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from generator.render.filters import UnsafeValue, envfile, json_value, shell, systemd_text, systemd_word, yaml_block, yaml_value
+from generator.render.filters import UnsafeValue, json_value, shell, yaml_block, yaml_value
+from generator.targets.onprem.filters import envfile, systemd_text, systemd_word
 
 HOSTILE = [
     "", "no", "yes", "~", "null", "0x1F", "1e3", ".inf", "-x", "*a", "&a", "!tag", "|", ">", "# c", "a: b",

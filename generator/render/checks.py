@@ -4,8 +4,8 @@ render error naming the file, not a broken deploy found hours later."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
+from typing import Callable, Mapping
 
 import yaml
 
@@ -13,28 +13,26 @@ from generator.errors import Problem
 from generator.render.environment import RenderedFile
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_UNIT_LINE = re.compile(r"^(\[[A-Za-z0-9 ._-]+\]|[A-Za-z][A-Za-z0-9]*=.*|[#;].*|)$")
-_UNIT_SUFFIXES = (".service", ".socket", ".timer", ".container", ".network", ".volume", ".target", ".path")
 
 
-def check_files(files: list[RenderedFile], target: str) -> list[Problem]:
+def check_files(files: list[RenderedFile], target: str, extra: Mapping[str, Callable] | None = None) -> list[Problem]:
+    """Problems in the generated files of `target`: YAML, JSON, TOML, Python and shell scripts
+    everywhere, plus the target's own `extra` checks (file suffix → check(display, content))."""
+    checks = {**CORE_CHECKS, **(extra or {})}
     problems: list[Problem] = []
     files = [f for f in files if f.generated]
     for rendered in files:
-        name = rendered.path
-        if name.endswith((".yaml", ".yml")):
-            problems += _check(f"{target}/{name}", lambda c: list(yaml.load_all(c, Loader=_Loader)), rendered.content)
-        elif name.endswith(".json"):
-            problems += _check(f"{target}/{name}", json.loads, rendered.content)
-        elif name.endswith(".toml"):
-            problems += _check(f"{target}/{name}", _parse_toml, rendered.content)
-        elif name.endswith(".py"):
-            problems += _check(f"{target}/{name}", lambda c: compile(c, name, "exec"), rendered.content)
-        elif name.endswith(_UNIT_SUFFIXES):
-            problems += _unit_problems(f"{target}/{name}", rendered.content.decode("utf-8"))
+        suffix = next((s for s in checks if rendered.path.endswith(s)), None)
+        if suffix is not None:
+            problems += checks[suffix](f"{target}/{rendered.path}", rendered.content)
     scripts = [f for f in files if f.path.endswith(".sh") or f.content.startswith(b"#!/usr/bin/env bash")]
     problems += _bash_problems(scripts, target)
     return problems
+
+
+def parser_check(parse: Callable[[bytes], object]) -> Callable[[str, bytes], list[Problem]]:
+    """A check from a parser that raises ValueError, SyntaxError or a YAML error on bad input."""
+    return lambda display, content: _check(display, parse, content)
 
 
 def _parse_toml(content: bytes) -> None:
@@ -54,17 +52,6 @@ def _check(display: str, parse, content: bytes) -> list[Problem]:
     return []
 
 
-def _unit_problems(display: str, text: str) -> list[Problem]:
-    problems = []
-    continued = False
-    for number, line in enumerate(text.split("\n"), 1):
-        if not continued and not _UNIT_LINE.match(line):
-            problems.append(Problem(f"not a unit-file line: {line[:60]!r}", display, number,
-                                    hint="a template bug: please report it with the spec"))
-        continued = line.endswith("\\") and not line.startswith(("#", ";"))
-    return problems
-
-
 def _bash_problems(scripts: list[RenderedFile], target: str) -> list[Problem]:
     problems = []
     for script in scripts:
@@ -74,3 +61,16 @@ def _bash_problems(scripts: list[RenderedFile], target: str) -> list[Problem]:
             problems.append(Problem(f"rendered script does not parse: {' '.join(message)}", f"{target}/{script.path}",
                                     hint="a template bug: please report it with the spec"))
     return problems
+
+
+def _python(content: bytes) -> None:
+    compile(content, "<rendered>", "exec")
+
+
+CORE_CHECKS = {
+    ".yaml": parser_check(lambda c: list(yaml.load_all(c, Loader=_Loader))),
+    ".yml": parser_check(lambda c: list(yaml.load_all(c, Loader=_Loader))),
+    ".json": parser_check(json.loads),
+    ".toml": parser_check(_parse_toml),
+    ".py": parser_check(_python),
+}

@@ -10,6 +10,7 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import jinja2
 import jinja2.sandbox
@@ -37,8 +38,19 @@ class RenderedFile:
 
 
 class Renderer:
-    def __init__(self, user_templates: Path | None = None):
-        self.env = _environment(str(user_templates) if user_templates else None)
+    """Renders templates by name. `Renderer(dir)` knows the core filters; `for_target` gives the
+    renderer a target's plan receives, with that target's own filters and Jinja options."""
+
+    def __init__(self, user_templates: Path | None = None, *, _env: jinja2.Environment | None = None):
+        self.user_templates = str(user_templates) if user_templates else None
+        self.env = _env or _core_environment(self.user_templates)
+
+    def for_target(self, name: str, filters: Mapping | None = None, options: Mapping | None = None) -> "Renderer":
+        key = (self.user_templates, name)
+        env = _TARGET_ENVIRONMENTS.get(key)
+        if env is None:
+            env = _TARGET_ENVIRONMENTS[key] = _environment(self.user_templates, dict(filters or {}), dict(options or {}))
+        return Renderer(self.user_templates, _env=env)
 
     def render(self, template: str, **context) -> str:
         try:
@@ -59,24 +71,29 @@ class Renderer:
 
 
 @functools.cache
-def _environment(user_templates: str | None) -> jinja2.Environment:
+def _core_environment(user_templates: str | None) -> jinja2.Environment:
+    return _environment(user_templates, {}, {})
+
+
+# (user templates, target name) → that target's environment, built once per process.
+_TARGET_ENVIRONMENTS: dict[tuple[str | None, str], jinja2.Environment] = {}
+
+
+def _environment(user_templates: str | None, filters: dict, options: dict) -> jinja2.Environment:
     builtin = jinja2.FileSystemLoader(str(templates_dir()))
     if user_templates:
         cls = jinja2.sandbox.ImmutableSandboxedEnvironment
         loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(user_templates), builtin])
     else:
         cls, loader = jinja2.Environment, builtin
-    env = cls(
-        loader=loader,
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        auto_reload=False,
-        bytecode_cache=_bytecode_cache(),
-    )
+    settings = dict(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True,
+                    trim_blocks=True, lstrip_blocks=True, auto_reload=False)
+    env = cls(loader=loader, bytecode_cache=_bytecode_cache(), **{**settings, **options})
+    clash = FILTERS.keys() & filters.keys()
+    if clash:
+        raise ValueError(f"target filters may not replace the core escaping filters: {', '.join(sorted(clash))}")
     env.filters.update(FILTERS)
+    env.filters.update(filters)
     return env
 
 

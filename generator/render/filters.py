@@ -1,5 +1,7 @@
-"""Escaping filters, one per output syntax. Every spec value reaches a file through one of these,
-so a quote, newline, `$(…)` or `%` in a value stays data in the file it lands in."""
+"""The core escaping filters, one per output syntax every target writes (shell, YAML, JSON).
+Every spec value reaches a file through one of these or through a target's own filters
+(`Target.filters`, e.g. systemd and nginx for onprem), so a quote, newline, `$(…)` or `%` in a
+value stays data in the file it lands in."""
 
 from __future__ import annotations
 
@@ -11,8 +13,6 @@ import orjson
 import yaml
 
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_UNIT_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class UnsafeValue(ValueError):
@@ -72,47 +72,6 @@ def json_value(value: object, indent: int | None = None) -> str:
     return json.dumps(_plain(value), ensure_ascii=False, indent=indent, sort_keys=indent is not None)
 
 
-def systemd_text(value: object) -> str:
-    """A free-text unit setting such as Description=: specifiers escaped; line breaks and
-    control characters, which would end or corrupt the setting, become spaces."""
-    return _UNIT_UNSAFE.sub(" ", str(value)).replace("%", "%%")
-
-
-def systemd_word(value: object) -> str:
-    """One quoted word for ExecStart= or Environment=: C-escapes, `%` specifiers and `$`
-    expansion all neutralised (systemd.service(5), "Command lines")."""
-    text = str(value)
-    if "\x00" in text:
-        raise UnsafeValue("a NUL character cannot appear in a unit file")
-    escaped = (text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
-               .replace("\n", "\\n").replace("\t", "\\t"))
-    escaped = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", escaped)
-    return f'"{escaped}"'
-
-
-def envfile(value: object) -> str:
-    """A double-quoted value for a systemd EnvironmentFile= (and docker --env-file style readers
-    that honour quotes). Inside double quotes systemd unescapes \\" \\\\ \\` \\$ and keeps newlines."""
-    text = str(value)
-    if _CONTROL.search(text):
-        raise UnsafeValue("systemd refuses environment values with control characters other than tab and newline")
-    escaped = re.sub(r'(["\\`$])', r"\\\1", text)
-    return f'"{escaped}"'
-
-
-_NGINX_SAFE = re.compile(r"[A-Za-z0-9._/:*@+\[\]-]+")
-
-
-def nginx_word(value: object) -> str:
-    """One bare nginx argument (a path, a host name, an address). nginx expands `$variables`
-    even inside quotes and ends a directive at `;`, so anything beyond plain path and name
-    characters is refused rather than escaped."""
-    text = str(value)
-    if not _NGINX_SAFE.fullmatch(text):
-        raise UnsafeValue(f"{text!r} cannot be written into an nginx configuration: only letters, digits and ._/:*@+-[] are allowed")
-    return text
-
-
 def _plain(value: object) -> object:
     """Mapping proxies and tuples (the frozen ServiceModel) as dicts and lists for dumpers."""
     if hasattr(value, "items"):
@@ -127,8 +86,4 @@ FILTERS = {
     "yaml": yaml_value,
     "yaml_block": yaml_block,
     "json": json_value,
-    "systemd": systemd_text,
-    "systemd_word": systemd_word,
-    "envfile": envfile,
-    "nginx": nginx_word,
 }

@@ -11,7 +11,9 @@ import functools
 import importlib
 
 from generator.errors import Problem, UsageError
-from generator.targets.base import Target
+from generator.targets.base import Target, TradeOff
+
+__all__ = ["Target", "TradeOff", "available", "get", "resolve"]
 
 BUILTIN: dict[str, str] = {
     "onprem": "generator.targets.onprem",

@@ -1,17 +1,36 @@
-"""What a target is: a name, what it is for, and two functions of the ServiceModel."""
+"""What a target is: everything mlgen needs to know about one way of deploying, in one place.
+
+A target is one folder (`generator/targets/<name>/` for the built-in ones, any package for a
+plugin): its settings schema fragment, escaping filters, parse-back checks, Jinja options, the
+row it adds to docs/choosing-a-target.md and the variants its tests render all hang off its
+`Target`, so adding a target touches nothing outside its folder.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Mapping
 
 from generator.errors import Problem
 from generator.render import RenderedFile, Renderer
 from generator.spec import ServiceModel
 
+# suffix → check(display path, content) → problems; what a target adds to the parse-back step.
+FileCheck = Callable[[str, bytes], list[Problem]]
+
 
 def _fits_always(model: ServiceModel) -> list[Problem]:
     return []
+
+
+@dataclass(frozen=True)
+class TradeOff:
+    """The target's row in docs/choosing-a-target.md."""
+
+    choose_when: str
+    give_up: str
 
 
 @dataclass(frozen=True)
@@ -21,4 +40,33 @@ class Target:
     plan: Callable[[ServiceModel, Renderer], list[RenderedFile]]
     # Platform limits and lossy mappings: errors stop the render, warnings are printed.
     fit: Callable[[ServiceModel], list[Problem]] = _fits_always
-    providers: dict[str, str] = field(default_factory=dict)  # provider → one line
+    providers: Mapping[str, str] = field(default_factory=dict)  # provider → one line
+    # JSON Schema of `targets.<name>` in a spec (defaults included: the schema is the only place
+    # defaults live). Built-in fragments are merged into specs/mlgen.v1.schema.json.
+    schema: Mapping = field(default_factory=dict)
+    filters: Mapping[str, Callable] = field(default_factory=dict)  # escaping filters for this target's own syntaxes
+    checks: Mapping[str, FileCheck] = field(default_factory=dict)  # parse-back checks by file suffix, beyond YAML/JSON/…
+    jinja_options: Mapping = field(default_factory=dict)  # Environment options, e.g. other delimiters for Helm-like output
+    trade_off: TradeOff | None = None
+    # Named settings for `targets.<name>` that together exercise every provider and mode: the
+    # goldens render each example with each, and the hostile-spec tests attack each.
+    # Empty: one variant, the spec as written (or one per provider when there are providers).
+    variants: Mapping[str, Mapping] = field(default_factory=dict)
+    docs: str | None = None  # the target's page, relative to the repository (docs/targets/<name>.md)
+    limits_markdown: Callable[[], str] | None = None  # platform limits section for docs/choosing-a-target.md
+
+    def all_variants(self) -> dict[str, Mapping]:
+        """variant name → `targets.<name>` settings to merge over the spec's."""
+        if self.variants:
+            return dict(self.variants)
+        if self.providers:
+            return {provider: {"provider": provider} for provider in self.providers}
+        return {"": {}}
+
+
+def schema_fragment(package_file: str) -> Mapping:
+    """A built-in target's `schema.json`, read from beside its `__init__.py`."""
+    return json.loads((Path(package_file).parent / "schema.json").read_text(encoding="utf-8"))
+
+
+__all__ = ["FileCheck", "Target", "TradeOff", "schema_fragment"]

@@ -12,6 +12,8 @@ from generator.targets.cloud.monitoring import monitoring
 from generator.targets.cloud.scripts import script_files
 from generator.targets.cloud.settings import cloud_settings
 from generator.targets.cloud.userdata import user_data_files
+from generator.targets.onprem.checks import CHECKS as HOST_CHECKS
+from generator.targets.onprem.filters import FILTERS as HOST_FILTERS
 
 
 def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
@@ -24,6 +26,9 @@ TARGET = Target(
     summary="a VM fleet behind a load balancer with autoscaling, each VM running the on-prem service from cloud-init",
     plan=plan,
     fit=fit,
+    # The VMs install the on-prem host bundle, rendered from the on-prem templates.
+    filters=HOST_FILTERS,
+    checks=HOST_CHECKS,
     providers={
         "aws": "launch template, auto-scaling group with CPU target tracking, application load balancer",
         "gcp": "instance template, regional managed instance group with autoscaler, passthrough network load balancer",

@@ -9,6 +9,8 @@ from generator.monitoring import NODE_EXPORTER_PORT, monitoring_files, node_job,
 from generator.render import RenderedFile, Renderer
 from generator.spec import ServiceModel
 from generator.targets.base import Target
+from generator.targets.onprem.checks import CHECKS
+from generator.targets.onprem.filters import FILTERS
 from generator.targets.onprem.fitness import fit
 from generator.targets.onprem.host import host_files
 from generator.targets.onprem.settings import HostSettings, host_settings
@@ -32,4 +34,6 @@ TARGET = Target(
     summary="a hardened systemd service on your own Linux servers, air-gapped if need be; data never leaves them",
     plan=plan,
     fit=fit,
+    filters=FILTERS,
+    checks=CHECKS,
 )

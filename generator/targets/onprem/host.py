@@ -8,7 +8,7 @@ import hashlib
 
 from generator.bundle import APP, app_files
 from generator.render import RenderedFile, Renderer
-from generator.render.filters import systemd_word
+from generator.targets.onprem.filters import systemd_word
 from generator.spec import ServiceModel
 from generator.targets.onprem.settings import QUADLET_DIR, UNIT_DIR, HostSettings, host_settings
 
