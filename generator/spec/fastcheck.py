@@ -21,17 +21,17 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from generator.resources import schema
+from generator.spec.schema import spec_schema
 
 _TRAILING_DOLLAR = re.compile(r"(?<!\\)\$$")
 
 
 @functools.cache
-def validation_schema() -> dict:
+def validation_schema(plugins: tuple[str, ...] = ()) -> dict:
     """The published schema with Python-exact anchors. Its patterns are ECMA-262, where `$`
     ends the string; in Python's `re` a `$` also matches before a final newline, which would let
     `name: "iris\\n"` through into unit files and scripts. `\\Z` means what `$` means in ECMA."""
-    strict = copy.deepcopy(schema())
+    strict = copy.deepcopy(spec_schema(plugins))
     _anchor(strict)
     return strict
 
@@ -49,11 +49,12 @@ def _anchor(node: object) -> None:
 
 
 @functools.cache
-def fast_validator() -> Callable[[object], bool]:
-    """A function that says whether data is valid; compiled once per schema version."""
+def fast_validator(plugins: tuple[str, ...] = ()) -> Callable[[object], bool]:
+    """A function that says whether data is valid; compiled once per schema version (and per set
+    of plugin targets a spec configures)."""
     import fastjsonschema
 
-    definition = dict(validation_schema(), **{"$schema": "http://json-schema.org/draft-07/schema#"})
+    definition = dict(validation_schema(plugins), **{"$schema": "http://json-schema.org/draft-07/schema#"})
     source = json.dumps(definition, sort_keys=True)
     key = hashlib.sha256(f"{fastjsonschema.VERSION}\n{source}".encode()).hexdigest()[:16]
     module = _cached_module(key, lambda: fastjsonschema.compile_to_code(definition))

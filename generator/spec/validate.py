@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 
 from generator.errors import Problem
-from generator.resources import schema
 from generator.spec.fastcheck import fast_validator, validation_schema
+from generator.spec.schema import plugin_targets, spec_schema
 from generator.spec.load import SourceMap
 
 # What a pattern means, in words, for the patterns users meet most.
@@ -26,20 +26,21 @@ _SECRET_VALUE_KEYS = {"value", "password", "token", "data", "string_data", "stri
 
 
 @functools.cache
-def _validator():
+def _validator(plugins: tuple[str, ...] = ()):
     # Built once: jsonschema.validate() re-checks the schema and rebuilds the validator on each
     # call, which costs ~25x a reused validator when rendering many specs in one process.
     # The schema itself is checked by the test suite (check_schema costs ~50 ms per process).
     import jsonschema
 
-    return jsonschema.Draft202012Validator(validation_schema())
+    return jsonschema.Draft202012Validator(validation_schema(plugins))
 
 
 def schema_problems(data: object, sources: SourceMap) -> list[Problem]:
-    if fast_validator()(data):
+    plugins = plugin_targets(data)
+    if fast_validator(plugins)(data):
         return []
     problems: list[Problem] = []
-    for error in _validator().iter_errors(data):
+    for error in _validator(plugins).iter_errors(data):
         problems.extend(_explain(error, sources))
     return problems
 
@@ -136,7 +137,7 @@ def _yaml_kind(value: object) -> str:
 def with_defaults(data: dict) -> dict:
     """A copy of valid spec data with every schema default filled in (the schema is the one
     place defaults are written down, so docs and behaviour cannot disagree)."""
-    root = schema()
+    root = spec_schema(plugin_targets(data))
     result = _copy(data)
     _fill(result, root, root)
     return result
