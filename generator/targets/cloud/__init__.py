@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from generator.render import RenderedFile, Renderer
 from generator.spec import ServiceModel
-from generator.targets.base import Target
+from generator.targets.base import Target, schema_fragment
 from generator.targets.cloud.fitness import fit
 from generator.targets.cloud.monitoring import monitoring
 from generator.targets.cloud.scripts import script_files
@@ -23,6 +23,7 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
 
 TARGET = Target(
     name="cloud",
+    schema=schema_fragment(__file__),
     summary="a VM fleet behind a load balancer with autoscaling, each VM running the on-prem service from cloud-init",
     plan=plan,
     fit=fit,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from generator.monitoring import NODE_EXPORTER_PORT, monitoring_files, node_job, static_job
 from generator.render import RenderedFile, Renderer
 from generator.spec import ServiceModel
-from generator.targets.base import Target
+from generator.targets.base import Target, schema_fragment
 from generator.targets.onprem.checks import CHECKS
 from generator.targets.onprem.filters import FILTERS
 from generator.targets.onprem.fitness import fit
@@ -19,18 +19,19 @@ __all__ = ["TARGET", "HostSettings", "host_files", "host_settings"]
 
 
 def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
-    host = host_settings(model)
-    files = host_files(model, renderer, host)
+    settings = host_settings(model)
+    files = host_files(model, renderer, settings)
     if model.observability.metrics:
         # Each instance is scraped on its own port, not through the proxy (which would pick one).
-        jobs = [static_job(model, [f"{host.local_host}:{port}" for port in host.ports]),
-                node_job([f"{host.local_host.replace('[::1]', 'localhost')}:{NODE_EXPORTER_PORT}"])]
+        jobs = [static_job(model, [f"{settings.local_host}:{port}" for port in settings.ports]),
+                node_job([f"{settings.local_host.replace('[::1]', 'localhost')}:{NODE_EXPORTER_PORT}"])]
         files += monitoring_files(model, renderer, jobs, "host", note="onprem")
     return files
 
 
 TARGET = Target(
     name="onprem",
+    schema=schema_fragment(__file__),
     summary="a hardened systemd service on your own Linux servers, air-gapped if need be; data never leaves them",
     plan=plan,
     fit=fit,

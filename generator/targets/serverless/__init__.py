@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from generator.render import RenderedFile, Renderer
 from generator.spec import ServiceModel
-from generator.targets.base import Target
+from generator.targets.base import Target, schema_fragment
 from generator.targets.serverless import aws, azure, gcp
 from generator.targets.serverless.common import fit, function_settings
 
@@ -20,6 +20,7 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
 
 TARGET = Target(
     name="serverless",
+    schema=schema_fragment(__file__),
     summary="a function that loads the model once per instance and answers requests on demand",
     plan=plan,
     fit=fit,
