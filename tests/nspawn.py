@@ -16,28 +16,32 @@ from pathlib import Path
 
 from conftest import require_tool
 
-SUITE = "bookworm"
-MIRROR = "http://deb.debian.org/debian"
+SUITE = "bookworm"  # Debian 12: the default cloud image's release
+# Debian 13: its podman (5.x) has Quadlet, which Debian 12's 4.3 predates.
+QUADLET_SUITE = "trixie"
+QUADLET_PACKAGES = ("podman",)
+MIRROR = "http://deb.debian.org/debian"  # the machine's own apt mirror
 CACHE = Path(os.environ.get("MLGEN_NSPAWN_CACHE", Path.home() / ".cache" / "mlgen-nspawn"))
 BASE_PACKAGES = ("systemd", "systemd-sysv", "python3", "python3-venv", "curl", "ca-certificates")
 
 
-def cached_root(packages: tuple[str, ...] = BASE_PACKAGES, extra: tuple[str, ...] = ()) -> Path:
-    """A Debian root with `packages` (debootstrap --include) and then `extra` (apt-get install
-    --no-install-recommends inside the root, for packages whose recommends would pull in half a
-    distribution, like cloud-init), built once and kept under a key of both lists."""
+def cached_root(packages: tuple[str, ...] = BASE_PACKAGES, extra: tuple[str, ...] = (), suite: str = SUITE) -> Path:
+    """A Debian `suite` root with `packages` (debootstrap --include) and then `extra` (apt-get
+    install --no-install-recommends inside the root, for packages whose recommends would pull in
+    half a distribution, like cloud-init), built once and kept under a key of the suite and both
+    lists."""
     require_tool("debootstrap")
     require_tool("systemd-nspawn")
-    key = hashlib.sha256(repr((SUITE, MIRROR, sorted(packages), sorted(extra))).encode()).hexdigest()[:16]
-    root = CACHE / f"{SUITE}-{key}"
+    key = hashlib.sha256(repr((suite, MIRROR, sorted(packages), sorted(extra))).encode()).hexdigest()[:16]
+    root = CACHE / f"{suite}-{key}"
     CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / f"{SUITE}-{key}.lock", "w") as lock:
+    with open(CACHE / f"{suite}-{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builder per key; the others wait and reuse it
         if root.is_dir():
             return root
         building = root.with_name(root.name + ".building")
         shutil.rmtree(building, ignore_errors=True)
-        _run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE, str(building), MIRROR], 900)
+        _run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", suite, str(building), MIRROR], 900)
         if extra:
             _run(["systemd-nspawn", "-q", "-D", str(building), "--register=no", "--keep-unit", "--pipe",
                   "--setenv=DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q",
@@ -114,4 +118,7 @@ def _run(command: list[str], timeout: int) -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
-    print(cached_root(BASE_PACKAGES, tuple(sys.argv[1:])))
+    if sys.argv[1:] == ["--quadlet"]:
+        print(cached_root(QUADLET_PACKAGES, suite=QUADLET_SUITE))
+    else:
+        print(cached_root(BASE_PACKAGES, tuple(sys.argv[1:])))

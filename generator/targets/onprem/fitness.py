@@ -13,35 +13,35 @@ SPECIAL_PREFIXES = ("any", "localhost", "link-local", "multicast")
 
 
 def fit(model: ServiceModel) -> list[Problem]:
-    host = host_settings(model)
+    settings = host_settings(model)
     where = ("targets", "onprem")
     problems = []
-    if len(host.user) > MAX_USER_LENGTH:
-        problems.append(model.problem(where + ("user",), f"the default service user {host.user!r} is longer than {MAX_USER_LENGTH} characters",
+    if len(settings.user) > MAX_USER_LENGTH:
+        problems.append(model.problem(where + ("user",), f"the default service user {settings.user!r} is longer than {MAX_USER_LENGTH} characters",
                                       hint="set targets.onprem.user to a shorter name"))
     for field in ("ip_address_allow", "ip_address_deny"):
-        for index, prefix in enumerate(getattr(host, field)):
+        for index, prefix in enumerate(getattr(settings, field)):
             if prefix not in SPECIAL_PREFIXES and not _is_network(prefix):
                 problems.append(model.problem(where + (field, index), f"{prefix!r} is not an IP address or CIDR prefix",
                                               hint="write 10.0.0.0/8, 192.168.1.5, fd00::/8, or one of " + ", ".join(SPECIAL_PREFIXES)))
-    if host.ip_address_allow and not host.ip_address_deny:
+    if settings.ip_address_allow and not settings.ip_address_deny:
         problems.append(model.problem(where + ("ip_address_allow",), "ip_address_allow has no effect without ip_address_deny",
                                       hint="add ip_address_deny: [any] to allow only these networks", warning=True))
-    if "any" in host.ip_address_deny and not {"any", "localhost"} & set(host.ip_address_allow):
+    if "any" in settings.ip_address_deny and not {"any", "localhost"} & set(settings.ip_address_allow):
         problems.append(model.problem(where + ("ip_address_deny",), "the service may not even talk to localhost: the installer's readiness check and the proxy are refused",
                                       hint="add localhost to ip_address_allow", warning=True))
     for index, secret in enumerate(model.secrets):
         if secret.key in (".", ".."):
             problems.append(model.problem(("secrets", index, "key"), f"key {secret.key!r} cannot name a credential file"))
-    if host.ports[-1] > 65535:
-        problems.append(model.problem(("scaling", "min_replicas"), f"{len(host.ports)} instances on consecutive ports from {host.ports[0]} pass 65535"))
-    if host.tls and host.bind not in ("127.0.0.1", "::1"):
-        problems.append(model.problem(where + ("bind",), f"with tls the service should bind 127.0.0.1, not {host.bind}: clients could bypass the proxy",
+    if settings.ports[-1] > 65535:
+        problems.append(model.problem(("scaling", "min_replicas"), f"{len(settings.ports)} instances on consecutive ports from {settings.ports[0]} pass 65535"))
+    if settings.tls and settings.bind not in ("127.0.0.1", "::1"):
+        problems.append(model.problem(where + ("bind",), f"with tls the service should bind 127.0.0.1, not {settings.bind}: clients could bypass the proxy",
                                       hint="remove bind (it defaults to 127.0.0.1 with tls)", warning=True))
     if model.pipeline.split:
         problems.append(model.problem(("pipeline", "topology"), "on one host the stages run collocated in one process",
                                       hint="the kubernetes target runs each stage as its own service", warning=True))
-    if host.mode == "container" and model.scaling.min_replicas > 1:
+    if settings.mode == "container" and model.scaling.min_replicas > 1:
         problems.append(model.problem(("scaling", "min_replicas"), "mode container runs one container per host",
                                       hint="use mode venv for several instances behind the proxy", warning=True))
     return problems

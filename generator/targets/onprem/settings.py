@@ -1,20 +1,31 @@
-"""Where and how the service lives on a host: the spec's `targets.onprem` settings with every
-derived value (user, ports, paths, devices) worked out once, so templates only print them."""
+"""Where and how the service lives on a host: the spec's `targets.onprem` settings (schema
+defaults already applied) with every derived value (user, ports, paths, URLs, limits, wheel
+platforms) worked out once, so templates only print them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Mapping
 
+from generator.targets.onprem.filters import systemd_word
 from generator.spec import ServiceModel
 
 CONFIG_ROOT = "/etc/mlgen"
 STATE_ROOT = "/var/lib/mlgen"
 UNIT_DIR = "/etc/systemd/system"
 QUADLET_DIR = "/etc/containers/systemd"
+READY_PATH = "/v2/health/ready"
 LOOPBACK = {"127.0.0.1": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::1": "[::1]", "::": "[::1]"}
 # The device nodes a CUDA program opens besides one /dev/nvidiaN per GPU.
 NVIDIA_CONTROL_DEVICES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
+# What uvicorn needs beyond runtime.timeout_s to drain in-flight requests after SIGTERM.
+STOP_GRACE_S = 5
+# Wheels the offline bundle accepts: manylinux for glibc 2.17 up to 2.28 (RHEL 8, Debian 10 and
+# every newer distribution run them), plus the legacy names older wheels carry.
+GLIBC_MINORS = tuple(range(28, 16, -1))
+LEGACY_PLATFORMS = {"x86_64": ("manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"),
+                    "aarch64": ("manylinux2014_aarch64",)}
+CONTAINER_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
 @dataclass(frozen=True)
@@ -24,6 +35,7 @@ class Credential:
 
     name: str  # environment variable, also the credential's id inside the unit
     path: str  # the file on the host
+    podman_secret: str  # container mode: the Podman secret install.sh makes from the file
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,13 @@ class HostSettings:
     ip_address_deny: tuple[str, ...]
     gpu: int
     credentials: tuple[Credential, ...]
+    memory_mib: int
+    cpu_percent: int  # CPUQuota=: 100 per core
+    request_deadline_s: int  # a request's time limit plus the grace to drain it (unit stop, proxy)
+
+    unit_dir = UNIT_DIR
+    quadlet_dir = QUADLET_DIR
+    glibc_minors = GLIBC_MINORS
 
     @property
     def instances(self) -> bool:
@@ -80,8 +99,26 @@ class HostSettings:
         return LOOPBACK[self.bind]
 
     @property
+    def publish_address(self) -> str:
+        """The bound address as Podman's PublishPort= wants it (IPv6 in brackets)."""
+        return f"[{self.bind}]" if ":" in self.bind else self.bind
+
+    @property
+    def ready_urls(self) -> tuple[str, ...]:
+        return tuple(f"http://{self.local_host}:{port}{READY_PATH}" for port in self.ports)
+
+    @property
+    def infer_urls(self) -> tuple[str, ...]:
+        return tuple(f"http://{self.local_host}:{port}/v2/models/{self.name}/infer" for port in self.ports)
+
+    @property
     def proxy(self) -> bool:
         return self.tls is not None
+
+    @property
+    def proxy_url(self) -> str:
+        host = self.tls["server_names"][0] if self.tls["server_names"] else "THIS-HOST"
+        return f"https://{host}:{self.tls['port']}/v2/models/{self.name}/infer"
 
     @property
     def devices(self) -> tuple[str, ...]:
@@ -89,13 +126,39 @@ class HostSettings:
             return ()
         return NVIDIA_CONTROL_DEVICES + tuple(f"/dev/nvidia{index}" for index in range(self.gpu))
 
+    @property
+    def exec_start(self) -> str:
+        """The command the unit runs: the runtime from the service's own virtual environment."""
+        port = "%i" if self.instances else str(self.ports[0])
+        return " ".join([systemd_word(f"{self.home}/venv/bin/python"), "-m", "mlgen_runtime", "serve",
+                         "--config", systemd_word(f"{self.home}/app/serving.json"),
+                         "--host", systemd_word(self.bind), "--port", port])
+
+    @property
+    def archive(self) -> str:
+        """The offline bundle build-offline-bundle.sh packs."""
+        return f"{self.name}-onprem-{self.platform}.tar.gz"
+
+    @property
+    def abi(self) -> str:
+        """The CPython ABI tag of the host's Python, for the offline wheels: cp311."""
+        return "cp" + self.python.replace(".", "")
+
+    @property
+    def legacy_platforms(self) -> tuple[str, ...]:
+        return LEGACY_PLATFORMS[self.platform]
+
+    @property
+    def container_arch(self) -> str:
+        return CONTAINER_ARCH[self.platform]
+
 
 def host_settings(model: ServiceModel, **overrides) -> HostSettings:
     """The host layout for `model` from its `targets.onprem` settings (schema defaults applied).
     `overrides` replace single settings: the cloud VM target installs the same unit with, say,
     `bind="0.0.0.0", tls=None` behind its load balancer."""
     spec = {**model.target("onprem"), **overrides}
-    mode, prefix, tls = spec.get("mode", "venv"), spec.get("prefix", "/opt/mlgen"), spec.get("tls")
+    mode, prefix, tls = spec["mode"], spec["prefix"], spec.get("tls")
     # Several instances only for the virtual-environment mode: a template unit on consecutive ports.
     instances = max(1, model.scaling.min_replicas) if mode == "venv" else 1
     port = model.runtime.port
@@ -110,13 +173,17 @@ def host_settings(model: ServiceModel, **overrides) -> HostSettings:
         bind=spec.get("bind") or ("127.0.0.1" if tls else "0.0.0.0"),
         ports=tuple(range(port, port + instances)),
         python=model.runtime.python,
-        platform=spec.get("platform", "x86_64"),
-        air_gapped=bool(spec.get("air_gapped", False)),
+        platform=spec["platform"],
+        air_gapped=spec["air_gapped"],
         image=spec.get("image"),
         tls=tls,
-        ip_address_allow=tuple(spec.get("ip_address_allow", ())),
-        ip_address_deny=tuple(spec.get("ip_address_deny", ())),
+        ip_address_allow=tuple(spec["ip_address_allow"]),
+        ip_address_deny=tuple(spec["ip_address_deny"]),
         gpu=model.resources.gpu,
-        credentials=tuple(Credential(s.name, f"{CONFIG_ROOT}/{model.name}/credentials/{s.secret}/{s.key}")
+        credentials=tuple(Credential(s.name, f"{CONFIG_ROOT}/{model.name}/credentials/{s.secret}/{s.key}",
+                                     f"{model.name}-{s.name.lower()}")
                           for s in model.secrets),
+        memory_mib=model.resources.memory_mib,
+        cpu_percent=max(1, round(model.resources.millicores / 10)),
+        request_deadline_s=model.runtime.timeout_s + STOP_GRACE_S,
     )
