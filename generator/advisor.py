@@ -2,9 +2,10 @@
 
 For each target and provider: whether it fits (the target's own fitness checks, which read the
 platform limits in generator/fitness.py), the bundle's size, and the model's load time and memory
-measured for real in a subprocess through the runtime's in-process API. Then a recommendation that
-weighs what users trade: data that must stay on premises, scaling with demand, pay-per-use for
-light models, long or heavy inference, GPUs.
+measured for real in a subprocess through the runtime's in-process API. With a traffic profile
+(`--rps`), what each target costs a month (generator/pricing). Then a recommendation that weighs
+what users trade: data that must stay on premises, scaling with demand, pay-per-use for light
+models, long or heavy inference, GPUs, money.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ import json
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from generator import targets
 from generator.bundle import write_app
 from generator.errors import Level, MlgenError
+from generator.plan import target_renderer
+from generator.pricing.report import CostRequest, Costs, price, recommendation as cost_advice, render as render_costs
 from generator.render import Renderer
 from generator.spec import ServiceModel, load_spec
+from generator.targets.onprem.settings import host_settings
 
 _PROBE = r"""
 import json, resource, sys, time
@@ -28,9 +32,18 @@ start = time.perf_counter()
 from mlgen_runtime import load_service
 service = load_service(sys.argv[1])
 loaded = time.perf_counter()
-response = service.handle("POST", sys.argv[2], {"content-type": "application/json"}, sys.argv[3].encode())
+body = sys.argv[3].encode()
+response = service.handle("POST", sys.argv[2], {"content-type": "application/json"}, body)
 done = time.perf_counter()
+# The steady cost of one request (what pricing needs): the median of the runs after the first,
+# at most 50 or about one second of them.
+times = []
+while len(times) < 50 and sum(times) < 1.0:
+    begin = time.perf_counter()
+    service.handle("POST", sys.argv[2], {"content-type": "application/json"}, body)
+    times.append(time.perf_counter() - begin)
 print(json.dumps({"load_s": loaded - start, "first_s": done - loaded, "status": response.status,
+                  "request_s": sorted(times)[len(times) // 2], "bytes": len(body) + len(response.body),
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -54,14 +67,17 @@ class Assessment:
     options: list[Option]
     measured: dict | None
     recommendation: list[str]
+    costs: Costs | str | None = None  # None: no traffic given; a string: why nothing was priced
 
     def as_json(self) -> dict:
         return {"spec": self.spec, "measured": self.measured, "recommendation": self.recommendation,
                 "options": [{"target": o.target, "provider": o.provider, "fits": o.fits, "reasons": o.reasons,
-                             "bundle_mb": o.bundle_mb} for o in self.options]}
+                             "bundle_mb": o.bundle_mb} for o in self.options],
+                "costs": self.costs.as_json() if isinstance(self.costs, Costs) else self.costs}
 
 
-def assess(spec: Path, overlays: tuple = (), sets: tuple = (), measure: bool = True) -> Assessment:
+def assess(spec: Path, overlays: tuple = (), sets: tuple = (), measure: bool = True,
+           cost: CostRequest | None = None) -> Assessment:
     base = load_spec(spec, overlays, sets)
     options = []
     for name in targets.available():
@@ -70,7 +86,14 @@ def assess(spec: Path, overlays: tuple = (), sets: tuple = (), measure: bool = T
             extra = (f"targets.{name}.provider={provider}",) if provider else ()
             options.append(_option(spec, overlays, sets + extra, name, provider))
     measured = _measure(base) if measure else None
-    return Assessment(str(spec), options, measured, _recommend(base, options, measured))
+    advice = _recommend(base, options, measured)
+    priced = None
+    if cost is not None:
+        cloud_bundle = next((o.bundle_mb for o in options if o.label == f"cloud/{base.target('cloud')['provider']}"), None)
+        priced = price(base, replace(cost, inputs=replace(cost.inputs, artifact_mb=cloud_bundle)), measured)
+        if isinstance(priced, Costs):
+            advice += cost_advice(priced, {o.label for o in options if o.fits})
+    return Assessment(str(spec), options, measured, advice, priced)
 
 
 def _option(spec, overlays, sets, name, provider) -> Option:
@@ -83,7 +106,7 @@ def _option(spec, overlays, sets, name, provider) -> Option:
                                   + problem.message + (f" ({problem.hint})" if problem.hint else ""))
             option.fits &= problem.level is not Level.ERROR
         if option.fits:
-            files = target.plan(model, Renderer())
+            files = target.plan(model, target_renderer(Renderer(), target))
             option.bundle_mb = round(sum(len(f.content) for f in files) / 1e6, 2)
     except MlgenError as error:
         option.fits = False
@@ -116,8 +139,8 @@ def _zeros(tensor) -> list:
 def _recommend(model: ServiceModel, options: list[Option], measured: dict | None) -> list[str]:
     fitting = {o.label for o in options if o.fits}
     advice = []
-    onprem = model.target("onprem")
-    if onprem.get("air_gapped") or onprem.get("ip_allow"):
+    onprem = host_settings(model)
+    if onprem.air_gapped or onprem.ip_address_allow:
         advice.append("onprem: the spec keeps the service on a closed network; only the on-prem target honours that")
     if model.resources.gpu:
         advice.append("kubernetes or cloud: the model needs a GPU, which no serverless platform offers here")
@@ -152,6 +175,8 @@ def render_table(assessment: Assessment) -> str:
                      "plus the platform's own start-up)")
     elif measured:
         lines.append(f"  measured: the model could not be loaded here: {measured['error']}")
+    if assessment.costs is not None:
+        lines.extend(render_costs(assessment.costs))
     lines.append("  recommendation:")
     lines.extend(f"    - {line}" for line in assessment.recommendation)
     return "\n".join(lines)
