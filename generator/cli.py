@@ -87,19 +87,56 @@ def validate(specs, overlays, sets, jobs, fmt) -> None:
 
 @cli.command("plan")
 @click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--no-measure", is_flag=True, help="Skip loading the model to measure its load time and memory.")
+@click.option("--no-measure", is_flag=True, help="Skip loading the model to measure its load time, memory and time per request.")
+@click.option("--rps", type=click.FloatRange(min=0, min_open=True),
+              help="Average requests a second: price every target for this traffic.")
+@click.option("--peak-rps", type=click.FloatRange(min=0, min_open=True),
+              help="Requests a second the fleet must serve at peak [default: twice --rps].")
+@click.option("--hours-per-day", type=click.FloatRange(0, 24, min_open=True), default=24.0, show_default=True,
+              help="Hours a day with traffic (fleets shrink to their minimum the rest).")
+@click.option("--request-ms", type=click.FloatRange(min=0, min_open=True),
+              help="Time of one prediction on one core, instead of the measured one.")
+@click.option("--free-tier", is_flag=True, help="Subtract the providers' monthly free tiers (shared by the whole account).")
+@click.option("--prices", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML file of prices (and CPU factors) that replace or extend the built-in table.")
+@click.option("--node-price", type=click.FloatRange(min=0), help="Kubernetes: USD an hour for one node.")
+@click.option("--node-cpu", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
+              help="Kubernetes: vCPUs of one node.")
+@click.option("--node-memory", type=click.FloatRange(min=0, min_open=True), default=16.0, show_default=True,
+              help="Kubernetes: GiB of memory of one node.")
+@click.option("--hardware-cost", type=click.FloatRange(min=0), help="On-prem: USD for the host(s).")
+@click.option("--amortise-months", type=click.IntRange(min=1), default=36, show_default=True,
+              help="On-prem: months the hardware is paid over.")
+@click.option("--power-watts", type=click.FloatRange(min=0), default=0.0, help="On-prem: average draw.")
+@click.option("--power-price", type=click.FloatRange(min=0), default=0.0, help="On-prem: USD per kWh.")
+@click.option("--today", type=click.DateTime(["%Y-%m-%d"]), hidden=True,
+              help="The date the price table's age is judged against (reproducible runs).")
 @spec_inputs
 @FORMAT
-def plan_command(specs, no_measure, overlays, sets, fmt) -> None:
-    """Which target fits SPEC(s), with evidence: limits, bundle size, measured load time and memory."""
+def plan_command(specs, no_measure, rps, peak_rps, hours_per_day, request_ms, free_tier, prices, node_price, node_cpu,
+                 node_memory, hardware_cost, amortise_months, power_watts, power_price, today, overlays, sets,
+                 fmt) -> None:
+    """Which target fits SPEC(s), with evidence: limits, bundle size, measured load time and memory;
+    with --rps, what each target costs a month and where functions stop being cheaper."""
     from generator import jobs as batch
     from generator.advisor import assess, render_table
 
+    cost = None
+    if rps is not None:
+        from generator.pricing import CostRequest, Host, Inputs, Node, Traffic
+
+        if peak_rps is not None and peak_rps < rps:
+            raise click.UsageError("--peak-rps is below --rps")
+        inputs = Inputs(node=Node(node_price, node_cpu, node_memory) if node_price is not None else None,
+                        host=Host(hardware_cost, amortise_months, power_watts, power_price)
+                        if hardware_cost is not None else None)
+        cost = CostRequest(Traffic(rps, peak_rps or 2 * rps, hours_per_day, free_tier), prices, inputs, request_ms,
+                           **({"today": today.date()} if today else {}))
     failed = 0
     results = []
     for spec in batch.expand(specs):
         try:
-            assessment = assess(spec, tuple(overlays), tuple(sets), measure=not no_measure)
+            assessment = assess(spec, tuple(overlays), tuple(sets), measure=not no_measure, cost=cost)
         except MlgenError as error:
             failed = max(failed, error.exit_code)
             for problem in error.problems:
