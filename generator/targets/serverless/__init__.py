@@ -1,26 +1,36 @@
 """Serverless: one function bundle for the provider in targets.serverless.provider (AWS Lambda,
 Google Cloud Functions 2nd gen, Azure Functions), checked against the platform's limits
-(generator/fitness.py) before anything is rendered. Each provider's module holds its files."""
+(limits.py, fitness.py) before anything is rendered. settings.py works out every value once;
+each provider's module holds its files; the code that runs on the platform is the runtime's
+adapters (mlgen_runtime.adapters), which the rendered entry points only call."""
 
 from __future__ import annotations
 
 from generator.render import RenderedFile, Renderer
 from generator.spec import ServiceModel
-from generator.targets.base import Target, schema_fragment
+from generator.targets.base import Target, TradeOff, schema_fragment
 from generator.targets.serverless import aws, azure, gcp
-from generator.targets.serverless.common import fit, function_settings
+from generator.targets.serverless.fitness import fit
+from generator.targets.serverless.package import function_app_files, requirements_file
+from generator.targets.serverless.settings import function_settings
 
 PROVIDERS = {"aws": aws, "gcp": gcp, "azure": azure}
 
 
 def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
-    function = function_settings(model)
-    return PROVIDERS[function.provider].plan(model, function, renderer)
+    settings = function_settings(model)
+    return [*PROVIDERS[settings.provider].provider_files(model, settings, renderer),
+            requirements_file(model, settings.provider), *function_app_files(model, settings)]
 
 
 TARGET = Target(
     name="serverless",
     schema=schema_fragment(__file__),
+    trade_off=TradeOff(
+        choose_when="the model is light, traffic is bursty or rare, and paying per request (and nothing when idle) matters",
+        give_up="cold starts (every new instance loads the model), hard limits on package size, time and payload below, no GPUs",
+    ),
+    docs="docs/targets/serverless.md",
     summary="a function that loads the model once per instance and answers requests on demand",
     plan=plan,
     fit=fit,

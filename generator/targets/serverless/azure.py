@@ -1,27 +1,21 @@
 """Azure Functions (Python v2 programming model): function_app.py with one catch-all HTTP
-trigger, host.json, requirements.txt, local.settings.json.example, .funcignore and deploy.sh
-(resource group, storage, function app for the chosen plan, settings, Core Tools publish)."""
+trigger, host.json, local.settings.json.example, appsettings.json (the spec's environment, read
+by `az` from the file so no value passes through the shell), .funcignore and deploy.sh (resource
+group, storage, function app for the chosen plan, settings, Core Tools publish)."""
 
 from __future__ import annotations
 
-
-from generator.monitoring.native import azure_metric_alerts
 from generator.render import RenderedFile, Renderer
 from generator.render.filters import pretty_json
 from generator.spec import ServiceModel
-from generator.targets.serverless.common import Function, azure_instance, function_app_files, requirements_file
+from generator.targets.serverless.settings import FunctionSettings
 
 
-def function_timeout(seconds: int) -> str:
-    """host.json's functionTimeout, hh:mm:ss."""
-    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def host_json(function: Function) -> dict:
+def host_json(settings: FunctionSettings) -> dict:
     return {
         "version": "2.0",
         "extensionBundle": {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"},
-        "functionTimeout": function_timeout(function.timeout_s),
+        "functionTimeout": settings.function_timeout,
         # No /api prefix: the function answers the runtime's own paths (/v2/models/NAME/infer).
         "extensions": {"http": {"routePrefix": ""}},
         "logging": {"logLevel": {"default": "Information"}},
@@ -35,16 +29,15 @@ def local_settings(model: ServiceModel) -> dict:
     return {"IsEncrypted": False, "Values": values}
 
 
-def plan(model: ServiceModel, function: Function, renderer: Renderer) -> list[RenderedFile]:
-    context = {"model": model, "function": function,
-               "instance": azure_instance(function.memory_mb, function.plan), "alerts": azure_metric_alerts(model)}
-    return [
+def provider_files(model: ServiceModel, settings: FunctionSettings, renderer: Renderer) -> list[RenderedFile]:
+    context = {"model": model, "settings": settings}
+    files = [
         renderer.file("function_app.py", "serverless/azure/function_app.py.j2", **context),
         renderer.file(".funcignore", "serverless/azure/funcignore.j2", **context),
         renderer.file("deploy.sh", "serverless/azure/deploy.sh.j2", mode=0o755, **context),
-        RenderedFile.text("host.json", pretty_json(host_json(function))),
-        RenderedFile.text("local.settings.json.example",
-                          pretty_json(local_settings(model))),
-        requirements_file(model, "azure"),
-        *function_app_files(model, function),
+        RenderedFile.text("host.json", pretty_json(host_json(settings))),
+        RenderedFile.text("local.settings.json.example", pretty_json(local_settings(model))),
     ]
+    if settings.app_settings_file:
+        files.append(RenderedFile.text(settings.app_settings_file, pretty_json(dict(model.env))))
+    return files

@@ -1,0 +1,135 @@
+"""The spec's `targets.serverless` settings with provider defaults filled in and every derived
+value (names, runtimes, caps, secret references, monitoring) worked out once, so templates only
+print them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from generator.spec import ServiceModel
+from generator.targets.serverless import limits, monitoring
+from generator.targets.serverless.limits import PlatformLimits
+
+DEFAULT_REGION = {"aws": "us-east-1", "gcp": "us-central1", "azure": "eastus"}
+# Lambda's Python runtimes: python3.10 and 3.11 run on Amazon Linux 2 (glibc 2.26), python3.12
+# and later on Amazon Linux 2023 (glibc 2.34). Wheels newer than the OS's glibc do not load.
+GLIBC_MINOR = {"3.10": 26, "3.11": 26, "3.12": 34, "3.13": 34}
+WHEEL_ARCH = {"x86_64": "x86_64", "arm64": "aarch64"}
+THROTTLE_PER_INSTANCE = 10  # HTTP API requests a second (rate and burst) per allowed instance
+GCF_ENTRY_POINT = "serve"
+AZURE_STORAGE_NAME_MAX = 24  # storage account names: 3-24 lower-case letters and digits
+
+
+@dataclass(frozen=True)
+class FunctionSettings:
+    provider: str
+    name: str  # the service's name
+    region: str
+    memory_mb: int
+    timeout_s: int
+    packaging: str
+    architecture: str
+    plan: str
+    public: bool
+    warm_instances: int
+    max_instances: int
+    log_retention_days: int
+    tracing: bool
+    limits: PlatformLimits
+    max_body_bytes: int  # serving.json's limit: the spec's, lowered to what the platform delivers
+    # AWS Lambda
+    stack_name: str
+    lambda_runtime: str  # python3.12
+    wheel_platforms: tuple[str, ...]
+    http_timeout_ms: int  # the HTTP API integration's wait: timeout_s, capped by the front door
+    throttle_per_s: int
+    application_log_level: str
+    aws_secrets: tuple[Mapping[str, str], ...]  # MLGEN_AWS_SECRETS: what the adapter fetches at start
+    alarms: Mapping[str, dict]
+    dashboard_body: str
+    # Google Cloud Functions
+    entry_point: str
+    gcf_runtime: str  # python312
+    secret_refs: tuple[str, ...]  # --set-secrets NAME=SECRET:latest
+    policies: Mapping[str, dict]  # monitoring/<slug>.policy.json → AlertPolicy
+    # Azure Functions
+    app_name: str
+    resource_group: str
+    storage_account: str
+    instance: str  # Flex instance memory (MB) or Premium SKU; "" on Consumption
+    min_instances: int  # Premium plan: instances kept running (at least one)
+    function_timeout: str  # host.json's hh:mm:ss
+    app_settings_file: str  # the environment for `az ... appsettings set --settings @FILE`; "" without env
+    alerts: tuple[Mapping[str, str], ...]  # az monitor metrics alert create settings
+
+    @property
+    def policy_names(self) -> dict[str, str]:
+        return {path: policy["displayName"] for path, policy in self.policies.items()}
+
+
+def function_settings(model: ServiceModel) -> FunctionSettings:
+    s = model.target("serverless")
+    provider, name, python = s["provider"], model.name, model.runtime.python
+    platform = limits.serverless_limits(provider, s["packaging"], s["plan"])
+    max_instances = s.get("max_instances") or model.scaling.max_replicas
+    return FunctionSettings(
+        provider=provider,
+        name=name,
+        region=s.get("region") or DEFAULT_REGION[provider],
+        memory_mb=s["memory_mb"],
+        timeout_s=s["timeout_s"],
+        packaging=s["packaging"],
+        architecture=s["architecture"],
+        plan=s["plan"],
+        public=s["public"],
+        warm_instances=s["warm_instances"],
+        max_instances=max_instances,
+        log_retention_days=s["log_retention_days"],
+        tracing=s["tracing"],
+        limits=platform,
+        max_body_bytes=min(model.runtime.max_body_bytes, platform.request_bytes.value),
+        stack_name=f"mlgen-{name}",
+        lambda_runtime=f"python{python}",
+        wheel_platforms=wheel_platforms(python, s["architecture"]),
+        http_timeout_ms=min(s["timeout_s"], platform.http_timeout_s.value) * 1000,
+        throttle_per_s=max_instances * THROTTLE_PER_INSTANCE,
+        application_log_level=monitoring.lambda_log_level(model),
+        aws_secrets=tuple({"name": x.name, "secret": x.secret, "key": x.key} for x in model.secrets),
+        alarms=monitoring.cloudwatch_alarms(model) if provider == "aws" else {},
+        dashboard_body=monitoring.cloudwatch_dashboard(model) if provider == "aws" else "",
+        entry_point=GCF_ENTRY_POINT,
+        gcf_runtime="python" + python.replace(".", ""),
+        # Secret Manager secrets hold one value each: the reference's key is not used.
+        secret_refs=tuple(f"{x.name}={x.secret}:latest" for x in model.secrets),
+        policies=monitoring.gcp_alert_policies(model) if provider == "gcp" else {},
+        app_name=f"mlgen-{name}",
+        resource_group=f"mlgen-{name}-rg",
+        storage_account=("mlgen" + name.replace("-", ""))[:AZURE_STORAGE_NAME_MAX],
+        instance=azure_instance(s["memory_mb"], s["plan"]),
+        min_instances=max(s["warm_instances"], 1),
+        function_timeout=hours_minutes_seconds(s["timeout_s"]),
+        app_settings_file="appsettings.json" if model.env else "",
+        alerts=tuple(monitoring.azure_metric_alerts(model)) if provider == "azure" else (),
+    )
+
+
+def wheel_platforms(python: str, architecture: str) -> tuple[str, ...]:
+    """pip --platform tags a Lambda of this runtime and architecture can load, oldest first
+    (pip does not widen an explicit --platform to compatible tags by itself)."""
+    arch = WHEEL_ARCH[architecture]
+    return (f"manylinux2014_{arch}", *(f"manylinux_2_{minor}_{arch}" for minor in range(17, GLIBC_MINOR[python] + 1)))
+
+
+def azure_instance(memory_mb: int, plan: str) -> str:
+    """Flex instance memory or Premium SKU that holds memory_mb (rounded up); "" on Consumption
+    or when none is that large (the fitness check refuses the spec then)."""
+    if plan == "flex":
+        return next((str(size) for size in limits.FLEX_INSTANCE_MEMORY_MB if size >= memory_mb), "")
+    if plan == "premium":
+        return next((sku for size, sku in limits.PREMIUM_SKUS if size >= memory_mb), "")
+    return ""
+
+
+def hours_minutes_seconds(seconds: int) -> str:
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
