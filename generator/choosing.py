@@ -5,7 +5,7 @@ target's user-data limits), so the page cannot drift from what `mlgen plan` says
 
 from __future__ import annotations
 
-from generator import fitness
+from generator.targets.serverless import limits as fitness
 from generator.targets.cloud.userdata import LIMITS as USER_DATA_LIMITS
 
 TRADE_OFFS = """# Choosing a target

@@ -142,7 +142,7 @@ def test_spec_objectives_and_alert_settings_reach_every_form(tmp_path) -> None:
     """observability.slo/alerts change the thresholds, labels and set of alerts everywhere; values
     outside the schema are refused at the spec's line."""
     from generator.monitoring import rule_groups
-    from generator.monitoring.native import azure_metric_alerts, cloudwatch_alarms, gcp_alert_policies
+    from generator.targets.serverless.monitoring import azure_metric_alerts, cloudwatch_alarms, gcp_alert_policies
     from generator.spec import load_spec
 
     sets = ("observability.slo.availability_percent=99.9", "observability.slo.latency_p99_ms=250",

@@ -7,7 +7,7 @@ content (docs/monitoring.md).
   PrometheusRule and the compose Prometheus all dump this one structure.
 - `dashboard(model, platform)`: the Grafana dashboard (platform picks the resource panels).
 - `scrape_config(model, jobs)`: a Prometheus configuration with the rule file and the given jobs.
-- Serverless providers' native alarms are in native.py.
+- Serverless providers' native alarms are in generator/targets/serverless/monitoring.py.
 """
 
 from __future__ import annotations
