@@ -12,7 +12,8 @@ from pathlib import Path
 
 from generator.errors import ConflictError, Problem
 from generator.render import RenderedFile, Renderer
-from generator.resources import templates_dir
+from generator import __version__
+from generator.resources import schema, templates_dir
 
 FORMATS = {
     "sklearn": {
@@ -39,9 +40,11 @@ def service_name(folder: Path) -> str:
     return name or "model-service"
 
 
-def plan_scaffold(name: str, model_format: str, description: str, port: int = 8080) -> list[RenderedFile]:
+def plan_scaffold(name: str, model_format: str, description: str, port: int | None = None) -> list[RenderedFile]:
     settings = FORMATS[model_format]
+    port = port or schema()["properties"]["runtime"]["properties"]["port"]["default"]
     context = {"name": name, "format": model_format, "description": description, "port": port,
+               "mlgen_version": __version__,
                "model_path": f"model/{settings['model_file']}", "input_name": "features", **settings}
     renderer = Renderer()
     render = lambda path, template, mode=0o644: renderer.file(path, f"init/{template}", mode, **context)

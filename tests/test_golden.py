@@ -1,11 +1,13 @@
-"""Every example is also a golden test: each target it configures renders exactly the files kept
-under tests/golden/<example>/<target>/. Regenerate after an intended change with
+"""Every example is also a golden test: for each target its spec configures, the spec as written
+and every variant of the target (each provider or mode) render exactly the files kept under
+tests/golden/<example>/<target>[-<variant>]/. Regenerate after an intended change with
 `python scripts/update_goldens.py` and review the diff like code."""
 
 from __future__ import annotations
 
 import difflib
 import importlib.util
+import sys
 
 import pytest
 
@@ -14,16 +16,17 @@ from conftest import ROOT
 GOLDEN = ROOT / "tests" / "golden"
 _spec = importlib.util.spec_from_file_location("update_goldens", ROOT / "scripts" / "update_goldens.py")
 goldens = importlib.util.module_from_spec(_spec)
+sys.modules["update_goldens"] = goldens  # dataclasses look their module up there
 _spec.loader.exec_module(goldens)  # type: ignore[union-attr]
 
-CASES = [(example, target) for example, targets in goldens.example_targets().items() for target in targets]
+CASES = goldens.cases()
 
 
-@pytest.mark.parametrize(("example", "target"), CASES, ids=[f"{e}-{t}" for e, t in CASES])
-def test_example_renders_its_golden_tree(example: str, target: str) -> None:
-    rendered = goldens.render_tree(example, target)
-    golden_dir = GOLDEN / example / target
-    assert golden_dir.is_dir(), f"no golden tree for {example}/{target}: run python scripts/update_goldens.py"
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_example_renders_its_golden_tree(case) -> None:
+    rendered = goldens.render_tree(case)
+    golden_dir = case.folder
+    assert golden_dir.is_dir(), f"no golden tree {golden_dir.relative_to(ROOT)}: run python scripts/update_goldens.py"
     expected = {p.relative_to(golden_dir).as_posix(): p.read_bytes() for p in golden_dir.rglob("*") if p.is_file()}
     assert sorted(rendered) == sorted(expected), "the set of rendered files changed"
     mismatches = []
@@ -36,7 +39,15 @@ def test_example_renders_its_golden_tree(example: str, target: str) -> None:
     assert not mismatches, "rendered output differs from the golden tree:\n" + "\n".join(mismatches)
 
 
-def test_every_example_has_goldens() -> None:
-    assert CASES, "no examples found"
-    for example in goldens.example_targets():
-        assert (GOLDEN / example).is_dir(), f"examples/{example} has no golden tree"
+def test_every_golden_tree_belongs_to_a_case() -> None:
+    """A tree nobody renders any more is stale, not a test."""
+    expected = {case.folder for case in CASES}
+    found = {folder for example in GOLDEN.iterdir() for folder in example.iterdir() if folder.is_dir()}
+    assert found == expected, f"stale: {sorted(map(str, found - expected))}; missing: {sorted(map(str, expected - found))}"
+
+
+def test_every_registered_target_has_goldens() -> None:
+    from generator import targets
+
+    covered = {case.target for case in CASES}
+    assert covered == set(targets.BUILTIN), f"targets no example configures: {set(targets.BUILTIN) - covered}"

@@ -1,9 +1,7 @@
 """Serverless bundles pass the providers' own checkers, and specs that cannot fit a platform stop
 before anything is rendered, with an error naming the limit, its source and the way out.
 
-Golden trees for the example's GCP and Azure renders live in
-tests/golden/image-classifier-serverless/serverless-<provider>/ (the AWS one is the lead's harness
-case). Regenerate them with: MLGEN_UPDATE_GOLDENS=1 pytest tests/test_target_serverless.py -k golden
+The example's golden trees for every provider are kept by scripts/update_goldens.py.
 """
 
 from __future__ import annotations
@@ -170,23 +168,9 @@ def test_a_deprecated_lambda_runtime_is_refused(tmp_path):
 
 
 def test_limits_carry_their_source_and_date():
-    from generator import fitness
+    from generator.targets.serverless import limits as fitness
 
     for limits in (fitness.LAMBDA_ZIP, fitness.LAMBDA_IMAGE, fitness.GCF_GEN2, *fitness.AZURE_PLANS.values()):
         for limit in vars(limits).values():
             if isinstance(limit, fitness.Limit):
                 assert limit.source.startswith("https://") and len(limit.as_of) == 10
-
-
-# --- the example for the other two providers ----------------------------------------------------
-
-@pytest.mark.parametrize("provider", ["gcp", "azure"])
-def test_example_golden_tree_for_provider(tmp_path, provider):
-    rendered = tree(render(tmp_path, provider=provider))
-    golden = GOLDEN / f"serverless-{provider}"
-    if os.environ.get("MLGEN_UPDATE_GOLDENS") == "1":
-        shutil.rmtree(golden, ignore_errors=True)
-        for path, content in rendered.items():
-            (golden / path).parent.mkdir(parents=True, exist_ok=True)
-            (golden / path).write_bytes(content)
-    assert rendered == tree(golden), f"rendered differs from {golden}; see the module docstring to regenerate"

@@ -134,3 +134,16 @@ def test_hostile_bodies_never_reach_a_500(sklearn_config):
         assert "error" in json.loads(response.body)
     oversized = service.handle("POST", "/v2/models/iris/infer", {}, b" " * 1_000_001)
     assert oversized.status == 413
+
+
+@pytest.mark.parametrize(("section", "field"), [("runtime", "port"), ("observability", "log_format"),
+                                                ("pipeline", "topology")])
+def test_a_serving_json_missing_a_field_mlgen_writes_names_it(tmp_path, iris, section, field):
+    """The spec's schema holds the defaults and mlgen writes every field, so the runtime does not
+    guess one: a hand-edited serving.json that lost a field says which."""
+    config = apps.sklearn_app(tmp_path, iris[0])
+    document = json.loads(config.read_text())
+    del document[section][field]
+    config.write_text(json.dumps(document))
+    with pytest.raises(ConfigError, match=rf"missing field '?{section}\.{field}"):
+        load_service(config)

@@ -1,14 +1,16 @@
 """serving.json, read once into frozen dataclasses.
 
-mlgen writes serving.json from the spec; this module is the runtime's side of that contract. Only
-`format_version`, `name` and `model` are required; everything else has a default so an older or
-hand-written file keeps working. Unknown fields are ignored (a newer generator may add optional ones).
+mlgen writes serving.json from the spec; this module is the runtime's side of that contract. The
+spec's schema is the one place defaults live and mlgen writes every field, so the runtime repeats
+none of them: a missing field is a ConfigError naming it. The runtime's own knobs that no spec sets
+(`shutdown_timeout_s`, `stage_retries`) are optional. Unknown fields are ignored (a newer generator
+may add optional ones).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass
 from pathlib import Path
 
 import orjson
@@ -44,18 +46,18 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    preprocess: str | None = None
-    postprocess: str | None = None
-    topology: str = "collocated"
-    stage_urls: dict[str, str] = field(default_factory=dict)
+    preprocess: str | None
+    postprocess: str | None
+    topology: str
+    stage_urls: dict[str, str]
 
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    port: int = 8080
-    workers: int = 1
-    timeout_s: float = 30.0
-    max_body_bytes: int = 10 * 1024 * 1024
+    port: int
+    workers: int
+    timeout_s: float
+    max_body_bytes: int
     # Optional: how long SIGTERM waits for in-flight requests (defaults to timeout_s).
     shutdown_timeout_s: float | None = None
     # Optional: retries of a gateway call to a stage that could not be reached.
@@ -64,9 +66,9 @@ class RuntimeConfig:
 
 @dataclass(frozen=True)
 class ObservabilityConfig:
-    metrics: bool = True
-    log_format: str = "json"
-    log_level: str = "info"
+    metrics: bool
+    log_format: str
+    log_level: str
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def _describe(exc: Exception) -> str:
 
 
 def _build(raw: dict, app_dir: Path, environ) -> ServingConfig:
-    version = raw.get("format_version", SUPPORTED_FORMAT_VERSION)
+    version = raw["format_version"]
     if version != SUPPORTED_FORMAT_VERSION:
         raise ValueError(f"format_version {version!r} is not supported (this runtime reads 1)")
     model_raw = raw["model"]
@@ -113,34 +115,34 @@ def _build(raw: dict, app_dir: Path, environ) -> ServingConfig:
         raise ValueError(f"model.format {model_format!r} is not one of {', '.join(MODEL_FORMATS)}")
     model = ModelConfig(
         format=model_format,
-        path=(app_dir / model_raw["path"]) if model_raw.get("path") else app_dir,
-        sha256=(model_raw.get("sha256") or None),
-        handler=model_raw.get("handler") or None,
-        inputs=_tensor_specs(model_raw.get("inputs"), "model.inputs"),
-        outputs=_tensor_specs(model_raw.get("outputs"), "model.outputs"),
+        path=(app_dir / model_raw["path"]) if model_raw["path"] else app_dir,
+        sha256=model_raw["sha256"] or None,
+        handler=model_raw["handler"] or None,
+        inputs=_tensor_specs(model_raw["inputs"], "model.inputs"),
+        outputs=_tensor_specs(model_raw["outputs"], "model.outputs"),
     )
     if model_format == "python" and not model.handler:
         raise ValueError("model.handler (module:attr) is required for format 'python'")
 
-    pipeline_raw = raw.get("pipeline") or {}
-    stage_urls = dict(pipeline_raw.get("stage_urls") or {})
+    pipeline_raw = _known(raw["pipeline"], PipelineConfig, "pipeline")
+    stage_urls = dict(pipeline_raw["stage_urls"])
     for stage in STAGES:
         override = environ.get(f"MLGEN_STAGE_URL_{stage.upper()}")
         if override:
             stage_urls[stage] = override
     pipeline = PipelineConfig(
-        preprocess=pipeline_raw.get("preprocess") or None,
-        postprocess=pipeline_raw.get("postprocess") or None,
-        topology=pipeline_raw.get("topology") or "collocated",
+        preprocess=pipeline_raw["preprocess"] or None,
+        postprocess=pipeline_raw["postprocess"] or None,
+        topology=pipeline_raw["topology"],
         stage_urls={stage: url.rstrip("/") for stage, url in stage_urls.items()},
     )
-    runtime = RuntimeConfig(**_known(raw.get("runtime"), RuntimeConfig))
-    observability = ObservabilityConfig(**_known(raw.get("observability"), ObservabilityConfig))
+    runtime = RuntimeConfig(**_known(raw["runtime"], RuntimeConfig, "runtime"))
+    observability = ObservabilityConfig(**_known(raw["observability"], ObservabilityConfig, "observability"))
     if observability.log_format not in ("json", "text"):
         raise ValueError(f"observability.log_format {observability.log_format!r} is not json or text")
     return ServingConfig(
         name=str(raw["name"]),
-        version=str(raw.get("version") or "1"),
+        version=str(raw["version"]),
         model=model,
         pipeline=pipeline,
         runtime=runtime,
@@ -149,10 +151,15 @@ def _build(raw: dict, app_dir: Path, environ) -> ServingConfig:
     )
 
 
-def _known(section: dict | None, cls) -> dict:
-    """The fields of `section` that `cls` declares, ignoring nulls (null means 'use the default')."""
-    names = cls.__dataclass_fields__
-    return {key: value for key, value in (section or {}).items() if key in names and value is not None}
+def _known(section: dict, cls, where: str) -> dict:
+    """The fields of `section` that `cls` declares (a null optional field takes its default);
+    a KeyError naming the first required field that is missing."""
+    fields = cls.__dataclass_fields__
+    required = {name for name, spec in fields.items() if spec.default is MISSING and spec.default_factory is MISSING}
+    for name in fields:
+        if name in required and name not in section:
+            raise KeyError(f"{where}.{name}")
+    return {key: value for key, value in section.items() if key in fields and (value is not None or key in required)}
 
 
 def _tensor_specs(raw: list | None, where: str) -> tuple[TensorSpec, ...]:
