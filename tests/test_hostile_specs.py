@@ -26,14 +26,14 @@ from generator.plan import parse_back, plan_target
 from generator.render import Renderer
 from generator.spec import load_spec
 from hostile import (EXAMPLES_PER_VARIANT, HOSTILE_SETTINGS, VARIANTS, envfile_values, hostile_changes, pairs,
-                     parsed_documents, unit_values, with_marker, write_spec)
+                     kubernetes_env, parsed_documents, unit_values, with_marker, write_spec)
 
 RENDERER = Renderer(None)
 OUTCOMES: Counter = Counter()  # (variant, "rendered" | "refused") -> count, printed at the end
 
 # Where each variant puts the spec's env: the files whose parsed content must state every pair.
 ENV_FILES = {
-    "kubernetes": ["base/server.yaml", "compose.yaml"],
+    "kubernetes": ["compose.yaml"],  # the Deployments: kubernetes_env, Kubernetes expands `$` there
     "serverless-aws": ["template.yaml"],
     "serverless-gcp": ["env.yaml"],
     "serverless-azure": ["local.settings.json.example"],
@@ -76,6 +76,13 @@ def assert_values_come_back(name: str, changes: dict, files: dict[str, bytes]) -
     if "app/serving.json" in parsed:
         assert parsed["app/serving.json"][0]["version"] == version
     if name == "kubernetes":
+        deployments = [d for path, docs in parsed.items() if path.startswith("base/") for d in docs
+                       if d["kind"] == "Deployment"]
+        assert deployments
+        for deployment in deployments:
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            given = kubernetes_env(container)
+            assert given == env, f"{deployment['metadata']['name']}'s process gets {given!r}, not {env!r}"
         for document in parsed["base/namespace.yaml"]:
             labels = document["metadata"]["labels"]
             assert {k: labels.get(k) for k in changes["labels"]} == changes["labels"]

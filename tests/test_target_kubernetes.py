@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import EXAMPLES, render_spec, require_tool
+from hostile import kubernetes_env, kubernetes_expand
 
 RECSYS = EXAMPLES / "recsys-microservices" / "spec.yaml"
 IRIS = EXAMPLES / "iris" / "spec.yaml"
@@ -25,7 +26,8 @@ CHECKOV_SKIPS = {
 }
 HOSTILE_VERSION = "2.1 \"beta\" \u202e# not a comment: &anchor *alias \\ ${X}"  # quotes, RTL override, YAML shapes
 HOSTILE = {
-    "env": {"GREETING": "it's $(rm -rf /) \"quoted\" ${HOME} `id`\nsecond line: # no comment"},
+    "env": {"APP_HOME": "/home/app",
+            "GREETING": "it's $(rm -rf /) \"quoted\" ${HOME} $(APP_HOME)$$ `id`\nsecond line: # no comment"},
     "secrets": [{"name": "DB_PASSWORD", "secret": "recsys-db", "key": "password"}],
 }
 
@@ -201,7 +203,8 @@ def test_only_the_model_stage_gets_the_gpu_and_secrets_stay_references(bundles):
         assert ("nvidia.com/gpu" in limits) == (name == "recsys-predict"), name
         assert ("tolerations" in pod) == (name == "recsys-predict"), name
         env = {e["name"]: e for e in pod["containers"][0]["env"]}
-        assert env["GREETING"]["value"] == HOSTILE["env"]["GREETING"]  # data, exactly as written
+        # Kubernetes expands $(NAME) and $$ in env values: the process gets the value as written.
+        assert kubernetes_env(pod["containers"][0]) == HOSTILE["env"]
         assert env["DB_PASSWORD"] == {"name": "DB_PASSWORD", "valueFrom": {
             "secretKeyRef": {"name": "recsys-db", "key": "password"}}}
         assert deployment["metadata"]["annotations"]["mlgen.dev/version"] == HOSTILE_VERSION
@@ -246,3 +249,16 @@ def test_a_tagged_image_is_a_warning_and_scale_to_zero_an_error(tmp_path):
             plan_target(load_spec(spec), "kubernetes", Renderer())
     finally:
         spec.unlink()
+
+
+def test_deployments_and_compose_run_the_same_command(bundles):
+    """Kubernetes expands $(NAME) and $$ in a container's command: read by its rules, each
+    Deployment runs exactly what the compose service of the same name runs."""
+    for bundle in bundles.values():
+        compose = yaml.safe_load((bundle / "compose.yaml").read_text())["services"]
+        deployments = [d for p in manifests(bundle) for d in docs(p) if d["kind"] == "Deployment"]
+        assert deployments
+        for deployment in deployments:
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            command = [kubernetes_expand(arg, {}) for arg in container["command"]]
+            assert command == compose[deployment["metadata"]["name"]]["command"]

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from conftest import EXAMPLES, free_port, render_spec
+from hostile import kubernetes_env, kubernetes_expand
 
 EXAMPLE = EXAMPLES / "recsys-microservices"
 READY_WITHIN_S = 120  # a bound, not a measurement: scikit-learn imports slowly on a busy machine
@@ -49,8 +50,9 @@ class Stage:
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         self.name = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
         self.port = free_port()
-        self.command = [self._local(arg, bundle) for arg in container["command"]]
-        self.env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+        # What the kubelet hands the process: $(NAME) and $$ expanded by Kubernetes' rules.
+        self.env = kubernetes_env(container)
+        self.command = [self._local(kubernetes_expand(arg, self.env), bundle) for arg in container["command"]]
         self.log = logs / f"{self.name}.log"
         self.process: subprocess.Popen | None = None
 

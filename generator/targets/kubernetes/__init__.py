@@ -2,36 +2,36 @@
 overlays, a Dockerfile for the image and a compose file that runs the same stages locally.
 
 What each file holds and why is in docs/targets/kubernetes.md; the workloads themselves (names,
-commands, labels) are worked out once in workloads.py so manifests, compose and tests agree.
+commands, labels) are worked out once in workloads.py, and every value the templates print once in
+settings.py, so manifests, compose and tests agree.
 """
 
 from __future__ import annotations
 
 from generator.errors import Problem
 from generator.spec import ServiceModel
-from generator.targets.base import Target
+from generator.targets.base import Target, TradeOff, schema_fragment
 from generator.targets.kubernetes.bundle import plan
+from generator.targets.kubernetes.filters import FILTERS
+from generator.targets.kubernetes.settings import kubernetes_settings
 
 
 def fit(model: ServiceModel) -> list[Problem]:
-    settings = model.target("kubernetes")
+    settings = kubernetes_settings(model)
     problems = []
-    image = settings.get("image")
-    if image and "@sha256:" not in image:
-        problems.append(model.problem(
-            ("targets", "kubernetes", "image"), f"image {image} is a tag, which can move under a running Deployment",
-            hint="pin it by digest (registry/name@sha256:…) so every pod runs the same build", warning=True))
-    if not image:
+    if settings.local_image:
         problems.append(model.problem(
             ("targets", "kubernetes"), "no targets.kubernetes.image: the manifests use a local tag",
             hint="set image to where your registry keeps the build, pinned by digest", warning=True))
+    elif "@sha256:" not in settings.image:
+        problems.append(model.problem(
+            ("targets", "kubernetes", "image"), f"image {settings.image} is a tag, which can move under a running Deployment",
+            hint="pin it by digest (registry/name@sha256:…) so every pod runs the same build", warning=True))
     if model.scaling.min_replicas < 1:
         problems.append(model.problem(
             ("scaling", "min_replicas"), "a HorizontalPodAutoscaler cannot scale to zero replicas",
             hint="set scaling.min_replicas to 1 or more for the kubernetes target"))
-    if model.scaling.max_replicas < model.scaling.min_replicas:
-        problems.append(model.problem(("scaling", "max_replicas"), "max_replicas is below min_replicas"))
-    if settings["service_monitor"] and not model.observability.metrics:
+    if settings.service_monitor and not model.observability.metrics:
         problems.append(model.problem(
             ("targets", "kubernetes", "service_monitor"), "a ServiceMonitor needs metrics",
             hint="set observability.metrics: true, or service_monitor: false"))
@@ -40,7 +40,14 @@ def fit(model: ServiceModel) -> list[Problem]:
 
 TARGET = Target(
     name="kubernetes",
+    schema=schema_fragment(__file__),
+    trade_off=TradeOff(
+        choose_when="the pipeline is split into stages that should scale and fail separately, you already run a cluster, GPUs on some nodes",
+        give_up="a cluster to operate; an image to build and pin",
+    ),
+    docs="docs/targets/kubernetes.md",
     summary="a Kubernetes service per pipeline stage with autoscaling, restricted pods and kustomize overlays",
     plan=plan,
     fit=fit,
+    filters=FILTERS,
 )

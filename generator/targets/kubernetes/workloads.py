@@ -8,12 +8,15 @@ touch the others. With `collocated` one Deployment runs the whole pipeline (`--s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
 
 from generator.spec import ServiceModel
 
 APP_DIR = "/app"  # where the Dockerfile puts the bundle's app/ folder
-RUN_AS = 10001  # numeric, non-root: restricted Pod Security and hadolint both want a number
-MANAGED_BY = "mlgen"
+SERVING_PATH = f"{APP_DIR}/serving.json"  # the ConfigMap is mounted over it
+LIVE = "/v2/health/live"
+READY = "/v2/health/ready"
 
 
 @dataclass(frozen=True)
@@ -23,46 +26,35 @@ class Workload:
     stage: str  # the runtime's --stage
     entry: bool  # receives outside traffic (the Ingress points here)
     gpu: int  # GPUs this stage asks for: only the one that runs the model gets them
+    selector: Mapping[str, str]  # this workload's pods, and only them
+    labels: Mapping[str, str]  # the service's labels and the selector
+    command: tuple[str, ...]  # what the container runs
+    # The gateway's own readiness does not wait for its stages: taken out of the Service when a
+    # stage is down, it could not answer the 503 that names the missing stage.
+    ready_path: str
 
-    def selector(self, model: ServiceModel) -> dict[str, str]:
-        return {"app.kubernetes.io/name": model.name, "app.kubernetes.io/component": self.component}
 
-    def labels(self, model: ServiceModel) -> dict[str, str]:
-        return {**common_labels(model), **self.selector(model)}
-
-
-def workloads(model: ServiceModel) -> list[Workload]:
+def workloads(model: ServiceModel, labels: Mapping[str, str]) -> tuple[Workload, ...]:
+    """The entry stage first: the Ingress, the NetworkPolicies and compose's published port all
+    point at it."""
     gpu = model.resources.gpu
     if not model.pipeline.split:
-        return [Workload(model.name, "server", "all", True, gpu)]
-    entry = Workload(f"{model.name}-gateway", "gateway", "gateway", True, 0)
-    return [entry] + [Workload(f"{model.name}-{stage}", stage, stage, False, gpu if stage == "predict" else 0)
-                      for stage in model.pipeline.stages]
+        return (_workload(model, labels, model.name, "server", "all", True, gpu),)
+    entry = _workload(model, labels, f"{model.name}-gateway", "gateway", "gateway", True, 0)
+    return (entry, *(_workload(model, labels, f"{model.name}-{stage}", stage, stage, False,
+                               gpu if stage == "predict" else 0) for stage in model.pipeline.stages))
 
 
-def stage_urls(model: ServiceModel) -> dict[str, str] | None:
-    """In-cluster addresses of the stage Services, for the gateway's serving.json. Short Service
-    names resolve inside the namespace, so an overlay that moves the namespace keeps them valid."""
-    if not model.pipeline.split:
-        return None
-    return {w.stage: f"http://{w.name}:{model.runtime.port}" for w in workloads(model) if not w.entry}
+def _workload(model: ServiceModel, labels: Mapping[str, str], name: str, component: str, stage: str, entry: bool,
+              gpu: int) -> Workload:
+    selector = {"app.kubernetes.io/name": model.name, "app.kubernetes.io/component": component}
+    return Workload(name, component, stage, entry, gpu, MappingProxyType(selector),
+                    MappingProxyType({**labels, **selector}), command(model, stage),
+                    LIVE if stage == "gateway" else READY)
 
 
-def common_labels(model: ServiceModel) -> dict[str, str]:
-    # The spec's labels first: the recommended app.kubernetes.io labels mlgen relies on win.
-    return {**model.labels, "app.kubernetes.io/name": model.name, "app.kubernetes.io/part-of": model.name,
-            "app.kubernetes.io/managed-by": MANAGED_BY}
-
-
-def command(model: ServiceModel, stage: str) -> list[str]:
-    """What the container runs: the same list in the Deployment, the compose file and the tests."""
-    return ["python", "-m", "mlgen_runtime", "serve", "--config", f"{APP_DIR}/serving.json",
-            "--host", "0.0.0.0", "--port", str(model.runtime.port), "--stage", stage]
-
-
-def namespace(model: ServiceModel) -> str:
-    return model.target("kubernetes").get("namespace") or model.name
-
-
-def image(model: ServiceModel) -> str:
-    return model.target("kubernetes").get("image") or f"{model.name}:local"
+def command(model: ServiceModel, stage: str) -> tuple[str, ...]:
+    """What the container runs: the same list in the Deployment, the Dockerfile, the compose file
+    and the tests."""
+    return ("python", "-m", "mlgen_runtime", "serve", "--config", SERVING_PATH,
+            "--host", "0.0.0.0", "--port", str(model.runtime.port), "--stage", stage)

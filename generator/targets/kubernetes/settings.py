@@ -1,0 +1,166 @@
+"""The spec's `targets.kubernetes` settings with every derived value (namespace, image, labels, the
+workloads, resource names, the overlays, compose's environment) worked out once per plan, so
+templates only print them. Schema defaults are already applied: keys with a default are read as
+they are, optional keys without one are None when unset."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
+
+from generator.bundle import serving_config
+from generator.render.filters import pretty_json
+from generator.spec import ServiceModel
+from generator.targets.kubernetes.workloads import APP_DIR, LIVE, SERVING_PATH, Workload, command, workloads
+
+RUN_AS = 10001  # numeric, non-root: restricted Pod Security and hadolint both want a number
+MANAGED_BY = "mlgen"
+NAME_LABEL = "app.kubernetes.io/name"
+GRAFANA_SIDECAR_LABEL = "grafana_dashboard"  # what the Grafana Helm chart's dashboard sidecar looks for
+PROMETHEUS_IMAGE = "docker.io/prom/prometheus:v3.5.0"  # compose only: a local look at the metrics and alerts
+DRAIN_MARGIN_S = 10  # after SIGTERM the runtime drains for timeout_s; the pod gets this much longer
+
+
+@dataclass(frozen=True)
+class Ingress:
+    host: str | None  # None: no Ingress is rendered
+    tls_secret: str | None  # None: plain HTTP
+    class_name: str
+    path_type: str
+    controller_namespace: str  # the entry stage's NetworkPolicy admits traffic from here, Ingress or not
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """What a kustomize overlay changes in the base."""
+
+    environment: str
+    min_replicas: int
+    max_replicas: int
+    requests: Mapping[str, str] | None  # None: the base's requests stay
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    name: str
+    namespace: str
+    image: str
+    local_image: bool  # no targets.kubernetes.image: a local build tagged `<name>:local`
+    labels: Mapping[str, str]  # on every object: the spec's labels, then the app.kubernetes.io ones
+    selector: Mapping[str, str]  # every pod of the service, whatever its stage
+    workloads: tuple[Workload, ...]  # the entry stage first
+    stage_urls: Mapping[str, str] | None  # in-cluster stage addresses for the gateway; None when collocated
+    serving_json: str  # the ConfigMap's serving.json
+    serving_checksum: str  # its sha256 on every pod template, so a change rolls the pods
+    serving_config_map: str
+    serving_path: str  # where every stage reads it
+    ingress: Ingress
+    service_monitor: bool
+    monitoring_namespace: str
+    gpu_node_selector: Mapping[str, str]
+    dashboard_config_map: str
+    dashboard_key: str  # the dashboard's file name inside its ConfigMap
+    dashboard_labels: Mapping[str, str]
+    overlays: tuple[Overlay, ...]
+    termination_grace_s: int
+    run_as: int
+    user: str  # "uid:gid" for the Dockerfile and compose
+    app_dir: str
+    image_command: tuple[str, ...]  # the image's CMD: the whole pipeline in one container
+    healthcheck: tuple[str, ...]  # the image's HEALTHCHECK command
+    compose_env: Mapping[str, str]  # the spec's env with `$` doubled: compose interpolates `$`
+    compose_secrets: Mapping[str, str]  # env name → compose's "required from your shell" reference
+    compose_port: str  # where compose publishes the entry stage: loopback only
+    prometheus_service: str
+    prometheus_image: str
+
+    @property
+    def entry(self) -> Workload:
+        return self.workloads[0]
+
+    @property
+    def internal_workloads(self) -> tuple[Workload, ...]:
+        """The stages behind the entry stage: reachable from it only."""
+        return self.workloads[1:]
+
+    @property
+    def label_selector(self) -> str:
+        """`selector` as a kustomize patch target's labelSelector."""
+        return ",".join(f"{key}={value}" for key, value in self.selector.items())
+
+    def resource(self, suffix: str) -> str:
+        return f"{self.name}-{suffix}"
+
+
+def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
+    spec = model.target("kubernetes")
+    name, port = model.name, model.runtime.port
+    # The spec's labels first: the recommended app.kubernetes.io labels mlgen relies on win.
+    labels = {**model.labels, NAME_LABEL: name, "app.kubernetes.io/part-of": name,
+              "app.kubernetes.io/managed-by": MANAGED_BY}
+    stages = workloads(model, labels)
+    urls = _stage_urls(stages, port) if model.pipeline.split else None
+    # ASCII-only JSON: every character a spec value brings is a JSON escape, so the text can sit in a
+    # YAML literal block unchanged (no line-break look-alikes such as U+2028 reach the YAML).
+    serving = pretty_json(serving_config(model, urls), ascii_only=True)
+    ingress = spec["ingress"]
+    return KubernetesSettings(
+        name=name,
+        namespace=spec.get("namespace") or name,
+        image=spec.get("image") or f"{name}:local",
+        local_image=not spec.get("image"),
+        labels=_frozen(labels),
+        selector=_frozen({NAME_LABEL: name}),
+        workloads=stages,
+        stage_urls=_frozen(urls) if urls else None,
+        serving_json=serving,
+        serving_checksum=hashlib.sha256(serving.encode()).hexdigest(),
+        serving_config_map=f"{name}-serving",
+        serving_path=SERVING_PATH,
+        ingress=Ingress(ingress.get("host"), ingress.get("tls_secret"), ingress["class_name"], ingress["path_type"],
+                        ingress["controller_namespace"]),
+        service_monitor=spec["service_monitor"],
+        monitoring_namespace=spec["monitoring_namespace"],
+        gpu_node_selector=spec["gpu_node_selector"],
+        dashboard_config_map=f"{name}-dashboard",
+        dashboard_key=f"{name}.json",
+        dashboard_labels=_frozen({**labels, GRAFANA_SIDECAR_LABEL: "1"}),
+        overlays=(_dev(model), _prod(model)),
+        termination_grace_s=model.runtime.timeout_s + DRAIN_MARGIN_S,
+        run_as=RUN_AS,
+        user=f"{RUN_AS}:{RUN_AS}",
+        app_dir=APP_DIR,
+        image_command=command(model, "all"),
+        healthcheck=("python", "-c", f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}{LIVE}', timeout=2)"),
+        compose_env=_frozen({key: value.replace("$", "$$") for key, value in model.env.items()}),
+        compose_secrets=_frozen({s.name: f"${{{s.name}:?set {s.name} (secret {s.secret})}}" for s in model.secrets}),
+        compose_port=f"127.0.0.1:{port}:{port}",
+        prometheus_service=f"{name}-prometheus",
+        prometheus_image=PROMETHEUS_IMAGE,
+    )
+
+
+def _stage_urls(stages: tuple[Workload, ...], port: int) -> dict[str, str]:
+    """In-cluster addresses of the stage Services, for the gateway's serving.json. Short Service
+    names resolve inside the namespace, so an overlay that moves the namespace keeps them valid."""
+    return {w.stage: f"http://{w.name}:{port}" for w in stages if not w.entry}
+
+
+def _dev(model: ServiceModel) -> Overlay:
+    """One replica and a quarter of the CPU and half the memory requested, so a small cluster holds
+    it (limits stay, so it still runs at full speed when it can)."""
+    resources = model.resources
+    return Overlay("dev", 1, 1, _frozen({"cpu": f"{max(resources.millicores // 4, 50)}m",
+                                         "memory": f"{max(resources.memory_mib // 2, 64)}Mi"}))
+
+
+def _prod(model: ServiceModel) -> Overlay:
+    """At least two replicas, so a drain or a failed node never takes a stage away."""
+    low = max(model.scaling.min_replicas, 2)
+    return Overlay("prod", low, max(model.scaling.max_replicas, low), None)
+
+
+def _frozen(mapping: dict) -> Mapping:
+    return MappingProxyType(mapping)
