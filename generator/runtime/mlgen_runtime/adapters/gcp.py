@@ -20,11 +20,21 @@ def http_function(config_path, entry_point: str):
         response = refuse_oversized(service, request.method, request.path, headers, declared_size(headers))
         if response is None:
             body = request.stream.read(limit + 1)  # bounded: a chunked body stops one byte past the limit
-            if len(body) > limit:
-                response = service.too_large(request.method, request.path, headers, None)
-            else:
+            if len(body) <= limit:
                 response = service.handle(request.method, request.path, headers, body)
+            else:
+                response = service.too_large(request.method, request.path, headers, None)
+        if response.status == 413:
+            _discard(request.stream)
         return response.body, response.status, response.headers
 
     serve.__name__ = serve.__qualname__ = entry_point
     return functions_framework.http(serve)
+
+
+def _discard(stream, chunk: int = 64 * 1024) -> None:
+    """Read what is left of a refused body without keeping it. functions-framework reads every
+    request body whole into memory after the answer (so the client, which sends its body before
+    reading, gets the answer instead of a reset connection); once drained there is nothing left."""
+    while stream.read(chunk):
+        pass
