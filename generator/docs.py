@@ -1,11 +1,12 @@
 """docs/spec.md, generated from the JSON Schema so the reference cannot drift from what mlgen
-accepts. `python -m generator.docs` prints it; a test fails when the committed copy is stale."""
+accepts (with the settings of any plugin target installed beside mlgen). `python -m generator.docs`
+prints it; a test fails when the committed copy is stale."""
 
 from __future__ import annotations
 
 import json
 
-from generator.resources import schema
+from generator.spec.schema import installed_plugin_targets, spec_schema
 
 HEADER = """# The mlgen spec (mlgen.dev/v1)
 
@@ -19,7 +20,7 @@ spec's folder; every field not marked required has the default shown.
 
 
 def spec_reference() -> str:
-    root = schema()
+    root = spec_schema(installed_plugin_targets())
     rows: list[str] = []
     _walk(root, root, "", set(root.get("required", [])), rows)
     return HEADER + "\n".join(rows) + "\n"

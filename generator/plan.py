@@ -33,7 +33,7 @@ def plan_target(model: ServiceModel, name: str, renderer: Renderer) -> TargetPla
 
 def target_renderer(renderer: Renderer, target: targets.Target) -> Renderer:
     """The renderer `target`'s plan gets: the core filters plus its own, with its Jinja options."""
-    return renderer.for_target(target.name, target.filters, target.jinja_options)
+    return renderer.for_target(target.name, target.filters, target.jinja_options, target.templates)
 
 
 def parse_back(plan: TargetPlan, only: set[str] | None = None) -> None:

@@ -30,9 +30,13 @@ def check_files(files: list[RenderedFile], target: str, extra: Mapping[str, Call
     return problems
 
 
-def parser_check(parse: Callable[[bytes], object]) -> Callable[[str, bytes], list[Problem]]:
-    """A check from a parser that raises ValueError, SyntaxError or a YAML error on bad input."""
-    return lambda display, content: _check(display, parse, content)
+_PARSE_ERRORS = (ValueError, SyntaxError, yaml.YAMLError)  # TOMLDecodeError is a ValueError
+
+
+def parser_check(parse: Callable[[bytes], object], errors: tuple[type[Exception], ...] = ()) -> Callable[[str, bytes], list[Problem]]:
+    """A check from a parser that raises ValueError, SyntaxError, a YAML error or one of `errors`
+    (the parser's own exception types) on bad input."""
+    return lambda display, content: _check(display, parse, content, _PARSE_ERRORS + errors)
 
 
 def _parse_toml(content: bytes) -> None:
@@ -41,12 +45,12 @@ def _parse_toml(content: bytes) -> None:
     tomllib.loads(content.decode())
 
 
-def _check(display: str, parse, content: bytes) -> list[Problem]:
+def _check(display: str, parse, content: bytes, errors: tuple[type[Exception], ...]) -> list[Problem]:
     try:
         parse(content)
-    except (ValueError, SyntaxError, yaml.YAMLError) as exc:  # TOMLDecodeError is a ValueError
+    except errors as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else getattr(exc, "lineno", None)
+        line = mark.line + 1 if mark else getattr(exc, "lineno", None) or getattr(exc, "line", None)
         return [Problem(f"rendered file does not parse: {exc}".splitlines()[0], display, line,
                         hint="a template bug: please report it with the spec")]
     return []

@@ -45,11 +45,13 @@ class Renderer:
         self.user_templates = str(user_templates) if user_templates else None
         self.env = _env or _core_environment(self.user_templates)
 
-    def for_target(self, name: str, filters: Mapping | None = None, options: Mapping | None = None) -> "Renderer":
+    def for_target(self, name: str, filters: Mapping | None = None, options: Mapping | None = None,
+                   templates: str | None = None) -> "Renderer":
         key = (self.user_templates, name)
         env = _TARGET_ENVIRONMENTS.get(key)
         if env is None:
-            env = _TARGET_ENVIRONMENTS[key] = _environment(self.user_templates, dict(filters or {}), dict(options or {}))
+            env = _TARGET_ENVIRONMENTS[key] = _environment(self.user_templates, dict(filters or {}), dict(options or {}),
+                                                           templates)
         return Renderer(self.user_templates, _env=env)
 
     def render(self, template: str, **context) -> str:
@@ -79,8 +81,10 @@ def _core_environment(user_templates: str | None) -> jinja2.Environment:
 _TARGET_ENVIRONMENTS: dict[tuple[str | None, str], jinja2.Environment] = {}
 
 
-def _environment(user_templates: str | None, filters: dict, options: dict) -> jinja2.Environment:
-    builtin = jinja2.FileSystemLoader(str(templates_dir()))
+def _environment(user_templates: str | None, filters: dict, options: dict,
+                 target_templates: str | None = None) -> jinja2.Environment:
+    folders = [str(target_templates)] if target_templates else []
+    builtin = jinja2.FileSystemLoader([*folders, str(templates_dir())])
     if user_templates:
         cls = jinja2.sandbox.ImmutableSandboxedEnvironment
         loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(user_templates), builtin])

@@ -63,6 +63,11 @@ def spec_schema(plugins: tuple[str, ...] = ()) -> dict:
     return compose(published_schema(), {name: fragments[name] for name in plugins if name in fragments})
 
 
+def installed_plugin_targets() -> tuple[str, ...]:
+    """Every plugin target installed beside mlgen, for documentation that lists them all."""
+    return tuple(sorted(_plugin_fragments()))
+
+
 @functools.cache
 def _plugin_fragments() -> dict[str, Mapping]:
     from importlib.metadata import entry_points  # only specs naming a plugin target pay for the scan

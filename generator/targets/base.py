@@ -47,6 +47,9 @@ class Target:
     filters: Mapping[str, Callable] = field(default_factory=dict)  # escaping filters for this target's own syntaxes
     checks: Mapping[str, FileCheck] = field(default_factory=dict)  # parse-back checks by file suffix, beyond YAML/JSON/…
     jinja_options: Mapping = field(default_factory=dict)  # Environment options, e.g. other delimiters for Helm-like output
+    # A folder of the target's own templates, searched after a user's --templates and before the
+    # built-in templates/ (a plugin ships its templates in its package; built-in ones use templates/<name>/).
+    templates: str | None = None
     trade_off: TradeOff | None = None
     # Named settings for `targets.<name>` that together exercise every provider and mode: the
     # goldens render each example with each, and the hostile-spec tests attack each.
