@@ -97,19 +97,37 @@ def test_image_packaging_uses_the_lambda_base_image(sam_bundle):
 
 @pytest.mark.parametrize("provider", ["aws", "gcp", "azure"])
 def test_scripts_pass_shellcheck_and_dry_run(tmp_path, provider):
-    bundle = render(tmp_path, provider=provider, top={"secrets": [{"name": "API_TOKEN", "secret": "digits-api"}]})
+    # A value meant literally ($HOME, a quote): shellcheck runs with no check left out.
+    bundle = render(tmp_path, provider=provider, top={"secrets": [{"name": "API_TOKEN", "secret": "digits-api"}],
+                                                      "env": {"GREETING": "it's $HOME, `not` $(run)"}})
     scripts = sorted(str(p) for p in bundle.glob("*.sh"))
     result = subprocess.run([require_tool("shellcheck"), "--severity=style", *scripts], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
     extra = ["--key-vault", "kv-digits"] if provider == "azure" else []
-    dry = subprocess.run(["bash", "deploy.sh", "--dry-run", *extra], cwd=bundle, capture_output=True, text=True, timeout=30)
+    dry = subprocess.run(["bash", "deploy.sh", "--dry-run", "--region", "somewhere-1", *extra], cwd=bundle,
+                         capture_output=True, text=True, timeout=30)
     assert dry.returncode == 0, dry.stderr
     expected = {"aws": "sam deploy", "gcp": "gcloud functions deploy digits --gen2", "azure": "func azure functionapp publish"}
     assert expected[provider] in dry.stdout
+    assert "somewhere-1" in dry.stdout and "eu-west-1" not in dry.stdout  # --region means the same everywhere
+    assert "GREETING" not in dry.stdout  # the environment travels in a file, never on a command line
+    usage = subprocess.run(["bash", "deploy.sh", "--help"], cwd=bundle, capture_output=True, text=True, timeout=30)
+    assert usage.returncode == 0 and "--region REGION" in usage.stdout and "--dry-run" in usage.stdout
+    wrong = subprocess.run(["bash", "deploy.sh", "--location", "x"], cwd=bundle, capture_output=True, text=True, timeout=30)
+    assert wrong.returncode == 2 and "unknown argument: --location" in wrong.stderr
     # Without the provider's CLI on PATH the script stops before doing anything, and says why.
     bare = subprocess.run(["/bin/bash", "deploy.sh", *extra], cwd=bundle, capture_output=True, text=True,
                           env={"PATH": "/nonexistent", "HOME": str(tmp_path)}, timeout=30)
     assert bare.returncode == 1 and "is not installed" in bare.stderr
+
+
+def test_build_script_dry_run_names_the_lambda_wheels(tmp_path):
+    bundle = render(tmp_path, architecture="arm64")
+    dry = subprocess.run(["bash", "build.sh", "--dry-run"], cwd=bundle, capture_output=True, text=True, timeout=30)
+    assert dry.returncode == 0, dry.stderr
+    pip = next(line for line in dry.stdout.splitlines() if " -m pip install " in line)
+    assert "--platform manylinux_2_34_aarch64" in pip and "x86_64" not in pip
+    assert not (bundle / "build").exists()  # a dry run changes nothing
 
 
 def test_hostile_env_values_stay_data(tmp_path):
