@@ -87,10 +87,13 @@ def compare(files: list[RenderedFile], dest: Path, spec_digest: str, *, want_dif
 
 
 def write(files: list[RenderedFile], dest: Path, spec_digest: str, *, force: bool = False,
-          before_write: Callable[[Changes], None] | None = None) -> Changes:
+          before_write: Callable[[Changes], None] | None = None,
+          staged: Callable[[str], None] | None = None) -> Changes:
     """Make `dest` hold exactly `files` (plus files mlgen never wrote), atomically.
     `before_write(changes)` runs under the lock once the changes are known (the CLI parses
-    back the files about to be written there) and may raise to stop the write."""
+    back the files about to be written there) and may raise to stop the write. `staged(path)`
+    runs after each file is staged (tests kill the process there to prove nothing half-written
+    ever shows)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     with _locked(dest.parent):
         _recover(dest)
@@ -103,12 +106,17 @@ def write(files: list[RenderedFile], dest: Path, spec_digest: str, *, force: boo
             before_write(changes)
         staging = dest.parent / f".{dest.name}.mlgen-new"
         shutil.rmtree(staging, ignore_errors=True)
-        _stage(files, dest, staging, spec_digest, set(changes.unchanged))
+        _stage(files, dest, staging, spec_digest, set(changes.unchanged), staged or _nothing)
         _swap(staging, dest)
         return changes
 
 
-def _stage(files: list[RenderedFile], dest: Path, staging: Path, spec_digest: str, unchanged: set[str]) -> None:
+def _nothing(path: str) -> None:
+    pass
+
+
+def _stage(files: list[RenderedFile], dest: Path, staging: Path, spec_digest: str, unchanged: set[str],
+           staged: Callable[[str], None]) -> None:
     staging.mkdir()
     old = _read_manifest(dest)
     planned = {f.path for f in files}
@@ -131,7 +139,7 @@ def _stage(files: list[RenderedFile], dest: Path, staging: Path, spec_digest: st
         else:
             target.write_bytes(rendered.content)
             os.chmod(target, rendered.mode)
-        _crash_point()
+        staged(rendered.path)
     # No fsync: the swap is atomic against a killed process, which is the promise; surviving a
     # power cut would need every file synced (~50 ms a render here), as git's core.fsync does.
     (staging / MANIFEST).write_bytes(_manifest_bytes(files, spec_digest))
@@ -275,17 +283,3 @@ def _locked(directory: Path):
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-# Test-only fault injection: MLGEN_TEST_CRASH_AFTER_WRITES=N kills the process (as kill -9
-# would) after N staged files, to prove an interrupted render never leaves a mixed tree.
-_CRASH_AFTER = int(os.environ.get("MLGEN_TEST_CRASH_AFTER_WRITES", "0") or 0)
-_written = 0
-
-
-def _crash_point() -> None:
-    global _written
-    if _CRASH_AFTER:
-        _written += 1
-        if _written >= _CRASH_AFTER:
-            os.kill(os.getpid(), 9)

@@ -135,13 +135,33 @@ def test_symlinks_inside_the_output_are_refused(rendered: Path, tmp_path: Path) 
     assert list(elsewhere.iterdir()) == []
 
 
+# What `mlgen render` does, with the writer's `staged` hook killing the process (as kill -9 would)
+# after N files are staged.
+KILLED_RENDER = """
+import itertools, os, sys
+from pathlib import Path
+from generator import output
+from generator.plan import parse_back, plan_target
+from generator.render import Renderer
+from generator.spec import load_spec
+
+spec, dest, crash_after = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+model = load_spec(spec)
+plan = plan_target(model, "onprem", Renderer())
+parse_back(plan)
+staged = itertools.count(1)
+output.write(plan.files, dest, model.spec_digest,
+             staged=lambda path: next(staged) >= crash_after and os.kill(os.getpid(), 9))
+"""
+
+
 @pytest.mark.parametrize("crash_after", [1, 5, 12])
 def test_an_interrupted_render_leaves_the_old_tree_whole(rendered: Path, tmp_path: Path, crash_after: int) -> None:
     before = {k: v[0] for k, v in snapshot(rendered).items()}
     spec_copy = _spec_copy(tmp_path, port="9191")
-    result = run_mlgen("render", spec_copy, "-t", "onprem", "-o", rendered.parent,
-                       env={"MLGEN_TEST_CRASH_AFTER_WRITES": str(crash_after)})
-    assert result.returncode == -9  # killed mid-render, as kill -9 would
+    result = subprocess.run([sys.executable, "-c", KILLED_RENDER, str(spec_copy), str(rendered), str(crash_after)],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == -9, result.stderr  # killed mid-render, as kill -9 would
     assert {k: v[0] for k, v in snapshot(rendered).items()} == before
     result = run_mlgen("render", spec_copy, "-t", "onprem", "-o", rendered.parent)  # the next render completes
     assert result.returncode == 0, result.stderr
