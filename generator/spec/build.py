@@ -142,7 +142,7 @@ def _code_files(spec_dir: Path, data: dict) -> tuple[CodeFile, ...]:
         elif package.is_dir():
             for source in sorted(package.rglob("*.py")):
                 files[source.relative_to(spec_dir).as_posix()] = source.resolve()
-    return tuple(CodeFile(relpath, path) for relpath, path in sorted(files.items()))
+    return tuple(CodeFile(relpath=relpath, path=path) for relpath, path in sorted(files.items()))
 
 
 def _sha256(path: Path) -> str:
@@ -154,7 +154,7 @@ def _sha256(path: Path) -> str:
 
 
 def _tensors(items: list[dict]) -> tuple[Tensor, ...]:
-    return tuple(Tensor(item["name"], item["datatype"], tuple(item["shape"])) for item in items)
+    return tuple(Tensor(name=item["name"], datatype=item["datatype"], shape=tuple(item["shape"])) for item in items)
 
 
 def _build(data: dict, spec_path: Path, spec_dir: Path, warnings: tuple, sources: SourceMap) -> ServiceModel:
@@ -175,16 +175,20 @@ def _build(data: dict, spec_path: Path, spec_dir: Path, warnings: tuple, sources
             inputs=_tensors(model["inputs"]),
             outputs=_tensors(model["outputs"]),
         ),
-        pipeline=Pipeline(pipeline.get("preprocess"), pipeline.get("postprocess"), pipeline["topology"]),
-        runtime=Runtime(runtime["python"], tuple(runtime["requirements"]), runtime["port"], runtime["workers"],
-                        runtime["timeout_s"], runtime["max_body_bytes"]),
+        pipeline=Pipeline(preprocess=pipeline.get("preprocess"), postprocess=pipeline.get("postprocess"),
+                          topology=pipeline["topology"]),
+        runtime=Runtime(python=runtime["python"], requirements=tuple(runtime["requirements"]), port=runtime["port"],
+                        workers=runtime["workers"], timeout_s=runtime["timeout_s"],
+                        max_body_bytes=runtime["max_body_bytes"]),
         resources=Resources(cpu=cpu if isinstance(cpu, str) else _plain_number(cpu),
                             memory=resources["memory"], gpu=resources["gpu"]),
-        scaling=Scaling(scaling["min_replicas"], scaling["max_replicas"], scaling["target_cpu_percent"]),
+        scaling=Scaling(min_replicas=scaling["min_replicas"], max_replicas=scaling["max_replicas"],
+                        target_cpu_percent=scaling["target_cpu_percent"]),
         env=freeze(data["env"]),
-        secrets=tuple(SecretRef(s["name"], s["secret"], s.get("key", s["name"].lower())) for s in data["secrets"]),
-        observability=Observability(obs["metrics"], obs["log_format"], obs["log_level"],
-                                    freeze(obs["slo"]), freeze(obs["alerts"])),
+        secrets=tuple(SecretRef(name=s["name"], secret=s["secret"], key=s.get("key", s["name"].lower()))
+                      for s in data["secrets"]),
+        observability=Observability(metrics=obs["metrics"], log_format=obs["log_format"], log_level=obs["log_level"],
+                                    slo=freeze(obs["slo"]), alerts=freeze(obs["alerts"])),
         targets=freeze(data["targets"]),
         code_files=_code_files(spec_dir, data),
         spec_path=spec_path,
