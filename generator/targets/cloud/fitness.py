@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from generator.errors import Problem
 from generator.spec import ServiceModel
-from generator.targets.cloud.scripts import gcp_labels
 from generator.targets.cloud.settings import DEFAULT_IMAGES, cloud_settings
 
 # AWS names target groups and load balancers with at most 32 characters; ours end in -tg / -lb.
@@ -16,31 +15,31 @@ UPLOAD_SCHEMES = {"aws": "s3://", "gcp": "gs://", "azure": "https://"}
 
 
 def fit(model: ServiceModel) -> list[Problem]:
-    cloud = cloud_settings(model)
+    settings = cloud_settings(model)
     where = ("targets", "cloud")
     problems = []
-    if cloud.provider == "aws" and len(cloud.name) > AWS_NAME_MAX:
+    if settings.provider == "aws" and len(settings.name) > AWS_NAME_MAX:
         problems.append(model.problem(("metadata", "name"), f"AWS load balancer and target group names take at most 32 characters: "
-                                      f"{cloud.name!r} is longer than {AWS_NAME_MAX} with -tg/-lb added",
+                                      f"{settings.name!r} is longer than {AWS_NAME_MAX} with -tg/-lb added",
                                       hint=f"shorten metadata.name to {AWS_NAME_MAX} characters"))
-    if not cloud.image:
-        offered = [python for python, images in DEFAULT_IMAGES.items() if cloud.provider in images]
-        problems.append(model.problem(("runtime", "python"), f"no default {cloud.provider} image with cloud-init has Python {model.runtime.python}",
+    if not settings.image:
+        offered = [python for python, images in DEFAULT_IMAGES.items() if settings.provider in images]
+        problems.append(model.problem(("runtime", "python"), f"no default {settings.provider} image with cloud-init has Python {model.runtime.python}",
                                       hint=f"use runtime.python {' or '.join(offered)}, or set targets.cloud.image to an image with cloud-init and Python {model.runtime.python}"))
-    if cloud.provider == "gcp" and len(cloud.name) > GCP_NAME_MAX:
-        problems.append(model.problem(("metadata", "name"), f"GCP instance template names take at most 63 characters: {cloud.name!r} is longer than {GCP_NAME_MAX} with its version suffix",
+    if settings.provider == "gcp" and len(settings.name) > GCP_NAME_MAX:
+        problems.append(model.problem(("metadata", "name"), f"GCP instance template names take at most 63 characters: {settings.name!r} is longer than {GCP_NAME_MAX} with its version suffix",
                                       hint=f"shorten metadata.name to {GCP_NAME_MAX} characters"))
-    if cloud.artifact_upload and not cloud.artifact_url:
+    if settings.artifact_upload and not settings.artifact_url:
         problems.append(model.problem(where + ("artifact_upload",), "artifact_upload needs artifact_url: the URL the VMs download the uploaded bundle from"))
-    if cloud.artifact_upload and not cloud.artifact_upload.startswith(UPLOAD_SCHEMES[cloud.provider]):
-        problems.append(model.problem(where + ("artifact_upload",), f"{cloud.provider} deploy.sh uploads to {UPLOAD_SCHEMES[cloud.provider]}… URLs, not {cloud.artifact_upload}",
+    if settings.artifact_upload and not settings.artifact_upload.startswith(UPLOAD_SCHEMES[settings.provider]):
+        problems.append(model.problem(where + ("artifact_upload",), f"{settings.provider} deploy.sh uploads to {UPLOAD_SCHEMES[settings.provider]}… URLs, not {settings.artifact_upload}",
                                       hint="s3://bucket/key on AWS, gs://bucket/key on GCP, https://ACCOUNT.blob.core.windows.net/CONTAINER/BLOB on Azure"))
     for option in ("vpc_id", "subnet_ids"):
-        if option in model.target("cloud") and cloud.provider != "aws":
-            problems.append(model.problem(where + (option,), f"{option} is for AWS only: {cloud.provider} ignores it", warning=True))
-    if cloud.provider == "gcp":
-        for key in sorted(set(cloud.tags) - set(gcp_labels(cloud))):
-            problems.append(model.problem(where + ("tags",), f"tag {key}={cloud.tags[key]} is not a valid GCP label (lowercase letters, digits, _ and -): it is left out",
+        if option in model.target("cloud") and settings.provider != "aws":
+            problems.append(model.problem(where + (option,), f"{option} is for AWS only: {settings.provider} ignores it", warning=True))
+    if settings.provider == "gcp":
+        for key in sorted(set(settings.tags) - set(settings.gcp_labels)):
+            problems.append(model.problem(where + ("tags",), f"tag {key}={settings.tags[key]} is not a valid GCP label (lowercase letters, digits, _ and -): it is left out",
                                           warning=True))
     if model.secrets:
         problems.append(model.problem(("secrets",), "the VMs have no way to receive secrets yet: install.sh would wait for credential files nobody fills",

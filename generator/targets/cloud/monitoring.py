@@ -10,22 +10,22 @@ from generator.spec import ServiceModel
 from generator.targets.cloud.settings import CloudSettings
 
 
-def _ec2(cloud: CloudSettings, port: int) -> dict:
-    discovery = {"port": port, "filters": [{"name": "tag:mlgen-service", "values": [cloud.name]},
+def _ec2(settings: CloudSettings, port: int) -> dict:
+    discovery = {"port": port, "filters": [{"name": "tag:mlgen-service", "values": [settings.name]},
                                            {"name": "instance-state-name", "values": ["running"]}]}
-    if cloud.region:
-        discovery["region"] = cloud.region
+    if settings.region:
+        discovery["region"] = settings.region
     return {"ec2_sd_configs": [discovery],
             "relabel_configs": [{"source_labels": ["__meta_ec2_instance_id"], "target_label": "instance"}]}
 
 
-def monitoring(model: ServiceModel, cloud: CloudSettings, renderer: Renderer) -> list[RenderedFile]:
+def monitoring(model: ServiceModel, settings: CloudSettings, renderer: Renderer) -> list[RenderedFile]:
     if not model.observability.metrics:
         return []
-    if cloud.provider == "aws":
-        service = {**static_job(model, []), **_ec2(cloud, cloud.port)}
+    if settings.provider == "aws":
+        service = {**static_job(model, []), **_ec2(settings, settings.port)}
         service.pop("static_configs")
-        jobs, note = [service, node_job([], **_ec2(cloud, NODE_EXPORTER_PORT))], "cloud-aws"
+        jobs, note = [service, node_job([], **_ec2(settings, NODE_EXPORTER_PORT))], "cloud-aws"
     else:
         service = {**static_job(model, []), "file_sd_configs": [{"files": [f"targets/{model.name}.json"]}]}
         service.pop("static_configs")

@@ -1,14 +1,25 @@
-"""The spec's `targets.cloud` settings with every derived value (resource names, defaults per
-provider, tags) worked out once, so templates only print them."""
+"""The spec's `targets.cloud` settings (schema defaults already applied) with every derived value
+(resource names, defaults per provider, tags as each CLI spells them, scaling thresholds) worked
+out once, so templates only print them."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Mapping
 
 from generator.spec import ServiceModel
 
 HEALTH_PATH = "/v2/health/ready"
+# Where the first boot unpacks the service bundle on each VM.
+WORK_ROOT = "/var/lib/mlgen-cloud"
+ARCHIVE = "bundle.tar.gz"
+# GCP label keys and values: lowercase letters, digits, _ and -; keys start with a letter.
+GCP_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+GCP_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+# Google's health-check and load-balancer source ranges: the passthrough balancer keeps the
+# client's address, so the VMs see both these and the clients.
+GCP_PROBE_RANGES = ("35.191.0.0/16", "209.85.152.0/22", "209.85.204.0/22")
 # The default image for each runtime.python: a distribution whose own python3 is that version
 # and whose image on that provider runs cloud-init (install.sh wants exactly runtime.python).
 # Google's Debian images have no cloud-init (they run the guest agent), so GCP has Ubuntu only.
@@ -47,28 +58,100 @@ class CloudSettings:
     resource_group: str
     tags: Mapping[str, str]  # mlgen-service, the spec's labels, targets.cloud.tags (last wins)
 
+    health_path = HEALTH_PATH
+    archive = ARCHIVE
+
     @property
     def inline(self) -> bool:
         """The bundle travels inside the user data (no artifact_url)."""
         return self.artifact_url is None
 
+    @property
+    def work_dir(self) -> str:
+        return f"{WORK_ROOT}/{self.name}"
+
+    @property
+    def bootstrap_path(self) -> str:
+        return f"{self.work_dir}/bootstrap.sh"
+
+    @property
+    def archive_path(self) -> str:
+        return f"{self.work_dir}/{ARCHIVE}"
+
     def resource(self, suffix: str) -> str:
         return f"{self.name}-{suffix}"
+
+    @property
+    def scale_in_cpu_percent(self) -> int:
+        """Azure autoscale needs a scale-in rule of its own: at half the scale-out threshold."""
+        return self.target_cpu_percent // 2
+
+    @property
+    def target_cpu_fraction(self) -> str:
+        """gcloud's --target-cpu-utilization: 0.70 for 70%."""
+        return f"{self.target_cpu_percent / 100:.2f}"
+
+    @property
+    def gcp_source_ranges(self) -> str:
+        return ",".join((*self.allowed_cidrs, *GCP_PROBE_RANGES))
+
+    @property
+    def gcp_labels(self) -> Mapping[str, str]:
+        """The tags GCP accepts as labels (the fitness check warns about the others)."""
+        return {key: value for key, value in sorted(self.tags.items())
+                if GCP_LABEL_KEY.fullmatch(key) and GCP_LABEL_VALUE.fullmatch(value)}
+
+    @property
+    def gcp_labels_flag(self) -> str:
+        return ",".join(f"{key}={value}" for key, value in self.gcp_labels.items())
+
+    @property
+    def azure_tags(self) -> tuple[str, ...]:
+        return tuple(f"{key}={value}" for key, value in sorted(self.tags.items()))
+
+    @property
+    def aws_tags(self) -> list[dict]:
+        return [{"Key": key, "Value": value} for key, value in sorted(self.tags.items())]
+
+    @property
+    def aws_asg_tags(self) -> list[dict]:
+        return [{"ResourceId": self.resource("asg"), "ResourceType": "auto-scaling-group", **tag,
+                 "PropagateAtLaunch": True} for tag in self.aws_tags]
+
+    def aws_tag_specifications(self, *kinds: str) -> list[dict]:
+        return [{"ResourceType": kind, "Tags": self.aws_tags} for kind in kinds]
+
+    @property
+    def aws_launch_template(self) -> dict:
+        """The launch template's data but the user data and security group (deploy.sh adds them)."""
+        return {
+            "ImageId": self.image,
+            "InstanceType": self.instance_type,
+            # IMDSv2 only: a request forwarded by the service cannot read instance credentials.
+            "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
+            "TagSpecifications": self.aws_tag_specifications("instance", "volume"),
+        }
+
+    @property
+    def aws_scaling_policy(self) -> dict:
+        return {"PredefinedMetricSpecification": {"PredefinedMetricType": "ASGAverageCPUUtilization"},
+                "TargetValue": float(self.target_cpu_percent)}
 
 
 def cloud_settings(model: ServiceModel) -> CloudSettings:
     spec = model.target("cloud")
-    provider = spec.get("provider", "aws")
+    provider = spec["provider"]
     image = spec.get("image") or DEFAULT_IMAGES.get(model.runtime.python, {}).get(provider)
     return CloudSettings(
         provider=provider,
         name=model.name,
         region=spec.get("region"),
-        instance_type=spec.get("instance_type", INSTANCE_TYPES[provider]),
+        # No schema default: it depends on the provider.
+        instance_type=spec.get("instance_type") or INSTANCE_TYPES[provider],
         image=image or "",
         custom_image="image" in spec,
-        allowed_cidrs=tuple(spec.get("allowed_cidrs", ("0.0.0.0/0",))),
-        lb_port=spec.get("lb_port", 80),
+        allowed_cidrs=tuple(spec["allowed_cidrs"]),
+        lb_port=spec["lb_port"],
         port=model.runtime.port,
         min_size=max(1, model.scaling.min_replicas),
         max_size=max(1, model.scaling.min_replicas, model.scaling.max_replicas),
@@ -76,9 +159,9 @@ def cloud_settings(model: ServiceModel) -> CloudSettings:
         artifact_url=spec.get("artifact_url"),
         artifact_upload=spec.get("artifact_upload"),
         vpc_id=spec.get("vpc_id"),
-        subnet_ids=tuple(spec.get("subnet_ids", ())),
-        network=spec.get("network", "default"),
+        subnet_ids=tuple(spec.get("subnet_ids") or ()),
+        network=spec["network"],
         project=spec.get("project"),
         resource_group=spec.get("resource_group") or f"mlgen-{model.name}",
-        tags={"mlgen-service": model.name, **model.labels, **spec.get("tags", {})},
+        tags={"mlgen-service": model.name, **model.labels, **spec["tags"]},
     )

@@ -17,12 +17,10 @@ import yaml
 from generator.errors import Problem, RenderError
 from generator.render import RenderedFile, Renderer
 from generator.spec import ServiceModel
-from generator.targets.cloud.settings import CloudSettings
+from generator.targets.cloud.settings import ARCHIVE, CloudSettings
 from generator.targets.onprem import HostSettings, host_files, host_settings
 
 USER_DATA = "cloud-init.yaml"
-ARCHIVE = "bundle.tar.gz"
-WORK_DIR = "/var/lib/mlgen-cloud"
 # What a VM needs from the host bundle: the air-gap wheelhouse builder and the host guide stay home.
 HOST_ONLY = ("build-offline-bundle.sh", "INSTALL.md")
 
@@ -70,20 +68,19 @@ def bundle_archive(files: list[RenderedFile]) -> bytes:
     return gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
 
 
-def user_data_files(model: ServiceModel, cloud: CloudSettings, renderer: Renderer) -> list[RenderedFile]:
+def user_data_files(model: ServiceModel, settings: CloudSettings, renderer: Renderer) -> list[RenderedFile]:
     """cloud-init.yaml, and bundle.tar.gz when the VMs download it."""
     host = vm_host(model)
     archive = bundle_archive([f for f in host_files(model, renderer, host) if f.path not in HOST_ONLY])
-    digest = hashlib.sha256(archive).hexdigest()
-    bootstrap = renderer.render("cloud/bootstrap.sh.j2", cloud=cloud, host=host, work_dir=f"{WORK_DIR}/{host.name}",
-                                archive=ARCHIVE, sha256=digest)
-    user_data = renderer.render("cloud/cloud-init.yaml.j2", cloud=cloud, host=host, work_dir=f"{WORK_DIR}/{host.name}",
-                                archive=ARCHIVE, bootstrap=bootstrap,
-                                archive_b64=base64.b64encode(archive).decode() if cloud.inline else None)
+    context = {"model": model, "settings": settings}
+    # The archive's checksum and the script are rendered values, not settings: they go beside them.
+    bootstrap = renderer.render("cloud/bootstrap.sh.j2", **context, archive_sha256=hashlib.sha256(archive).hexdigest())
+    user_data = renderer.render("cloud/cloud-init.yaml.j2", **context, bootstrap=bootstrap,
+                                archive_b64=base64.b64encode(archive).decode() if settings.inline else None)
     _check_round_trip(user_data, bootstrap)
-    check_size(model, cloud, user_data.encode())
+    check_size(model, settings, user_data.encode())
     files = [RenderedFile.text(USER_DATA, user_data)]
-    if not cloud.inline:
+    if not settings.inline:
         files.append(RenderedFile(ARCHIVE, archive, generated=False))
     return files
 
