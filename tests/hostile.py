@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from conftest import EXAMPLES, ROOT
+from generator import targets
 
 SCHEMA = json.loads((ROOT / "specs" / "mlgen.v1.schema.json").read_text())
 IRIS = EXAMPLES / "iris"
@@ -136,23 +137,27 @@ class Variant:
 
 
 THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"  # install.sh --dry-run looks for it
-_ARTIFACT = {"artifact_url": "https://bundles.example.com/iris/bundle.tar.gz"}
 _CLOUD_TAGS = SCHEMA["properties"]["targets"]["properties"]["cloud"]["properties"].get("tags")
 _cloud_extra = (st.fixed_dictionaries({"tags": st.dictionaries(from_schema(_CLOUD_TAGS["propertyNames"], 30),
                                                              from_schema(_CLOUD_TAGS["additionalProperties"]), max_size=2)})
                 if _CLOUD_TAGS else st.just({}))
-VARIANTS = {
-    "kubernetes": Variant("kubernetes", {"namespace": "iris"}),
-    "serverless-aws": Variant("serverless", {"provider": "aws"}),
-    "serverless-gcp": Variant("serverless", {"provider": "gcp"}),
-    "serverless-azure": Variant("serverless", {"provider": "azure"}),
-    "cloud-aws": Variant("cloud", {"provider": "aws", "region": "eu-west-1", "artifact_upload": "s3://bundles/iris/bundle.tar.gz",
-                                   **_ARTIFACT}, _cloud_extra, secrets=False),
-    "cloud-gcp": Variant("cloud", {"provider": "gcp", "region": "europe-west1", "project": "ml-serving-1", **_ARTIFACT}, _cloud_extra, secrets=False),
-    "cloud-azure": Variant("cloud", {"provider": "azure", "region": "westeurope", **_ARTIFACT}, _cloud_extra, secrets=False),
-    "onprem-venv": Variant("onprem", {}, python=THIS_PYTHON),
-    "onprem-container": Variant("onprem", {"mode": "container", "image": "registry.example.com/ml/iris:1.0"}, python=THIS_PYTHON),
+# What the hostile tests add to each target's own variants (Target.variants: every provider and
+# mode): settings drawn per example, the Python its scripts run with here, whether it takes secrets.
+EXTRAS = {
+    "cloud": {"extra": _cloud_extra, "secrets": False},  # the cloud target refuses secret references
+    "onprem": {"python": THIS_PYTHON},
 }
+
+
+def _variants() -> dict[str, Variant]:
+    found = {}
+    for name in targets.available():
+        for variant, target_settings in targets.get(name).all_variants().items():
+            found[f"{name}-{variant}" if variant else name] = Variant(name, dict(target_settings), **EXTRAS.get(name, {}))
+    return found
+
+
+VARIANTS = _variants()
 
 
 @lru_cache(maxsize=1)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from generator.render import RenderedFile, Renderer
 from generator.spec import ServiceModel
-from generator.targets.base import Target, schema_fragment
+from generator.targets.cloud.docs import limits_markdown
+from generator.targets.base import Target, TradeOff, schema_fragment
 from generator.targets.cloud.fitness import fit
 from generator.targets.cloud.monitoring import monitoring
 from generator.targets.cloud.scripts import script_files
@@ -24,6 +25,21 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
 TARGET = Target(
     name="cloud",
     schema=schema_fragment(__file__),
+    trade_off=TradeOff(
+        choose_when="traffic grows and shrinks and you want a fleet that follows it (auto-scaling group / managed instance group / scale set behind a load balancer) without running a cluster",
+        give_up="per-stage scaling (every VM runs the whole pipeline); VMs take minutes to join",
+    ),
+    docs="docs/targets/cloud.md",
+    limits_markdown=limits_markdown,
+    # Settings that render on their own for each provider (the user data is over AWS's 16 KB
+    # limit without an artifact URL, so every provider gets one for a like-for-like bundle).
+    variants={
+        "aws": {"provider": "aws", "region": "eu-west-1", "artifact_url": "https://bundles.example.com/model/bundle.tar.gz",
+                "artifact_upload": "s3://bundles/model/bundle.tar.gz"},
+        "gcp": {"provider": "gcp", "region": "europe-west1", "project": "ml-serving-1",
+                "artifact_url": "https://bundles.example.com/model/bundle.tar.gz"},
+        "azure": {"provider": "azure", "region": "westeurope", "artifact_url": "https://bundles.example.com/model/bundle.tar.gz"},
+    },
     summary="a VM fleet behind a load balancer with autoscaling, each VM running the on-prem service from cloud-init",
     plan=plan,
     fit=fit,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from generator.monitoring import NODE_EXPORTER_PORT, monitoring_files, node_job, static_job
 from generator.render import RenderedFile, Renderer
 from generator.spec import ServiceModel
-from generator.targets.base import Target, schema_fragment
+from generator.targets.base import Target, TradeOff, schema_fragment
 from generator.targets.onprem.checks import CHECKS
 from generator.targets.onprem.filters import FILTERS
 from generator.targets.onprem.fitness import fit
@@ -32,6 +32,13 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
 TARGET = Target(
     name="onprem",
     schema=schema_fragment(__file__),
+    trade_off=TradeOff(
+        choose_when="data must stay on your premises (a hospital, a bank), the host may have no internet (air-gapped install from a wheelhouse), you want full control of hardware, GPUs included",
+        give_up="elasticity: you size and run the servers; scaling means more hosts behind your proxy",
+    ),
+    docs="docs/targets/onprem.md",
+    variants={"venv": {"mode": "venv"},
+              "container": {"mode": "container", "image": "registry.example.com/ml/model:1.0"}},
     summary="a hardened systemd service on your own Linux servers, air-gapped if need be; data never leaves them",
     plan=plan,
     fit=fit,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from generator.render import RenderedFile, Renderer
 from generator.spec import ServiceModel
+from generator.targets.serverless.docs import limits_markdown
 from generator.targets.base import Target, TradeOff, schema_fragment
 from generator.targets.serverless import aws, azure, gcp
 from generator.targets.serverless.fitness import fit
@@ -31,6 +32,7 @@ TARGET = Target(
         give_up="cold starts (every new instance loads the model), hard limits on package size, time and payload below, no GPUs",
     ),
     docs="docs/targets/serverless.md",
+    limits_markdown=limits_markdown,
     summary="a function that loads the model once per instance and answers requests on demand",
     plan=plan,
     fit=fit,
