@@ -1,9 +1,10 @@
 """The Grafana dashboard: requests, errors against the SLO, latency percentiles per stage, gateway
 stage calls (split pipelines), in-flight requests, readiness, model load time and resource use.
 
-One structure for every platform; `platform` only picks the resource panels' source (the runtime
-exports no process metrics): the kubelet's cAdvisor on Kubernetes, node_exporter on hosts.
-Deterministic: panel ids and positions follow the panel order, uid from the service name.
+One structure for every platform; only the resource panels differ, since the runtime exports no
+process metrics: a target passes its own (`resource_panels`; Kubernetes reads the kubelet's
+cAdvisor), and hosts use node_exporter's (`host_resources`). Deterministic: panel ids and
+positions follow the panel order, uid from the service name.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ WIDTH, HEIGHT = 12, 8
 SCHEMA_VERSION = 39  # Grafana 10.4 / 11
 
 
-def _panel(title: str, targets: list[tuple[str, str]], unit: str = "short", kind: str = "timeseries",
+def panel(title: str, targets: list[tuple[str, str]], unit: str = "short", kind: str = "timeseries",
            description: str = "", thresholds: list[tuple[str, float | None]] | None = None) -> dict:
     panel = {
         "type": kind, "title": title, "description": description, "datasource": DATASOURCE,
@@ -32,7 +33,7 @@ def _panel(title: str, targets: list[tuple[str, str]], unit: str = "short", kind
     return panel
 
 
-def _row(title: str) -> dict:
+def row(title: str) -> dict:
     return {"type": "row", "title": title, "collapsed": False, "panels": []}
 
 
@@ -40,18 +41,18 @@ def _traffic(s: SLO) -> list[dict]:
     rate = "$__rate_interval"
     window = f"{s.window_days}d"
     return [
-        _row("Traffic and errors"),
-        _panel("Requests per second by route and status",
+        row("Traffic and errors"),
+        panel("Requests per second by route and status",
                [(f"sum by (route, status) (rate(mlgen_requests_total{{{s.job}}}[{rate}]))", "{{route}} {{status}}")],
                unit="reqps"),
-        _panel("Inference 5xx ratio (alert threshold as line)", [(s.error_ratio_expr(rate), "5xx ratio")],
+        panel("Inference 5xx ratio (alert threshold as line)", [(s.error_ratio_expr(rate), "5xx ratio")],
                unit="percentunit", description=f"The error alert fires above {s.error_ratio:.2%} "
                f"({s.burn_rate:g}x the {s.availability:.3%} availability budget) over 1 h and 5 min.",
                thresholds=[("green", None), ("red", s.error_ratio)]),
-        _panel(f"Availability over {window} (objective {s.availability:.3%})",
+        panel(f"Availability over {window} (objective {s.availability:.3%})",
                [(f"1 - ({s.error_ratio_expr(window)})", "availability")], unit="percentunit", kind="stat",
                thresholds=[("red", None), ("green", s.availability)]),
-        _panel(f"Error budget left over {window}",
+        panel(f"Error budget left over {window}",
                [(f"1 - ({s.error_ratio_expr(window)}) / {1 - s.availability:.6g}", "budget left")],
                unit="percentunit", kind="stat", thresholds=[("red", None), ("orange", 0.25), ("green", 0.5)]),
     ]
@@ -60,20 +61,20 @@ def _traffic(s: SLO) -> list[dict]:
 def _latency(s: SLO) -> list[dict]:
     rate = "$__rate_interval"
     panels = [
-        _row("Latency"),
-        _panel("Inference latency p50 / p90 / p99 (objective as line)",
+        row("Latency"),
+        panel("Inference latency p50 / p90 / p99 (objective as line)",
                [(s.latency_expr(q, rate), f"p{round(q * 100)}") for q in (0.5, 0.9, 0.99)], unit="s",
                thresholds=[("green", None), ("red", s.latency_p99_s)]),
-        _panel("p99 latency per stage and route",
+        panel("p99 latency per stage and route",
                [(f"histogram_quantile(0.99, sum by (le, stage, route) (rate(mlgen_request_duration_seconds_bucket{{{s.job}}}[{rate}])))",
                  "{{stage}} {{route}}")], unit="s"),
     ]
     if s.split:
         panels += [
-            _panel("Gateway calls to stages by outcome",
+            panel("Gateway calls to stages by outcome",
                    [(f"sum by (stage, outcome) (rate(mlgen_gateway_stage_calls_total{{{s.job}}}[{rate}]))",
                      "{{stage}} {{outcome}}")], unit="reqps"),
-            _panel("Gateway call latency p99 per stage",
+            panel("Gateway call latency p99 per stage",
                    [(f"histogram_quantile(0.99, sum by (le, stage) (rate(mlgen_gateway_stage_call_duration_seconds_bucket{{{s.job}}}[{rate}])))",
                      "{{stage}}")], unit="s"),
         ]
@@ -82,45 +83,34 @@ def _latency(s: SLO) -> list[dict]:
 
 def _health(s: SLO) -> list[dict]:
     return [
-        _row("Saturation and health"),
-        _panel("Requests in flight", [(f"sum by (instance, stage) (mlgen_requests_in_flight{{{s.job}}})",
+        row("Saturation and health"),
+        panel("Requests in flight", [(f"sum by (instance, stage) (mlgen_requests_in_flight{{{s.job}}})",
                                        "{{instance}} {{stage}}")]),
-        _panel("Model ready and scrape up",
+        panel("Model ready and scrape up",
                [(f"min by (instance, stage) (mlgen_model_ready{{{s.job}}})", "ready {{instance}} {{stage}}"),
                 (f"up{{{s.job}}}", "up {{instance}}")]),
-        _panel("Model load time", [(f"max by (instance, stage) (mlgen_model_load_seconds{{{s.job}}})",
+        panel("Model load time", [(f"max by (instance, stage) (mlgen_model_load_seconds{{{s.job}}})",
                                     "{{instance}} {{stage}}")], unit="s"),
     ]
 
 
-def _resources(model: ServiceModel, platform: str) -> list[dict]:
+def host_resources() -> list[dict]:
+    """CPU and memory of the hosts the service runs on, from node_exporter (job "node")."""
     rate = "$__rate_interval"
-    if platform == "kubernetes":
-        namespace = model.target("kubernetes").get("namespace") or model.name
-        pods = f'namespace="{namespace}",container="runtime",pod=~"{model.name}-.*"'
-        return [
-            _row("Resources (cAdvisor)"),
-            _panel("CPU per pod (cores)", [(f"sum by (pod) (rate(container_cpu_usage_seconds_total{{{pods}}}[{rate}]))",
-                                            "{{pod}}")],
-                   thresholds=[("green", None), ("red", model.resources.millicores / 1000)]),
-            _panel("Memory working set per pod", [(f"sum by (pod) (container_memory_working_set_bytes{{{pods}}})",
-                                                   "{{pod}}")], unit="bytes",
-                   thresholds=[("green", None), ("red", model.resources.memory_mib * 1024 * 1024)]),
-        ]
     node = 'job="node"'
     return [
-        _row("Host resources (node_exporter, job=\"node\")"),
-        _panel("Host CPU busy", [(f'1 - avg by (instance) (rate(node_cpu_seconds_total{{{node},mode="idle"}}[{rate}]))',
-                                  "{{instance}}")], unit="percentunit"),
-        _panel("Host memory available", [(f"node_memory_MemAvailable_bytes{{{node}}} / node_memory_MemTotal_bytes{{{node}}}",
-                                          "{{instance}}")], unit="percentunit"),
+        row("Host resources (node_exporter, job=\"node\")"),
+        panel("Host CPU busy", [(f'1 - avg by (instance) (rate(node_cpu_seconds_total{{{node},mode="idle"}}[{rate}]))',
+                                 "{{instance}}")], unit="percentunit"),
+        panel("Host memory available", [(f"node_memory_MemAvailable_bytes{{{node}}} / node_memory_MemTotal_bytes{{{node}}}",
+                                         "{{instance}}")], unit="percentunit"),
     ]
 
 
-def dashboard(model: ServiceModel, platform: str) -> dict:
-    """The dashboard JSON (Grafana's import format) for `platform`: kubernetes or host."""
+def dashboard(model: ServiceModel, resource_panels: list[dict]) -> dict:
+    """The dashboard JSON (Grafana's import format), ending with the platform's resource panels."""
     s = slo(model)
-    panels = _traffic(s) + _latency(s) + _health(s) + _resources(model, platform)
+    panels = _traffic(s) + _latency(s) + _health(s) + [dict(p) for p in resource_panels]
     x = y = 0
     for index, panel in enumerate(panels, start=1):
         panel["id"] = index

@@ -34,17 +34,18 @@ def scrape_config(model: ServiceModel, jobs: list[dict]) -> dict:
     return {"rule_files": [RULES_FILE.format(name=model.name)], "scrape_configs": jobs}
 
 
-def monitoring_files(model: ServiceModel, renderer: Renderer, jobs: list[dict], platform: str,
+def monitoring_files(model: ServiceModel, renderer: Renderer, jobs: list[dict], resource_panels: list[dict],
                      folder: str = "monitoring", note: str = "") -> list[RenderedFile]:
-    """prometheus.yml, the rule file and the dashboard, under `folder`."""
+    """prometheus.yml, the rule file and the dashboard (ending with the platform's resource
+    panels), under `folder`."""
     rules = RULES_FILE.format(name=model.name)
     return [
         renderer.file(f"{folder}/prometheus.yml", "monitoring/prometheus.yml.j2", model=model,
                       config=scrape_config(model, jobs), note=note),
         renderer.file(f"{folder}/{rules}", "monitoring/rules.yml.j2", model=model, groups=rule_groups(model)),
-        RenderedFile.text(f"{folder}/dashboard.json", dashboard_json(model, platform)),
+        RenderedFile.text(f"{folder}/dashboard.json", dashboard_json(model, resource_panels)),
     ]
 
 
-def dashboard_json(model: ServiceModel, platform: str) -> str:
-    return pretty_json(dashboard(model, platform), ascii_only=True) + "\n"
+def dashboard_json(model: ServiceModel, resource_panels: list[dict]) -> str:
+    return pretty_json(dashboard(model, resource_panels), ascii_only=True) + "\n"

@@ -4,7 +4,7 @@ Google Cloud and Azure, whose discovery needs credentials Prometheus usually doe
 
 from __future__ import annotations
 
-from generator.monitoring import NODE_EXPORTER_PORT, monitoring_files, node_job, static_job
+from generator.monitoring import NODE_EXPORTER_PORT, host_resources, monitoring_files, node_job, static_job
 from generator.render import RenderedFile, Renderer
 from generator.spec import ServiceModel
 from generator.targets.cloud.settings import CloudSettings
@@ -31,4 +31,4 @@ def monitoring(model: ServiceModel, settings: CloudSettings, renderer: Renderer)
         service.pop("static_configs")
         jobs = [service, node_job([], file_sd_configs=[{"files": [f"targets/{model.name}-node.json"]}])]
         note = "cloud-file"
-    return monitoring_files(model, renderer, jobs, "host", note=note)
+    return monitoring_files(model, renderer, jobs, host_resources(), note=note)

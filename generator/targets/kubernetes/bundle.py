@@ -5,6 +5,7 @@ from __future__ import annotations
 from generator.bundle import app_files
 from generator.monitoring import monitoring_files, rule_groups, static_job
 from generator.monitoring.scrape import dashboard_json
+from generator.targets.kubernetes.monitoring import pod_resources
 from generator.render import RenderedFile, Renderer
 from generator.spec import ServiceModel
 from generator.targets.kubernetes.settings import kubernetes_settings
@@ -30,10 +31,11 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
         base.append(render("base/prometheusrule.yaml", "base/prometheusrule.yaml", rule_groups=rule_groups(model)))
     monitoring = []
     if model.observability.metrics:
-        base.append(render("base/dashboard.yaml", "base/dashboard.yaml", dashboard_json=dashboard_json(model, "kubernetes")))
+        panels = pod_resources(model, settings)
+        base.append(render("base/dashboard.yaml", "base/dashboard.yaml", dashboard_json=dashboard_json(model, panels)))
         # compose.yaml's Prometheus scrapes the stages by their service names, with the same rules.
         stages = [f"{w.name}:{model.runtime.port}" for w in settings.workloads]
-        monitoring = monitoring_files(model, renderer, [static_job(model, stages)], "kubernetes", note="compose")
+        monitoring = monitoring_files(model, renderer, [static_job(model, stages)], panels, note="compose")
     resources = sorted(f.path.removeprefix("base/") for f in base)
     return [
         *base,

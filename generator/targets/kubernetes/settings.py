@@ -15,6 +15,7 @@ from generator.render.filters import pretty_json
 from generator.spec import ServiceModel
 from generator.targets.kubernetes.workloads import APP_DIR, LIVE, SERVING_PATH, Workload, command, workloads
 
+CONTAINER = "runtime"  # the container's name in every Deployment (the dashboard's cAdvisor queries select it)
 RUN_AS = 10001  # numeric, non-root: restricted Pod Security and hadolint both want a number
 MANAGED_BY = "mlgen"
 NAME_LABEL = "app.kubernetes.io/name"
@@ -65,6 +66,7 @@ class KubernetesSettings:
     dashboard_labels: Mapping[str, str]
     overlays: tuple[Overlay, ...]
     termination_grace_s: int
+    container: str
     run_as: int
     user: str  # "uid:gid" for the Dockerfile and compose
     app_dir: str
@@ -129,6 +131,7 @@ def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
         dashboard_labels=_frozen({**labels, GRAFANA_SIDECAR_LABEL: "1"}),
         overlays=(_dev(model), _prod(model)),
         termination_grace_s=model.runtime.timeout_s + DRAIN_MARGIN_S,
+        container=CONTAINER,
         run_as=RUN_AS,
         user=f"{RUN_AS}:{RUN_AS}",
         app_dir=APP_DIR,

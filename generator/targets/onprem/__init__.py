@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from generator.monitoring import NODE_EXPORTER_PORT, monitoring_files, node_job, static_job
+from generator.monitoring import NODE_EXPORTER_PORT, host_resources, monitoring_files, node_job, static_job
 from generator.render import RenderedFile, Renderer
 from generator.spec import ServiceModel
 from generator.targets.base import Target, TradeOff, schema_fragment
@@ -25,7 +25,7 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
         # Each instance is scraped on its own port, not through the proxy (which would pick one).
         jobs = [static_job(model, [f"{settings.local_host}:{port}" for port in settings.ports]),
                 node_job([f"{settings.local_host.replace('[::1]', 'localhost')}:{NODE_EXPORTER_PORT}"])]
-        files += monitoring_files(model, renderer, jobs, "host", note="onprem")
+        files += monitoring_files(model, renderer, jobs, host_resources(), note="onprem")
     return files
 
 
