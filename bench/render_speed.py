@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--specs", type=int, default=1000)
     args = parser.parse_args()
-    mlgen = [sys.executable, "-m", "generator"]
+    mlgen = [sys.executable, "-m", "mlgen"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         out = tmp / "out"

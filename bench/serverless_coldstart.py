@@ -70,10 +70,10 @@ def sklearn_variant(folder: Path) -> Path:
 
 
 def render(spec: Path, provider: str, out: Path) -> Path:
-    from generator import output
-    from generator.plan import plan_target
-    from generator.render import Renderer
-    from generator.spec import load_spec
+    from mlgen import output
+    from mlgen.plan import plan_target
+    from mlgen.render import Renderer
+    from mlgen.spec import load_spec
 
     data = yaml.safe_load(spec.read_text())
     data["targets"]["serverless"]["provider"] = provider

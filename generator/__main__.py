@@ -1,3 +1,3 @@
-from generator.cli import main
+from mlgen.cli import main
 
 main()

@@ -17,14 +17,14 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from generator import targets
-from generator.bundle import write_app
-from generator.errors import Level, MlgenError
-from generator.plan import target_renderer
-from generator.pricing.report import CostRequest, Costs, price, recommendation as cost_advice, render as render_costs
-from generator.render import Renderer
-from generator.spec import ServiceModel, load_spec
-from generator.targets.onprem.settings import host_settings
+from mlgen import targets
+from mlgen.bundle import write_app
+from mlgen.errors import Level, MlgenError
+from mlgen.plan import target_renderer
+from mlgen.pricing.report import CostRequest, Costs, price, recommendation as cost_advice, render as render_costs
+from mlgen.render import Renderer
+from mlgen.spec import ServiceModel, load_spec
+from mlgen.targets.onprem.settings import host_settings
 
 _PROBE = r"""
 import json, resource, sys, time

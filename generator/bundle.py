@@ -7,10 +7,10 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from generator.render import RenderedFile
-from generator.render.filters import pretty_json
-from generator.resources import RUNTIME_DIR
-from generator.spec import ServiceModel
+from mlgen.render import RenderedFile
+from mlgen.render.filters import pretty_json
+from mlgen.resources import RUNTIME_DIR
+from mlgen.spec import ServiceModel
 
 APP = "app"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from generator import __version__
-from generator.errors import Level, MlgenError
+from mlgen import __version__
+from mlgen.errors import Level, MlgenError
 
 FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
                       help="text for people, json for machines.")
@@ -58,7 +58,7 @@ def render(specs, selection, out, force, check, dry_run, templates, overlays, se
     """Render SPEC(s) (files, folders or globs) into deployment bundles."""
     from functools import partial
 
-    from generator import jobs as batch, targets
+    from mlgen import jobs as batch, targets
 
     if check and dry_run:
         raise click.UsageError("--check and --dry-run cannot be combined")
@@ -79,7 +79,7 @@ def validate(specs, overlays, sets, jobs, fmt) -> None:
     """Check SPEC(s) against the schema and the files they name."""
     from functools import partial
 
-    from generator import jobs as batch
+    from mlgen import jobs as batch
 
     inputs = batch.SpecInputs(tuple(overlays), tuple(sets))
     _Report(fmt).run(batch.expand(specs), partial(batch.validate_one, inputs=inputs), jobs)
@@ -118,12 +118,12 @@ def plan_command(specs, no_measure, rps, peak_rps, hours_per_day, request_ms, fr
                  fmt) -> None:
     """Which target fits SPEC(s), with evidence: limits, bundle size, measured load time and memory;
     with --rps, what each target costs a month and where functions stop being cheaper."""
-    from generator import jobs as batch
-    from generator.advisor import assess, render_table
+    from mlgen import jobs as batch
+    from mlgen.advisor import assess, render_table
 
     cost = None
     if rps is not None:
-        from generator.pricing import CostRequest, Host, Inputs, Node, Traffic
+        from mlgen.pricing import CostRequest, Host, Inputs, Node, Traffic
 
         if peak_rps is not None and peak_rps < rps:
             raise click.UsageError("--peak-rps is below --rps")
@@ -157,11 +157,11 @@ def plan_command(specs, no_measure, rps, peak_rps, hours_per_day, request_ms, fr
 @FORMAT
 def explain(spec, field, overlays, sets, fmt) -> None:
     """Print FIELD's final value in SPEC and where it came from (default, base, overlay, --set)."""
-    from generator.spec.build import load_merged
-    from generator.spec.overlay import origin, parse_path
-    from generator.spec.validate import schema_problems, with_defaults
+    from mlgen.spec.build import load_merged
+    from mlgen.spec.overlay import origin, parse_path
+    from mlgen.spec.validate import schema_problems, with_defaults
 
-    from generator.errors import SpecError
+    from mlgen.errors import SpecError
 
     data, sources = load_merged(spec, tuple(overlays), tuple(sets))
     problems = schema_problems(data, sources)
@@ -189,7 +189,7 @@ def explain(spec, field, overlays, sets, fmt) -> None:
 @spec_inputs
 def diff(spec, selection, out, overlays, sets) -> None:
     """Show the unified diff between OUT and what would be rendered (exit 1 when they differ)."""
-    from generator import jobs as batch, targets
+    from mlgen import jobs as batch, targets
 
     options = batch.RenderOptions(targets=tuple(targets.resolve(selection)), out=out, nested=False, mode="check",
                                   inputs=batch.SpecInputs(tuple(overlays), tuple(sets)))
@@ -214,7 +214,7 @@ def diff(spec, selection, out, overlays, sets) -> None:
 @click.option("--force", is_flag=True, help="Write into a folder that is not empty.")
 def init(folder, name, model_format, description, yes, force) -> None:
     """Scaffold a model-serving repository in FOLDER (spec, handlers, demo model, tests, CI)."""
-    from generator.scaffold import plan_scaffold, service_name, write_scaffold
+    from mlgen.scaffold import plan_scaffold, service_name, write_scaffold
 
     ask = not yes and sys.stdin.isatty()
     name = name or (click.prompt("Service name", default=service_name(folder)) if ask else service_name(folder))
@@ -234,8 +234,8 @@ def init(folder, name, model_format, description, yes, force) -> None:
               show_default=True, help="Which part of the pipeline this process serves.")
 def serve(spec, host, port, stage) -> None:
     """Serve SPEC locally with the same runtime and app/ folder every bundle carries."""
-    from generator.serve import serve_spec
-    from generator.spec import load_spec
+    from mlgen.serve import serve_spec
+    from mlgen.spec import load_spec
 
     sys.exit(serve_spec(load_spec(spec), host=host, port=port, stage=stage))
 
@@ -244,7 +244,7 @@ def serve(spec, host, port, stage) -> None:
 @FORMAT
 def list_targets(fmt) -> None:
     """List the targets (and their providers) with what each is for."""
-    from generator import targets
+    from mlgen import targets
 
     rows = []
     for name in targets.available():
@@ -262,7 +262,7 @@ def list_targets(fmt) -> None:
 @cli.command()
 def schema() -> None:
     """Print the spec's JSON Schema (for editors and CI)."""
-    from generator.resources import schema_path
+    from mlgen.resources import schema_path
 
     click.echo(schema_path().read_text(encoding="utf-8"), nl=False)
 
@@ -274,7 +274,7 @@ class _Report:
         self.fmt = fmt
 
     def run(self, specs: list[Path], work, jobs: int) -> None:
-        from generator import jobs as batch
+        from mlgen import jobs as batch
 
         outcomes = batch.run(specs, work, jobs)
         quiet = self.fmt == "json" or (len(specs) > 20 and sys.stderr.isatty())

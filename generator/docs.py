@@ -1,16 +1,16 @@
 """docs/spec.md, generated from the JSON Schema so the reference cannot drift from what mlgen
-accepts (with the settings of any plugin target installed beside mlgen). `python -m generator.docs`
+accepts (with the settings of any plugin target installed beside mlgen). `python -m mlgen.docs`
 prints it; a test fails when the committed copy is stale."""
 
 from __future__ import annotations
 
 import json
 
-from generator.spec.schema import installed_plugin_targets, spec_schema
+from mlgen.spec.schema import installed_plugin_targets, spec_schema
 
 HEADER = """# The mlgen spec (mlgen.dev/v1)
 
-Generated from `specs/mlgen.v1.schema.json` by `python -m generator.docs > docs/spec.md`; do not
+Generated from `specs/mlgen.v1.schema.json` by `python -m mlgen.docs > docs/spec.md`; do not
 edit by hand. `mlgen schema` prints the schema itself for editors. Paths are relative to the
 spec's folder; every field not marked required has the default shown.
 

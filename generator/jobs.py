@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from generator.errors import DriftError, MlgenError, Problem, UsageError
+from mlgen.errors import DriftError, MlgenError, Problem, UsageError
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def run(specs: list[Path], work: Callable[[Path], Outcome], jobs: int = 1) -> It
 
 
 def validate_one(spec: Path, inputs: SpecInputs) -> Outcome:
-    from generator.spec import load_spec
+    from mlgen.spec import load_spec
 
     outcome = Outcome(str(spec))
     with _collect(outcome):
@@ -96,10 +96,10 @@ def validate_one(spec: Path, inputs: SpecInputs) -> Outcome:
 
 
 def render_one(spec: Path, options: RenderOptions) -> Outcome:
-    from generator import output
-    from generator.plan import parse_back, plan_target
-    from generator.render import Renderer
-    from generator.spec import load_spec
+    from mlgen import output
+    from mlgen.plan import parse_back, plan_target
+    from mlgen.render import Renderer
+    from mlgen.spec import load_spec
 
     outcome = Outcome(str(spec))
     with _collect(outcome):

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from generator import __version__
-from generator.errors import ConflictError, Problem
-from generator.render import RenderedFile
-from generator.render.filters import pretty_json
+from mlgen import __version__
+from mlgen.errors import ConflictError, Problem
+from mlgen.render import RenderedFile
+from mlgen.render.filters import pretty_json
 
 MANIFEST = ".mlgen-manifest.json"
 LOCK = ".mlgen.lock"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from generator import targets
-from generator.errors import Level, Problem, RenderError
-from generator.render import RenderedFile, Renderer, check_files
-from generator.spec import ServiceModel
+from mlgen import targets
+from mlgen.errors import Level, Problem, RenderError
+from mlgen.render import RenderedFile, Renderer, check_files
+from mlgen.spec import ServiceModel
 
 
 @dataclass(frozen=True)

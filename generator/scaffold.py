@@ -10,10 +10,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from generator.errors import ConflictError, Problem
-from generator.render import RenderedFile, Renderer
-from generator import __version__
-from generator.resources import schema, templates_dir
+from mlgen.errors import ConflictError, Problem
+from mlgen.render import RenderedFile, Renderer
+from mlgen import __version__
+from mlgen.resources import schema, templates_dir
 
 FORMATS = {
     "sklearn": {

@@ -1,13 +1,13 @@
 """specs/mlgen.v1.schema.json, the published schema: the core (generator/spec/core.schema.json)
 with every built-in target's settings fragment (`Target.schema`, the `schema.json` in its folder).
-`python -m generator.schema > specs/mlgen.v1.schema.json`; a test fails when it is stale."""
+`python -m mlgen.schema > specs/mlgen.v1.schema.json`; a test fails when it is stale."""
 
 from __future__ import annotations
 
 import orjson
 
-from generator import targets
-from generator.spec.schema import compose, core_schema
+from mlgen import targets
+from mlgen.spec.schema import compose, core_schema
 
 
 def published_schema() -> dict:

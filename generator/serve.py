@@ -10,8 +10,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from generator.bundle import write_app
-from generator.spec import ServiceModel
+from mlgen.bundle import write_app
+from mlgen.spec import ServiceModel
 
 
 def serve_spec(model: ServiceModel, *, host: str, port: int | None, stage: str) -> int:

@@ -30,10 +30,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from generator import targets  # noqa: E402
-from generator.plan import parse_back, plan_target  # noqa: E402
-from generator.render import Renderer  # noqa: E402
-from generator.spec import ServiceModel, load_spec  # noqa: E402
+from mlgen import targets  # noqa: E402
+from mlgen.plan import parse_back, plan_target  # noqa: E402
+from mlgen.render import Renderer  # noqa: E402
+from mlgen.spec import ServiceModel, load_spec  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
 GOLDEN = ROOT / "tests" / "golden"

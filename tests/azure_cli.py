@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import require_tool
+from helpers import require_tool
 
 LOGIN_NEEDED = "Please run 'az login'"
 # Runs inside az's own virtual environment: each command as `az ARGS…` would, stderr kept per command.

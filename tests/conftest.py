@@ -1,67 +1,18 @@
-"""Shared fixtures. Real checkers (systemd-analyze, shellcheck, kubectl, ...) are found through
-`require_tool`: on a developer machine a missing one skips its test with the reason; in CI
-(`MLGEN_REQUIRE_TOOLS=1`, set by .ci/run) a missing one fails, so no check is silently skipped."""
+"""Fixtures, and the rule that CI skips nothing: with MLGEN_REQUIRE_TOOLS=1 (set by .ci/run) a test
+or module that would be skipped (a missing checker, an optional package not installed) fails
+instead. Shared helpers are in helpers.py."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
-RUNTIME_SRC = ROOT / "generator" / "runtime"
+from helpers import REQUIRE_TOOLS, RUNTIME_SRC, free_port
 
 # The runtime is copied into bundles as a top-level package; tests import it the same way.
 if str(RUNTIME_SRC) not in sys.path:
     sys.path.insert(0, str(RUNTIME_SRC))
-
-
-def require_tool(name: str) -> str:
-    """Path of the executable `name`, or skip (fail in CI) when it is not installed."""
-    found = shutil.which(name) or _venv_tool(name)
-    if found:
-        return found
-    message = f"{name} is not installed (bash .ci/run installs it)"
-    if os.environ.get("MLGEN_REQUIRE_TOOLS") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-# Large checkers (checkov, aws-sam-cli) live in virtual environments of their own, made by
-# scripts/test, so their pinned dependencies never fight the project's.
-TOOLS_DIR = Path(os.environ.get("MLGEN_TOOLS_DIR", Path.home() / ".cache" / "mlgen-tools"))
-
-
-def _venv_tool(name: str) -> str | None:
-    candidates = [Path(sys.executable).parent / name, *sorted(TOOLS_DIR.glob(f"*/bin/{name}"))]
-    found = next((c for c in candidates if c.exists()), None)
-    return str(found) if found else None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop_process(process, timeout: float = 30) -> int:
-    """Stop a server this test started, by its own pid: SIGTERM (so it drains), then SIGKILL."""
-    import signal
-    import subprocess
-
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
 
 
 @pytest.fixture
@@ -69,25 +20,16 @@ def port() -> int:
     return free_port()
 
 
-def render_spec(spec: Path, target: str, out: Path, **render_options) -> Path:
-    """Render `spec` for `target` into out/<target> through the library (what `mlgen render`
-    does) and return that folder."""
-    from generator import output
-    from generator.plan import parse_back, plan_target
-    from generator.render import Renderer
-    from generator.spec import load_spec
-
-    model = load_spec(spec)
-    plan = plan_target(model, target, Renderer(render_options.get("templates")))
-    parse_back(plan)
-    dest = out / target
-    output.write(plan.files, dest, model.spec_digest, force=render_options.get("force", False))
-    return dest
+def pytest_collectreport(report) -> None:
+    if REQUIRE_TOOLS and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where nothing may be: {report.longrepr}"
 
 
-def run_mlgen(*args: str, cwd: Path | None = None, env: dict | None = None):
-    """Run the real command line in a subprocess: exit code, stdout and stderr as a user sees them."""
-    import subprocess
-
-    return subprocess.run([sys.executable, "-m", "generator", *map(str, args)], cwd=cwd or ROOT,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120)
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_TOOLS and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where nothing may be: {report.longrepr}"

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import require_tool
+from helpers import require_tool
 
 SUITE = "bookworm"  # Debian 12: the default cloud image's release
 # Debian 13: its podman (5.x) has Quadlet, which Debian 12's 4.3 predates.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import EXAMPLES, render_spec, require_tool
+from helpers import EXAMPLES, render_spec, require_tool
 
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 

@@ -7,12 +7,13 @@ import os
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, ROOT, run_mlgen
-from generator import __version__
+from helpers import EXAMPLES, ROOT, run_mlgen
+from mlgen import __version__
 
 IRIS = EXAMPLES / "iris" / "spec.yaml"
 
@@ -86,9 +87,14 @@ def test_the_wheel_carries_templates_and_schema_and_renders_from_a_fresh_venv(tm
     result = subprocess.run([str(env_dir / "bin" / "mlgen"), "render", str(IRIS), "-t", "onprem", "-o", str(out)],
                             cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
-    located = subprocess.run([str(python), "-c", "import generator; print(generator.__file__)"], cwd=tmp_path,
+    located = subprocess.run([str(python), "-c", "import mlgen; print(mlgen.__file__)"], cwd=tmp_path,
                              capture_output=True, text=True, env=env)
     assert str(env_dir) in located.stdout  # rendered by the installed copy, not the checkout
+    generic = subprocess.run([str(python), "-c", "import generator"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert "No module named 'generator'" in generic.stderr  # installing mlgen claims only its own name
+    contents = set(zipfile.ZipFile(wheel).namelist())
+    assert {"mlgen/templates/onprem/service.j2", "mlgen/specs/mlgen.v1.schema.json", "mlgen/spec/core.schema.json",
+            "mlgen/targets/kubernetes/schema.json", "mlgen/runtime/mlgen_runtime/adapters/aws_lambda.py"} <= contents
     assert (out / "onprem" / "iris.service").exists()
     assert (out / "onprem" / "app" / "mlgen_runtime" / "__init__.py").exists()
 

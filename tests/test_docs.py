@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from conftest import ROOT
-from generator.docs import spec_reference
+from helpers import ROOT
+from mlgen.docs import spec_reference
 
 
 def test_docs_spec_md_matches_the_schema() -> None:
     committed = (ROOT / "docs" / "spec.md").read_text(encoding="utf-8")
-    assert committed == spec_reference(), "docs/spec.md is stale: run python -m generator.docs > docs/spec.md"
+    assert committed == spec_reference(), "docs/spec.md is stale: run python -m mlgen.docs > docs/spec.md"
 
 
 def test_every_schema_field_is_described() -> None:
@@ -19,7 +19,7 @@ def test_every_schema_field_is_described() -> None:
 
 
 def test_docs_choosing_a_target_matches_the_limits_mlgen_checks() -> None:
-    from generator.choosing import choosing_a_target
+    from mlgen.choosing import choosing_a_target
 
     committed = (ROOT / "docs" / "choosing-a-target.md").read_text(encoding="utf-8")
-    assert committed == choosing_a_target(), "stale: run python -m generator.choosing > docs/choosing-a-target.md"
+    assert committed == choosing_a_target(), "stale: run python -m mlgen.choosing > docs/choosing-a-target.md"

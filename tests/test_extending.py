@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from conftest import EXAMPLES, run_mlgen
+from helpers import EXAMPLES, run_mlgen
 
 IRIS = EXAMPLES / "iris" / "spec.yaml"
 
@@ -47,8 +47,8 @@ def test_a_third_party_target_registers_through_an_entry_point(tmp_path: Path) -
     (site / "hello_target-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: hello-target\nVersion: 0.1\n")
     (site / "hello_target-0.1.dist-info" / "entry_points.txt").write_text("[mlgen.targets]\nhello = hello_target:TARGET\n")
     (site / "hello_target.py").write_text(textwrap.dedent("""
-        from generator.render import RenderedFile
-        from generator.targets.base import Target
+        from mlgen.render import RenderedFile
+        from mlgen.targets.base import Target
 
         def plan(model, renderer):
             return [RenderedFile.text("hello.txt", f"hello from {model.name}")]

@@ -7,11 +7,13 @@ import subprocess
 
 import pytest
 import yaml
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from generator.render.filters import UnsafeValue, json_value, shell, yaml_block, yaml_value
-from generator.targets.onprem.filters import envfile, systemd_text, systemd_word
+from mlgen.render.filters import UnsafeValue, json_value, shell, yaml_block, yaml_value
+from mlgen.targets.onprem.filters import envfile, systemd_text, systemd_word
+
+pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 HOSTILE = [
     "", "no", "yes", "~", "null", "0x1F", "1e3", ".inf", "-x", "*a", "&a", "!tag", "|", ">", "# c", "a: b",

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 
 GOLDEN = ROOT / "tests" / "golden"
 _spec = importlib.util.spec_from_file_location("update_goldens", ROOT / "scripts" / "update_goldens.py")
@@ -47,7 +47,7 @@ def test_every_golden_tree_belongs_to_a_case() -> None:
 
 
 def test_every_registered_target_has_goldens() -> None:
-    from generator import targets
+    from mlgen import targets
 
     covered = {case.target for case in CASES}
     assert covered == set(targets.BUILTIN), f"targets no example configures: {set(targets.BUILTIN) - covered}"

@@ -18,15 +18,18 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
 
-from conftest import require_tool
-from generator.errors import MlgenError
-from generator.plan import parse_back, plan_target
-from generator.render import Renderer
-from generator.spec import load_spec
-from hostile import (EXAMPLES_PER_VARIANT, HOSTILE_SETTINGS, VARIANTS, envfile_values, hostile_changes, pairs,
-                     kubernetes_env, parsed_documents, unit_values, with_marker, write_spec)
+from helpers import require_tool
+from mlgen.errors import MlgenError
+from mlgen.plan import parse_back, plan_target
+from mlgen.render import Renderer
+from mlgen.spec import load_spec
+from kubernetes_expansion import kubernetes_env
+
+pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hostile import (EXAMPLES_PER_VARIANT, HOSTILE_SETTINGS, VARIANTS, envfile_values, hostile_changes,  # noqa: E402
+                     pairs, parsed_documents, unit_values, with_marker, write_spec)
 
 RENDERER = Renderer(None)
 OUTCOMES: Counter = Counter()  # (variant, "rendered" | "refused") -> count, printed at the end
@@ -254,9 +257,9 @@ def test_free_text_reaches_templates_only_through_an_escaping_filter():
     import jinja2
     from jinja2 import nodes
 
-    from conftest import ROOT
-    from generator import targets
-    from generator.render.filters import FILTERS as CORE_FILTERS
+    from helpers import ROOT
+    from mlgen import targets
+    from mlgen.render.filters import FILTERS as CORE_FILTERS
 
     escaping = set(CORE_FILTERS).union(*(targets.get(name).filters for name in targets.available()))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import run_mlgen
+from helpers import run_mlgen
 
 REQUEST = {"inputs": [{"name": "features", "datatype": "FP32", "shape": [2, 4],
                        "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}]}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ast
 
-from conftest import ROOT
+from helpers import ROOT
 
 PACKAGE = ROOT / "generator"
 # Lower layers first. A module may import its own part or a lower layer.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, run_mlgen
+from helpers import EXAMPLES, run_mlgen
 
 CORPUS = Path(__file__).parent / "malformed"
 CASES = sorted(p.stem for p in CORPUS.glob("*.expected"))

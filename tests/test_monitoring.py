@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import EXAMPLES, render_spec, require_tool, run_mlgen
-from generator.monitoring import EXTERNAL_METRICS, RUNTIME_METRICS, metric_names
+from helpers import EXAMPLES, render_spec, require_tool, run_mlgen
+from mlgen.monitoring import EXTERNAL_METRICS, RUNTIME_METRICS, metric_names
 
 IRIS = EXAMPLES / "iris" / "spec.yaml"
 RECSYS = EXAMPLES / "recsys-microservices" / "spec.yaml"
@@ -141,9 +141,9 @@ def test_rule_expressions_name_only_runtime_metrics_and_up(bundles) -> None:
 def test_spec_objectives_and_alert_settings_reach_every_form(tmp_path) -> None:
     """observability.slo/alerts change the thresholds, labels and set of alerts everywhere; values
     outside the schema are refused at the spec's line."""
-    from generator.monitoring import rule_groups
-    from generator.targets.serverless.monitoring import azure_metric_alerts, cloudwatch_alarms, gcp_alert_policies
-    from generator.spec import load_spec
+    from mlgen.monitoring import rule_groups
+    from mlgen.targets.serverless.monitoring import azure_metric_alerts, cloudwatch_alarms, gcp_alert_policies
+    from mlgen.spec import load_spec
 
     sets = ("observability.slo.availability_percent=99.9", "observability.slo.latency_p99_ms=250",
             'observability.alerts.disabled=["MlgenNoTraffic"]', 'observability.alerts.labels={"team": "ml"}')

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from conftest import EXAMPLES, render_spec, require_tool
-from generator.monitoring import ALERTS
+from helpers import EXAMPLES, render_spec, require_tool
+from mlgen.monitoring import ALERTS
 
 INSTANCE = "10.0.0.5:8080"
 MINUTES = 90

@@ -14,8 +14,8 @@ import urllib.request
 
 import yaml
 
-from conftest import EXAMPLES, free_port, render_spec, stop_process
-from generator.monitoring import RUNTIME_METRICS, metric_names
+from helpers import EXAMPLES, free_port, render_spec, stop_process
+from mlgen.monitoring import RUNTIME_METRICS, metric_names
 
 READY_DEADLINE_S = 60
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, ROOT, run_mlgen
+from helpers import EXAMPLES, ROOT, run_mlgen
 
 IRIS = EXAMPLES / "iris" / "spec.yaml"
 
@@ -140,10 +140,10 @@ def test_symlinks_inside_the_output_are_refused(rendered: Path, tmp_path: Path) 
 KILLED_RENDER = """
 import itertools, os, sys
 from pathlib import Path
-from generator import output
-from generator.plan import parse_back, plan_target
-from generator.render import Renderer
-from generator.spec import load_spec
+from mlgen import output
+from mlgen.plan import parse_back, plan_target
+from mlgen.render import Renderer
+from mlgen.spec import load_spec
 
 spec, dest, crash_after = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 model = load_spec(spec)
@@ -171,7 +171,7 @@ def test_an_interrupted_render_leaves_the_old_tree_whole(rendered: Path, tmp_pat
 
 def test_concurrent_renders_into_one_folder_stay_consistent(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "generator", "render", str(IRIS), "-t", "onprem", "-o", str(out)]
+    command = [sys.executable, "-m", "mlgen", "render", str(IRIS), "-t", "onprem", "-o", str(out)]
     runs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
     codes = [run.wait(timeout=120) for run in runs]
     for run in runs:

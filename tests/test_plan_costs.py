@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import EXAMPLES, run_mlgen
-from generator.pricing.prices import AS_OF
+from helpers import EXAMPLES, run_mlgen
+from mlgen.pricing.prices import AS_OF
 
 IRIS = EXAMPLES / "iris" / "spec.yaml"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import EXAMPLES, ROOT, run_mlgen
+from helpers import EXAMPLES, ROOT, run_mlgen
 
 PLUGIN = ROOT / "tests" / "plugins" / "mlgen-nomad"
 HOSTILE_DESCRIPTION = 'Nomad reads ${attr.unique.hostname} and %{ if true }x%{ endif } as templates; "quotes" and \\ too'
@@ -105,10 +105,10 @@ def test_a_template_bug_in_the_plugin_is_caught_by_its_own_parse_back_check(site
 
 def test_generated_docs_include_the_plugin(site):
     env = with_plugin(site)
-    choosing = subprocess.run([sys.executable, "-m", "generator.choosing"], cwd=ROOT, capture_output=True, text=True,
+    choosing = subprocess.run([sys.executable, "-m", "mlgen.choosing"], cwd=ROOT, capture_output=True, text=True,
                               env={**os.environ, **env}, timeout=60)
     assert choosing.returncode == 0, choosing.stderr
     assert "| `nomad` | you already schedule services with Nomad |" in choosing.stdout
-    reference = subprocess.run([sys.executable, "-m", "generator.docs"], cwd=ROOT, capture_output=True, text=True,
+    reference = subprocess.run([sys.executable, "-m", "mlgen.docs"], cwd=ROOT, capture_output=True, text=True,
                                env={**os.environ, **env}, timeout=60)
     assert "| `targets.nomad.count` | integer | `1` |" in reference.stdout

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from generator.pricing import fleets, functions
-from generator.pricing.estimate import HOURS_PER_MONTH, Traffic
-from generator.pricing.prices import builtin
-from generator.pricing.table import Price
+from mlgen.pricing import fleets, functions
+from mlgen.pricing.estimate import HOURS_PER_MONTH, Traffic
+from mlgen.pricing.prices import builtin
+from mlgen.pricing.table import Price
 
 PRICES = builtin()
 

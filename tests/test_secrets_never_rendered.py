@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import EXAMPLES, ROOT, run_mlgen
+from helpers import EXAMPLES, ROOT, run_mlgen
 
 SECRETS = [{"name": "DB_PASSWORD", "secret": "iris-db", "key": "password"}, {"name": "API_TOKEN", "secret": "iris-api"}]
 # Values a careless generator could pick up from its own environment.

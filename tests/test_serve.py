@@ -8,18 +8,23 @@ import subprocess
 import sys
 import time
 
-import joblib
-import numpy as np
-import requests
+import pytest
 
-from conftest import EXAMPLES, ROOT, free_port
+from helpers import EXAMPLES, ROOT, free_port
+
+pytest.importorskip("joblib")
+pytest.importorskip("numpy")
+pytest.importorskip("requests")
+import joblib  # noqa: E402
+import numpy as np  # noqa: E402
+import requests  # noqa: E402
 
 IRIS = EXAMPLES / "iris"
 
 
 def test_mlgen_serve_answers_with_the_models_prediction() -> None:
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "generator", "serve", str(IRIS / "spec.yaml"), "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "mlgen", "serve", str(IRIS / "spec.yaml"), "--port", str(port)],
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         base = f"http://127.0.0.1:{port}"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_mlgen
-from generator.errors import SpecError
-from generator.spec import load_spec
+from helpers import run_mlgen
+from mlgen.errors import SpecError
+from mlgen.spec import load_spec
 
 MODEL_BYTES = b"not really a model, but a file"
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from azure_cli import check_commands, check_script, dry_run_commands
-from conftest import render_spec, require_tool, run_mlgen
+from helpers import render_spec, require_tool, run_mlgen
 from onprem_bundle import derived_spec
 
 EXAMPLE = "ecommerce-recommendations"
@@ -71,12 +71,12 @@ def test_shellcheck_passes_every_script(bundles) -> None:
 def test_the_vm_gets_exactly_the_on_prem_host_files(tmp_path) -> None:
     """Inline: the archive in the user data holds the on-prem target's unit, env file, installer
     and app/ (rendered for one instance on 0.0.0.0 behind the load balancer), nothing copied."""
-    from generator import targets
-    from generator.plan import target_renderer
-    from generator.render import Renderer
-    from generator.spec import load_spec
-    from generator.targets.cloud.userdata import HOST_ONLY, vm_host
-    from generator.targets.onprem import host_files
+    from mlgen import targets
+    from mlgen.plan import target_renderer
+    from mlgen.render import Renderer
+    from mlgen.spec import load_spec
+    from mlgen.targets.cloud.userdata import HOST_ONLY, vm_host
+    from mlgen.targets.onprem import host_files
 
     bundle = render(tmp_path, {"provider": "azure", "region": "westeurope", **INLINE})
     entries = yaml.safe_load((bundle / "cloud-init.yaml").read_text())["write_files"]
@@ -99,7 +99,7 @@ def test_over_the_aws_limit_mlgen_stops_naming_the_limit_and_the_way_out(tmp_pat
 
 
 def test_user_data_sizes_fit_each_provider(bundles, tmp_path) -> None:
-    from generator.targets.cloud.userdata import LIMITS
+    from mlgen.targets.cloud.userdata import LIMITS
 
     for provider, bundle in bundles.items():
         data = (bundle / "cloud-init.yaml").read_bytes()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, render_spec, require_tool, stop_process
+from helpers import free_port, render_spec, require_tool, stop_process
 from onprem_bundle import derived_spec
 
 REGION = "eu-central-1"
@@ -110,7 +110,7 @@ def test_deploy_update_and_teardown_against_moto(moto, network, tmp_path) -> Non
     assert group["TargetGroupARNs"] == [target_group["TargetGroupArn"]]
     (balancer,) = state["balancers"]
     listeners = aws(moto, "elbv2", "describe-listeners", "--load-balancer-arn", balancer["LoadBalancerArn"])["Listeners"]
-    assert [(l["Port"], l["DefaultActions"][0]["TargetGroupArn"]) for l in listeners] == [(80, target_group["TargetGroupArn"])]
+    assert [(listener["Port"], listener["DefaultActions"][0]["TargetGroupArn"]) for listener in listeners] == [(80, target_group["TargetGroupArn"])]
     (policy,) = aws(moto, "autoscaling", "describe-policies", "--auto-scaling-group-name", f"{NAME}-asg")["ScalingPolicies"]
     assert policy["TargetTrackingConfiguration"]["TargetValue"] == 60.0
     assert len(state["security_groups"]) == 2

@@ -11,7 +11,7 @@ import shutil
 import pytest
 import yaml
 
-from conftest import free_port
+from helpers import free_port
 from nspawn import BASE_PACKAGES, boot, cached_root, copy_root, enable, oneshot_unit
 from onprem_bundle import derived_spec
 
@@ -45,7 +45,7 @@ def test_cloud_init_installs_the_hardened_service_and_it_answers_v2_inference(tm
         # Inline: the bundle travels in the user data (Azure takes 64 KB of base64).
         "targets": {"cloud": {"provider": "azure", "region": "westeurope", "artifact_url": None, "artifact_upload": None}},
     })
-    from generator.targets.cloud.userdata import USER_DATA
+    from mlgen.targets.cloud.userdata import USER_DATA
 
     bundle = render_cloud(spec, tmp_path / "out")
     user_data = (bundle / USER_DATA).read_bytes()
@@ -84,7 +84,7 @@ def test_cloud_init_installs_the_hardened_service_and_it_answers_v2_inference(tm
 
 
 def render_cloud(spec, out):
-    from conftest import render_spec
+    from helpers import render_spec
 
     return render_spec(spec, "cloud", out)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import EXAMPLES, render_spec, require_tool
-from hostile import kubernetes_env, kubernetes_expand
+from helpers import EXAMPLES, render_spec, require_tool
+from kubernetes_expansion import kubernetes_env, kubernetes_expand
 
 RECSYS = EXAMPLES / "recsys-microservices" / "spec.yaml"
 IRIS = EXAMPLES / "iris" / "spec.yaml"
@@ -229,10 +229,10 @@ def test_stages_accept_traffic_only_from_the_entry_stage(bundles):
 
 
 def test_a_tagged_image_is_a_warning_and_scale_to_zero_an_error(tmp_path):
-    from generator.plan import plan_target
-    from generator.errors import RenderError
-    from generator.render import Renderer
-    from generator.spec import load_spec
+    from mlgen.plan import plan_target
+    from mlgen.errors import RenderError
+    from mlgen.render import Renderer
+    from mlgen.spec import load_spec
 
     assert not plan_target(load_spec(IRIS), "kubernetes", Renderer()).warnings  # pinned by digest
     tagged = variant(tmp_path, IRIS, targets={"kubernetes": {"image": "registry.example.com/ml/iris:1.0.0"}})

@@ -17,13 +17,16 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import joblib
-import numpy as np
 import pytest
 import yaml
 
-from conftest import EXAMPLES, free_port, render_spec
-from hostile import kubernetes_env, kubernetes_expand
+from helpers import EXAMPLES, free_port, render_spec
+from kubernetes_expansion import kubernetes_env, kubernetes_expand
+
+pytest.importorskip("joblib")
+pytest.importorskip("numpy")
+import joblib  # noqa: E402
+import numpy as np  # noqa: E402
 
 EXAMPLE = EXAMPLES / "recsys-microservices"
 READY_WITHIN_S = 120  # a bound, not a measurement: scikit-learn imports slowly on a busy machine

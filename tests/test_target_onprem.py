@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, require_tool
+from helpers import EXAMPLES, require_tool
 from nspawn import QUADLET_PACKAGES, QUADLET_SUITE, cached_root
 from onprem_bundle import derived_spec, directive, render, security_exposure, systemd_verify, unit_files
 
-from generator.errors import Level, RenderError
-from generator.plan import plan_target
-from generator.render import Renderer
-from generator.spec import load_spec
+from mlgen.errors import Level, RenderError
+from mlgen.plan import plan_target
+from mlgen.render import Renderer
+from mlgen.spec import load_spec
 
 MAX_EXPOSURE = 2.0
 HOSPITAL = EXAMPLES / "hospital-diagnostics" / "spec.yaml"
@@ -180,7 +180,7 @@ def test_podmans_quadlet_turns_the_container_unit_into_the_expected_service(tmp_
 
 def _fit(spec: Path):
     model = load_spec(spec)
-    from generator import targets
+    from mlgen import targets
 
     return model, targets.get("onprem").fit(model)
 
@@ -219,8 +219,8 @@ def test_render_is_deterministic(tmp_path) -> None:
 
 @pytest.mark.parametrize("value", ["a;b", "$host", "${x}", "a b", '"q"', "'q'", "{", "}", "a\nb", "#c", "", "\\"])
 def test_the_nginx_filter_refuses_what_nginx_would_read_as_syntax(value: str) -> None:
-    from generator.render.filters import UnsafeValue
-    from generator.targets.onprem.filters import nginx_word
+    from mlgen.render.filters import UnsafeValue
+    from mlgen.targets.onprem.filters import nginx_word
 
     with pytest.raises(UnsafeValue):
         nginx_word(value)
@@ -228,6 +228,6 @@ def test_the_nginx_filter_refuses_what_nginx_would_read_as_syntax(value: str) ->
 
 @pytest.mark.parametrize("value", ["/etc/ssl/certs/a.pem", "*.hospital.internal", "127.0.0.1", "[::1]", "name_service"])
 def test_the_nginx_filter_keeps_paths_names_and_addresses(value: str) -> None:
-    from generator.targets.onprem.filters import nginx_word
+    from mlgen.targets.onprem.filters import nginx_word
 
     assert nginx_word(value) == value

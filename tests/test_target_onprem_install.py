@@ -12,12 +12,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import requests
 
-from conftest import free_port
+from helpers import free_port
 from onprem_bundle import derived_spec, exec_start_command, render, tree_state, wheelhouse_for
+
+pytest.importorskip("numpy")
+pytest.importorskip("requests")
+import numpy as np  # noqa: E402
+import requests  # noqa: E402
 
 WHEEL_CACHE = Path(os.environ.get("MLGEN_WHEEL_CACHE", Path.home() / ".cache" / "mlgen-wheelhouse"))
 READY_DEADLINE_S = 60

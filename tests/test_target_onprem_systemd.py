@@ -21,7 +21,7 @@ from pathlib import Path
 import nspawn
 import pytest
 
-from conftest import require_tool
+from helpers import require_tool
 from onprem_bundle import derived_spec, render, wheelhouse_for
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import EXAMPLES, ROOT, render_spec, require_tool
+from helpers import EXAMPLES, ROOT, render_spec, require_tool
 
 EXAMPLE = EXAMPLES / "image-classifier-serverless"
 GOLDEN = ROOT / "tests" / "golden" / "image-classifier-serverless"
@@ -147,7 +147,7 @@ def test_hostile_env_values_stay_data(tmp_path):
 # --- platform limits, before rendering ------------------------------------------------------------
 
 def fit_errors(tmp_path: Path, **serverless) -> str:
-    from generator.errors import RenderError
+    from mlgen.errors import RenderError
 
     with pytest.raises(RenderError) as caught:
         render(tmp_path, **serverless)
@@ -162,7 +162,7 @@ def test_a_600_mb_model_does_not_fit_a_zip_lambda(tmp_path):
     data = yaml.safe_load(spec.read_text())
     del data["model"]["sha256"]
     spec.write_text(yaml.safe_dump(data, sort_keys=False))
-    from generator.errors import RenderError
+    from mlgen.errors import RenderError
 
     with pytest.raises(RenderError) as caught:
         render_spec(spec, "serverless", tmp_path / "out")
@@ -186,7 +186,7 @@ def test_a_deprecated_lambda_runtime_is_refused(tmp_path):
 
 
 def test_limits_carry_their_source_and_date():
-    from generator.targets.serverless import limits as fitness
+    from mlgen.targets.serverless import limits as fitness
 
     for limits in (fitness.LAMBDA_ZIP, fitness.LAMBDA_IMAGE, fitness.GCF_GEN2, *fitness.AZURE_PLANS.values()):
         for limit in vars(limits).values():

@@ -16,7 +16,7 @@ import io
 import json
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 from runtime import apps
 
 FIXTURES = ROOT / "tests" / "fixtures" / "serverless"

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import EXAMPLES, ROOT, free_port, render_spec, require_tool
+from helpers import EXAMPLES, ROOT, free_port, render_spec, require_tool
 
 FIXTURES = ROOT / "tests" / "fixtures" / "serverless"
 EXAMPLE = EXAMPLES / "image-classifier-serverless"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, run_mlgen
+from helpers import EXAMPLES, run_mlgen
 
 IRIS = EXAMPLES / "iris" / "spec.yaml"
 

@@ -13,10 +13,10 @@ content (docs/monitoring.md).
 
 from __future__ import annotations
 
-from generator.monitoring.dashboard import dashboard, host_resources, panel, row
-from generator.monitoring.metrics import EXTERNAL_METRICS, RUNTIME_METRICS, metric_names
-from generator.monitoring.rules import ALERTS, SLO, rule_groups, slo
-from generator.monitoring.scrape import (NODE_EXPORTER_PORT, RULES_FILE, monitoring_files, node_job, scrape_config,
+from mlgen.monitoring.dashboard import dashboard, host_resources, panel, row
+from mlgen.monitoring.metrics import EXTERNAL_METRICS, RUNTIME_METRICS, metric_names
+from mlgen.monitoring.rules import ALERTS, SLO, rule_groups, slo
+from mlgen.monitoring.scrape import (NODE_EXPORTER_PORT, RULES_FILE, monitoring_files, node_job, scrape_config,
                                         static_job)
 
 __all__ = ["ALERTS", "EXTERNAL_METRICS", "RULES_FILE", "RUNTIME_METRICS", "SLO", "dashboard", "host_resources", "metric_names",

@@ -9,8 +9,8 @@ positions follow the panel order, uid from the service name.
 
 from __future__ import annotations
 
-from generator.monitoring.rules import SLO, slo
-from generator.spec import ServiceModel
+from mlgen.monitoring.rules import SLO, slo
+from mlgen.spec import ServiceModel
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 WIDTH, HEIGHT = 12, 8

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from generator.spec import ServiceModel
+from mlgen.spec import ServiceModel
 
 INFER_ROUTES = "v2_infer|v1_predict"
 ENTRY_STAGES = "all|gateway"  # the process that answers clients: collocated server or gateway

@@ -5,11 +5,11 @@
 from __future__ import annotations
 
 
-from generator.monitoring.dashboard import dashboard
-from generator.monitoring.rules import rule_groups
-from generator.render import RenderedFile, Renderer
-from generator.render.filters import pretty_json
-from generator.spec import ServiceModel
+from mlgen.monitoring.dashboard import dashboard
+from mlgen.monitoring.rules import rule_groups
+from mlgen.render import RenderedFile, Renderer
+from mlgen.render.filters import pretty_json
+from mlgen.spec import ServiceModel
 
 RULES_FILE = "{name}.rules.yml"
 METRICS_PATH = "/metrics"

@@ -8,10 +8,10 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Callable
 
-from generator.pricing import fleets, functions
-from generator.pricing.estimate import Estimate, Traffic, Workload
-from generator.pricing.table import PriceTable, Unpriced
-from generator.spec import ServiceModel
+from mlgen.pricing import fleets, functions
+from mlgen.pricing.estimate import Estimate, Traffic, Workload
+from mlgen.pricing.table import PriceTable, Unpriced
+from mlgen.spec import ServiceModel
 
 PROVIDERS = ("aws", "gcp", "azure")
 FUNCTION_FAMILY = {"aws": "lambda-{architecture}", "gcp": "gcp-functions", "azure": "azure-functions"}
@@ -36,7 +36,7 @@ def with_provider(model: ServiceModel, target: str, provider: str) -> ServiceMod
 
 def _region(settings_region: str | None, provider: str, spec_provider: str) -> str:
     """The spec's region belongs to the spec's provider; another provider is priced in its default."""
-    from generator.targets.serverless.settings import DEFAULT_REGION
+    from mlgen.targets.serverless.settings import DEFAULT_REGION
 
     return settings_region if provider == spec_provider and settings_region else DEFAULT_REGION[provider]
 
@@ -46,8 +46,8 @@ Pricer = Callable[[Traffic], Estimate]
 
 def function_pricer(model: ServiceModel, provider: str, work: Workload, prices: PriceTable) -> Pricer:
     """Settings read once; the returned function prices any traffic (the break-even calls it often)."""
-    from generator.pricing.cpu import gcf_vcpu, lambda_vcpu
-    from generator.targets.serverless.settings import function_settings
+    from mlgen.pricing.cpu import gcf_vcpu, lambda_vcpu
+    from mlgen.targets.serverless.settings import function_settings
 
     f = function_settings(with_provider(model, "serverless", provider))
     region = _region(f.region, provider, model.target("serverless")["provider"])
@@ -73,7 +73,7 @@ def function_pricer(model: ServiceModel, provider: str, work: Workload, prices: 
 
 
 def fleet_pricer(model: ServiceModel, provider: str, work: Workload, prices: PriceTable, inputs: Inputs) -> Pricer:
-    from generator.targets.cloud.settings import INSTANCE_TYPES, cloud_settings
+    from mlgen.targets.cloud.settings import INSTANCE_TYPES, cloud_settings
 
     spec_provider = model.target("cloud")["provider"]
     c = cloud_settings(with_provider(model, "cloud", provider))
@@ -87,7 +87,7 @@ def fleet_pricer(model: ServiceModel, provider: str, work: Workload, prices: Pri
 
 def estimates(model: ServiceModel, traffic: Traffic, work: Workload, prices: PriceTable,
               inputs: Inputs = Inputs()) -> list[Estimate]:
-    from generator.targets.cloud.settings import cloud_settings
+    from mlgen.targets.cloud.settings import cloud_settings
 
     def guarded(label: str, build: Callable[[], Estimate]) -> Estimate:
         try:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from generator.pricing.cpu import SHAPES
-from generator.pricing.estimate import HOURS_PER_MONTH, Estimate, Traffic
-from generator.pricing.table import PriceTable, Unpriced
+from mlgen.pricing.cpu import SHAPES
+from mlgen.pricing.estimate import HOURS_PER_MONTH, Estimate, Traffic
+from mlgen.pricing.table import PriceTable, Unpriced
 
 LB = {"aws": "aws.alb", "gcp": "gcp.lb", "azure": "azure.lb"}
 ALB_LCU = "https://aws.amazon.com/elasticloadbalancing/pricing/"

@@ -6,9 +6,9 @@ Free tiers are applied only when asked: they belong to the account, shared by ev
 
 from __future__ import annotations
 
-from generator.pricing.cpu import gcf_vcpu
-from generator.pricing.estimate import HOURS_PER_MONTH, Estimate, billable, round_up
-from generator.pricing.table import PriceTable
+from mlgen.pricing.cpu import gcf_vcpu
+from mlgen.pricing.estimate import HOURS_PER_MONTH, Estimate, billable, round_up
+from mlgen.pricing.table import PriceTable
 
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
 

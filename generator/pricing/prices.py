@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from generator.pricing.table import Price, PriceTable
+from mlgen.pricing.table import Price, PriceTable
 
 AS_OF = "2026-11-30"  # the day the pages below were read
 

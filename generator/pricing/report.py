@@ -7,11 +7,10 @@ import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from generator.pricing import costs
-from generator.pricing.estimate import Estimate, Traffic, Workload
-from generator.pricing.prices import builtin
-from generator.pricing.table import PriceTable
-from generator.spec import ServiceModel
+from mlgen.pricing import costs
+from mlgen.pricing.estimate import Estimate, Traffic, Workload
+from mlgen.pricing.prices import builtin
+from mlgen.spec import ServiceModel
 
 
 @dataclass(frozen=True)
@@ -117,6 +116,6 @@ def docs_section(examples: list[ServiceModel]) -> str:
 
 
 def docs_section_for_examples(root: Path) -> str:
-    from generator.spec import load_spec
+    from mlgen.spec import load_spec
 
     return docs_section([load_spec(spec) for spec in sorted(root.glob("examples/*/spec.yaml"))])

@@ -16,7 +16,7 @@ from typing import Mapping
 
 import yaml
 
-from generator.errors import MlgenError, Problem
+from mlgen.errors import MlgenError, Problem
 
 ANYWHERE = "*"
 STALE_AFTER = datetime.timedelta(days=365)

@@ -9,8 +9,8 @@ from typing import Callable, Mapping
 
 import yaml
 
-from generator.errors import Problem
-from generator.render.environment import RenderedFile
+from mlgen.errors import Problem
+from mlgen.render.environment import RenderedFile
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

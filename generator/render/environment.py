@@ -15,10 +15,10 @@ from typing import Mapping
 import jinja2
 import jinja2.sandbox
 
-from generator import __version__
-from generator.errors import Problem, RenderError
-from generator.render.filters import FILTERS, UnsafeValue
-from generator.resources import templates_dir
+from mlgen import __version__
+from mlgen.errors import Problem, RenderError
+from mlgen.render.filters import FILTERS, UnsafeValue
+from mlgen.resources import templates_dir
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Renderer:
 
     def render(self, template: str, **context) -> str:
         try:
-            return self.env.get_template(template).render(mlgen_version=__version__, **context)
+            return self.env.get_template(template).render(**context)
         except UnsafeValue as exc:
             raise RenderError(Problem(f"{exc}", file=template)) from None
         except jinja2.TemplateNotFound as exc:

@@ -8,14 +8,14 @@ import json
 import os
 from pathlib import Path
 
-from generator.errors import Level, Problem, SpecError
-from generator.spec.load import SourceMap, load_yaml
-from generator.spec.model import (
+from mlgen.errors import Level, Problem, SpecError
+from mlgen.spec.load import SourceMap, load_yaml
+from mlgen.spec.model import (
     CodeFile, ModelSpec, Observability, Pipeline, Resources, Runtime, Scaling, SecretRef,
     ServiceModel, Tensor, freeze,
 )
-from generator.spec.overlay import apply_overlays, apply_sets
-from generator.spec.validate import schema_problems, with_defaults
+from mlgen.spec.overlay import apply_overlays, apply_sets
+from mlgen.spec.validate import schema_problems, with_defaults
 
 MAX_MODEL_FILES = 10_000
 

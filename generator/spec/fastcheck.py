@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from generator.spec.schema import spec_schema
+from mlgen.spec.schema import spec_schema
 
 _TRAILING_DOLLAR = re.compile(r"(?<!\\)\$$")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from generator.errors import Problem, SpecError, field_path
+from mlgen.errors import Problem, SpecError, field_path
 
 MAX_SPEC_BYTES = 1024 * 1024
 MAX_NODES = 100_000  # far above any real spec; an alias bomb expands past it at once

@@ -139,7 +139,7 @@ class ServiceModel:
     def problem(self, path: tuple, message: str, *, hint: str | None = None, warning: bool = False):
         """A Problem located at the spec line that set `path` (or its closest parent), for
         target fitness checks: `model.problem(("targets", "serverless", "timeout_s"), "...")`."""
-        from generator.errors import Level, Problem
+        from mlgen.errors import Level, Problem
 
         located = self.sources.problem(path, message, hint=hint) if self.sources else Problem(message, hint=hint)
         if warning:

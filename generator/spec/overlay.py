@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from generator.errors import Problem, SpecError, UsageError
-from generator.spec.load import Position, SourceMap, load_yaml
+from mlgen.errors import Problem, SpecError, UsageError
+from mlgen.spec.load import Position, SourceMap, load_yaml
 
 _SEGMENT = re.compile(r"([A-Za-z0-9_.-]+?)((?:\[\d+\])*)(?:\.|$)")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

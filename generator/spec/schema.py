@@ -2,7 +2,7 @@
 
 The core (generator/spec/core.schema.json) describes everything but `targets.<name>`; each target
 brings the fragment for its own settings (`Target.schema`). The built-in targets' fragments are
-merged once, into the published specs/mlgen.v1.schema.json (`python -m generator.schema`), so a
+merged once, into the published specs/mlgen.v1.schema.json (`python -m mlgen.schema`), so a
 normal validation reads one file. A spec that configures a plugin target (an entry point in the
 group `mlgen.targets`) gets that plugin's fragment merged in as well, so plugin settings are
 validated, defaulted and located like any other field.
@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Mapping
 
-from generator.resources import schema as published_schema
+from mlgen.resources import schema as published_schema
 
 CORE_SCHEMA = Path(__file__).resolve().parent / "core.schema.json"
 # A plugin target that declares no schema takes no settings.

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import functools
 
-from generator.errors import Problem
-from generator.spec.fastcheck import fast_validator, validation_schema
-from generator.spec.schema import plugin_targets, spec_schema
-from generator.spec.load import SourceMap
+from mlgen.errors import Problem
+from mlgen.spec.fastcheck import fast_validator, validation_schema
+from mlgen.spec.schema import plugin_targets, spec_schema
+from mlgen.spec.load import SourceMap
 
 # What a pattern means, in words, for the patterns users meet most.
 _PATTERN_MEANING = {

@@ -10,16 +10,16 @@ from __future__ import annotations
 import functools
 import importlib
 
-from generator.errors import Problem, UsageError
-from generator.targets.base import Target, TradeOff
+from mlgen.errors import Problem, UsageError
+from mlgen.targets.base import Target, TradeOff
 
 __all__ = ["Target", "TradeOff", "available", "get", "resolve"]
 
 BUILTIN: dict[str, str] = {
-    "onprem": "generator.targets.onprem",
-    "cloud": "generator.targets.cloud",
-    "kubernetes": "generator.targets.kubernetes",
-    "serverless": "generator.targets.serverless",
+    "onprem": "mlgen.targets.onprem",
+    "cloud": "mlgen.targets.cloud",
+    "kubernetes": "mlgen.targets.kubernetes",
+    "serverless": "mlgen.targets.serverless",
 }
 
 
@@ -36,7 +36,7 @@ def get(name: str) -> Target:
         if ep.name == name:
             target = ep.load()
             if not isinstance(target, Target):
-                raise UsageError(Problem(f"plugin target {name!r} ({ep.value}) is not a generator.targets.base.Target"))
+                raise UsageError(Problem(f"plugin target {name!r} ({ep.value}) is not a mlgen.targets.base.Target"))
             return target
     raise UsageError(Problem(f"unknown target {name!r}", hint=f"choose from: {', '.join(available())}, or all"))
 

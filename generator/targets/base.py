@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-from generator.errors import Problem
-from generator.render import RenderedFile, Renderer
-from generator.spec import ServiceModel
+from mlgen.errors import Problem
+from mlgen.render import RenderedFile, Renderer
+from mlgen.spec import ServiceModel
 
 # suffix → check(display path, content) → problems; what a target adds to the parse-back step.
 FileCheck = Callable[[str, bytes], list[Problem]]

@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
-from conftest import RUNTIME_SRC, free_port
+from helpers import RUNTIME_SRC, free_port
 
 from . import apps
 
@@ -36,6 +35,8 @@ class Server:
                 cwd=config.parent, env=environment, stdout=log, stderr=subprocess.STDOUT)
 
     def wait(self, path: str = "/v2/health/ready", deadline_s: float = READY_DEADLINE_S) -> "Server":
+        import requests  # the modules that start servers importorskip it first
+
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -92,3 +93,4 @@ def sklearn_server(sklearn_config):
     server = Server(sklearn_config).wait()
     yield server
     server.stop()
+

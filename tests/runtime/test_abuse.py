@@ -13,11 +13,14 @@ import socket
 import time
 
 import pytest
-import requests
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from . import apps
+
+pytest.importorskip("requests")
+pytest.importorskip("hypothesis")
+import requests  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 INFER = "/v2/models/iris/infer"
 EXAMPLES = int(os.environ.get("MLGEN_ABUSE_EXAMPLES", "400"))

@@ -6,12 +6,14 @@ import hashlib
 import json
 import logging
 
-import numpy as np
 import pytest
 
-from mlgen_runtime import ConfigError, load_service
 
 from . import apps
+
+pytest.importorskip("numpy")
+import numpy as np  # noqa: E402
+from mlgen_runtime import ConfigError, load_service  # noqa: E402
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 

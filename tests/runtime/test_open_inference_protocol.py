@@ -3,10 +3,14 @@ scikit-learn iris model: every answer equals calling the model directly."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import requests
-import tritonclient.http as triton
+
+pytest.importorskip("numpy")
+pytest.importorskip("requests")
+pytest.importorskip("tritonclient")
+import numpy as np  # noqa: E402
+import requests  # noqa: E402
+import tritonclient.http as triton  # noqa: E402
 
 
 @pytest.fixture

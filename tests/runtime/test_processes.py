@@ -11,11 +11,14 @@ import sys
 import threading
 import time
 
-import requests
+import pytest
 
-from conftest import RUNTIME_SRC, free_port
+from helpers import RUNTIME_SRC, free_port
 
 from . import apps
+
+pytest.importorskip("requests")
+import requests  # noqa: E402
 
 WAIT_S = 30
 V2_BODY = {"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [1, 4], "data": [6.7, 3.0, 5.2, 2.3]}]}

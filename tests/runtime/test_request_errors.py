@@ -4,7 +4,9 @@ a traceback, never a 500."""
 from __future__ import annotations
 
 import pytest
-import requests
+
+pytest.importorskip("requests")
+import requests  # noqa: E402
 
 GOOD_TENSOR = {"name": "input-0", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}
 

@@ -4,17 +4,17 @@ balancer with autoscaling, using each provider's official CLI."""
 
 from __future__ import annotations
 
-from generator.render import RenderedFile, Renderer
-from generator.spec import ServiceModel
-from generator.targets.cloud.docs import limits_markdown
-from generator.targets.base import Target, TradeOff, schema_fragment
-from generator.targets.cloud.fitness import fit
-from generator.targets.cloud.monitoring import monitoring
-from generator.targets.cloud.scripts import script_files
-from generator.targets.cloud.settings import cloud_settings
-from generator.targets.cloud.userdata import user_data_files
-from generator.targets.onprem.checks import CHECKS as HOST_CHECKS
-from generator.targets.onprem.filters import FILTERS as HOST_FILTERS
+from mlgen.render import RenderedFile, Renderer
+from mlgen.spec import ServiceModel
+from mlgen.targets.cloud.docs import limits_markdown
+from mlgen.targets.base import Target, TradeOff, schema_fragment
+from mlgen.targets.cloud.fitness import fit
+from mlgen.targets.cloud.monitoring import monitoring
+from mlgen.targets.cloud.scripts import script_files
+from mlgen.targets.cloud.settings import cloud_settings
+from mlgen.targets.cloud.userdata import user_data_files
+from mlgen.targets.onprem.checks import CHECKS as HOST_CHECKS
+from mlgen.targets.onprem.filters import FILTERS as HOST_FILTERS
 
 
 def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
@@ -36,7 +36,10 @@ TARGET = Target(
     variants={
         "aws": {"provider": "aws", "region": "eu-west-1", "artifact_url": "https://bundles.example.com/model/bundle.tar.gz",
                 "artifact_upload": "s3://bundles/model/bundle.tar.gz"},
+        # Google's own images either run no cloud-init (Debian) or carry one Python (Ubuntu 24.04:
+        # 3.12): a custom image is how a fleet gets any runtime.python.
         "gcp": {"provider": "gcp", "region": "europe-west1", "project": "ml-serving-1",
+                "image": "projects/ml-serving-1/global/images/family/mlgen-base",
                 "artifact_url": "https://bundles.example.com/model/bundle.tar.gz"},
         "azure": {"provider": "azure", "region": "westeurope", "artifact_url": "https://bundles.example.com/model/bundle.tar.gz"},
     },

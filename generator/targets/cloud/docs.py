@@ -3,7 +3,7 @@ table the render checks (userdata.LIMITS)."""
 
 from __future__ import annotations
 
-from generator.targets.cloud.userdata import LIMITS
+from mlgen.targets.cloud.userdata import LIMITS
 
 
 def limits_markdown() -> str:

@@ -3,9 +3,9 @@ size is measured when the user data is rendered: see userdata.check_size.)"""
 
 from __future__ import annotations
 
-from generator.errors import Problem
-from generator.spec import ServiceModel
-from generator.targets.cloud.settings import DEFAULT_IMAGES, cloud_settings
+from mlgen.errors import Problem
+from mlgen.spec import ServiceModel
+from mlgen.targets.cloud.settings import DEFAULT_IMAGES, cloud_settings
 
 # AWS names target groups and load balancers with at most 32 characters; ours end in -tg / -lb.
 AWS_NAME_MAX = 32 - len("-tg")

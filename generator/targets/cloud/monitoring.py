@@ -4,10 +4,10 @@ Google Cloud and Azure, whose discovery needs credentials Prometheus usually doe
 
 from __future__ import annotations
 
-from generator.monitoring import NODE_EXPORTER_PORT, host_resources, monitoring_files, node_job, static_job
-from generator.render import RenderedFile, Renderer
-from generator.spec import ServiceModel
-from generator.targets.cloud.settings import CloudSettings
+from mlgen.monitoring import NODE_EXPORTER_PORT, host_resources, monitoring_files, node_job, static_job
+from mlgen.render import RenderedFile, Renderer
+from mlgen.spec import ServiceModel
+from mlgen.targets.cloud.settings import CloudSettings
 
 
 def _ec2(settings: CloudSettings, port: int) -> dict:

@@ -3,9 +3,9 @@ worked out in CloudSettings, so the templates only print them."""
 
 from __future__ import annotations
 
-from generator.render import RenderedFile, Renderer
-from generator.spec import ServiceModel
-from generator.targets.cloud.settings import CloudSettings
+from mlgen.render import RenderedFile, Renderer
+from mlgen.spec import ServiceModel
+from mlgen.targets.cloud.settings import CloudSettings
 
 EXECUTABLE = 0o755
 

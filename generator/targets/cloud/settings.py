@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
-from generator.spec import ServiceModel
+from mlgen.spec import ServiceModel
 
 HEALTH_PATH = "/v2/health/ready"
 # Where the first boot unpacks the service bundle on each VM.

@@ -14,11 +14,11 @@ import tarfile
 
 import yaml
 
-from generator.errors import Problem, RenderError
-from generator.render import RenderedFile, Renderer
-from generator.spec import ServiceModel
-from generator.targets.cloud.settings import ARCHIVE, CloudSettings
-from generator.targets.onprem import HostSettings, host_files, host_settings
+from mlgen.errors import Problem, RenderError
+from mlgen.render import RenderedFile, Renderer
+from mlgen.spec import ServiceModel
+from mlgen.targets.cloud.settings import ARCHIVE, CloudSettings
+from mlgen.targets.onprem import HostSettings, host_files, host_settings
 
 USER_DATA = "cloud-init.yaml"
 # What a VM needs from the host bundle: the air-gap wheelhouse builder and the host guide stay home.

@@ -8,12 +8,12 @@ settings.py, so manifests, compose and tests agree.
 
 from __future__ import annotations
 
-from generator.errors import Problem
-from generator.spec import ServiceModel
-from generator.targets.base import Target, TradeOff, schema_fragment
-from generator.targets.kubernetes.bundle import plan
-from generator.targets.kubernetes.filters import FILTERS
-from generator.targets.kubernetes.settings import kubernetes_settings
+from mlgen.errors import Problem
+from mlgen.spec import ServiceModel
+from mlgen.targets.base import Target, TradeOff, schema_fragment
+from mlgen.targets.kubernetes.bundle import plan
+from mlgen.targets.kubernetes.filters import FILTERS
+from mlgen.targets.kubernetes.settings import kubernetes_settings
 
 
 def fit(model: ServiceModel) -> list[Problem]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from generator.bundle import app_files
-from generator.monitoring import monitoring_files, rule_groups, static_job
-from generator.monitoring.scrape import dashboard_json
-from generator.targets.kubernetes.monitoring import pod_resources
-from generator.render import RenderedFile, Renderer
-from generator.spec import ServiceModel
-from generator.targets.kubernetes.settings import kubernetes_settings
+from mlgen.bundle import app_files
+from mlgen.monitoring import monitoring_files, rule_groups, static_job
+from mlgen.monitoring.scrape import dashboard_json
+from mlgen.targets.kubernetes.monitoring import pod_resources
+from mlgen.render import RenderedFile, Renderer
+from mlgen.spec import ServiceModel
+from mlgen.targets.kubernetes.settings import kubernetes_settings
 
 
 def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:

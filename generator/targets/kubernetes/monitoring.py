@@ -3,9 +3,9 @@ cAdvisor (the runtime exports no process metrics), against the pods' limits."""
 
 from __future__ import annotations
 
-from generator.monitoring import panel, row
-from generator.spec import ServiceModel
-from generator.targets.kubernetes.settings import KubernetesSettings
+from mlgen.monitoring import panel, row
+from mlgen.spec import ServiceModel
+from mlgen.targets.kubernetes.settings import KubernetesSettings
 
 
 def pod_resources(model: ServiceModel, settings: KubernetesSettings) -> list[dict]:

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
-from generator.bundle import serving_config
-from generator.render.filters import pretty_json
-from generator.spec import ServiceModel
-from generator.targets.kubernetes.workloads import APP_DIR, LIVE, SERVING_PATH, Workload, command, workloads
+from mlgen.bundle import serving_config
+from mlgen.render.filters import pretty_json
+from mlgen.spec import ServiceModel
+from mlgen.targets.kubernetes.workloads import APP_DIR, LIVE, SERVING_PATH, Workload, command, workloads
 
 CONTAINER = "runtime"  # the container's name in every Deployment (the dashboard's cAdvisor queries select it)
 RUN_AS = 10001  # numeric, non-root: restricted Pod Security and hadolint both want a number

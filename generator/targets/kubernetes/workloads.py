@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
-from generator.spec import ServiceModel
+from mlgen.spec import ServiceModel
 
 APP_DIR = "/app"  # where the Dockerfile puts the bundle's app/ folder
 SERVING_PATH = f"{APP_DIR}/serving.json"  # the ConfigMap is mounted over it

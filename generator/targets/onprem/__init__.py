@@ -5,15 +5,15 @@
 
 from __future__ import annotations
 
-from generator.monitoring import NODE_EXPORTER_PORT, host_resources, monitoring_files, node_job, static_job
-from generator.render import RenderedFile, Renderer
-from generator.spec import ServiceModel
-from generator.targets.base import Target, TradeOff, schema_fragment
-from generator.targets.onprem.checks import CHECKS
-from generator.targets.onprem.filters import FILTERS
-from generator.targets.onprem.fitness import fit
-from generator.targets.onprem.host import host_files
-from generator.targets.onprem.settings import HostSettings, host_settings
+from mlgen.monitoring import NODE_EXPORTER_PORT, host_resources, monitoring_files, node_job, static_job
+from mlgen.render import RenderedFile, Renderer
+from mlgen.spec import ServiceModel
+from mlgen.targets.base import Target, TradeOff, schema_fragment
+from mlgen.targets.onprem.checks import CHECKS
+from mlgen.targets.onprem.filters import FILTERS
+from mlgen.targets.onprem.fitness import fit
+from mlgen.targets.onprem.host import host_files
+from mlgen.targets.onprem.settings import HostSettings, host_settings
 
 __all__ = ["TARGET", "HostSettings", "host_files", "host_settings"]
 

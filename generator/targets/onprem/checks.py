@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from generator.errors import Problem
+from mlgen.errors import Problem
 
 _UNIT_LINE = re.compile(r"^(\[[A-Za-z0-9 ._-]+\]|[A-Za-z][A-Za-z0-9]*=.*|[#;].*|)$")
 UNIT_SUFFIXES = (".service", ".socket", ".timer", ".container", ".network", ".volume", ".target", ".path")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from generator.render.filters import UnsafeValue
+from mlgen.render.filters import UnsafeValue
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _UNIT_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")

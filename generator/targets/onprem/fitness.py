@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from generator.errors import Problem
-from generator.spec import ServiceModel
-from generator.targets.onprem.settings import host_settings
+from mlgen.errors import Problem
+from mlgen.spec import ServiceModel
+from mlgen.targets.onprem.settings import host_settings
 
 MAX_USER_LENGTH = 32  # useradd's limit on Linux
 SPECIAL_PREFIXES = ("any", "localhost", "link-local", "multicast")

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import hashlib
 
-from generator.bundle import APP, app_files
-from generator.render import RenderedFile, Renderer
-from generator.spec import ServiceModel
-from generator.targets.onprem.settings import HostSettings, host_settings
+from mlgen.bundle import APP, app_files
+from mlgen.render import RenderedFile, Renderer
+from mlgen.spec import ServiceModel
+from mlgen.targets.onprem.settings import HostSettings, host_settings
 
 EXECUTABLE = 0o755
 MODEL_SUMS = "model.sha256"

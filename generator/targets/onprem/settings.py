@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from generator.targets.onprem.filters import systemd_word
-from generator.spec import ServiceModel
+from mlgen.targets.onprem.filters import systemd_word
+from mlgen.spec import ServiceModel
 
 CONFIG_ROOT = "/etc/mlgen"
 STATE_ROOT = "/var/lib/mlgen"

@@ -6,14 +6,14 @@ adapters (mlgen_runtime.adapters), which the rendered entry points only call."""
 
 from __future__ import annotations
 
-from generator.render import RenderedFile, Renderer
-from generator.spec import ServiceModel
-from generator.targets.serverless.docs import limits_markdown
-from generator.targets.base import Target, TradeOff, schema_fragment
-from generator.targets.serverless import aws, azure, gcp
-from generator.targets.serverless.fitness import fit
-from generator.targets.serverless.package import function_app_files, requirements_file
-from generator.targets.serverless.settings import function_settings
+from mlgen.render import RenderedFile, Renderer
+from mlgen.spec import ServiceModel
+from mlgen.targets.serverless.docs import limits_markdown
+from mlgen.targets.base import Target, TradeOff, schema_fragment
+from mlgen.targets.serverless import aws, azure, gcp
+from mlgen.targets.serverless.fitness import fit
+from mlgen.targets.serverless.package import function_app_files, requirements_file
+from mlgen.targets.serverless.settings import function_settings
 
 PROVIDERS = {"aws": aws, "gcp": gcp, "azure": azure}
 

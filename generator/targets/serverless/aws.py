@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import math
 
-from generator.render import RenderedFile, Renderer
-from generator.render.filters import pretty_json
-from generator.spec import ServiceModel
-from generator.targets.serverless.settings import FunctionSettings
+from mlgen.render import RenderedFile, Renderer
+from mlgen.render.filters import pretty_json
+from mlgen.spec import ServiceModel
+from mlgen.targets.serverless.settings import FunctionSettings
 
 
 def sample_event(model: ServiceModel) -> dict:

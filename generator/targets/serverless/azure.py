@@ -5,10 +5,10 @@ group, storage, function app for the chosen plan, settings, Core Tools publish).
 
 from __future__ import annotations
 
-from generator.render import RenderedFile, Renderer
-from generator.render.filters import pretty_json
-from generator.spec import ServiceModel
-from generator.targets.serverless.settings import FunctionSettings
+from mlgen.render import RenderedFile, Renderer
+from mlgen.render.filters import pretty_json
+from mlgen.spec import ServiceModel
+from mlgen.targets.serverless.settings import FunctionSettings
 
 
 def host_json(settings: FunctionSettings) -> dict:

@@ -3,7 +3,7 @@ from the same tables the fitness checks read (limits.py), so the page cannot dri
 
 from __future__ import annotations
 
-from generator.targets.serverless import limits
+from mlgen.targets.serverless import limits
 
 COLD_STARTS = """## Cold starts: pick ONNX for functions
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime
 
-from generator.spec import ServiceModel
-from generator.targets.serverless import limits
-from generator.targets.serverless.package import bundle_estimate
-from generator.targets.serverless.settings import FunctionSettings, function_settings
+from mlgen.spec import ServiceModel
+from mlgen.targets.serverless import limits
+from mlgen.targets.serverless.package import bundle_estimate
+from mlgen.targets.serverless.settings import FunctionSettings, function_settings
 
 WHERE = ("targets", "serverless")
 

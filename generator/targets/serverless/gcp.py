@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import re
 
-from generator.render import RenderedFile, Renderer
-from generator.render.filters import pretty_json
-from generator.spec import ServiceModel
-from generator.targets.serverless.settings import FunctionSettings
+from mlgen.render import RenderedFile, Renderer
+from mlgen.render.filters import pretty_json
+from mlgen.spec import ServiceModel
+from mlgen.targets.serverless.settings import FunctionSettings
 
 # JSON is YAML except for characters YAML may not hold raw (DEL, C1 controls, non-characters) or
 # reads as line breaks inside a quoted scalar (NEL, U+2028, U+2029): those go as \u escapes.

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import math
 
-from generator.monitoring.rules import slo
-from generator.spec import ServiceModel
+from mlgen.monitoring.rules import slo
+from mlgen.spec import ServiceModel
 
 PERIOD_S = 300
 MAX_EVALUATED_S = 86400  # CloudWatch: EvaluationPeriods x Period may not pass one day

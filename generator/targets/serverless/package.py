@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from generator.bundle import _project, app_files, requirements
-from generator.render import RenderedFile
-from generator.spec import ServiceModel
-from generator.targets.serverless import limits
-from generator.targets.serverless.settings import FunctionSettings
+from mlgen.bundle import _project, app_files, requirements
+from mlgen.render import RenderedFile
+from mlgen.spec import ServiceModel
+from mlgen.targets.serverless import limits
+from mlgen.targets.serverless.settings import FunctionSettings
 
 # The HTTP server is not used in a function: the adapter calls the runtime in-process.
 SERVER_ONLY = {"uvicorn", "httptools", "uvloop"}

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from generator.spec import ServiceModel
-from generator.targets.serverless import limits, monitoring
-from generator.targets.serverless.limits import PlatformLimits
+from mlgen.spec import ServiceModel
+from mlgen.targets.serverless import limits, monitoring
+from mlgen.targets.serverless.limits import PlatformLimits
 
 DEFAULT_REGION = {"aws": "us-east-1", "gcp": "us-central1", "azure": "eastus"}
 # Lambda's Python runtimes: python3.10 and 3.11 run on Amazon Linux 2 (glibc 2.26), python3.12

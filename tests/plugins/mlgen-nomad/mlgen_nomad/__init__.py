@@ -11,12 +11,12 @@ from pathlib import Path
 import hcl2
 from lark.exceptions import LarkError  # what python-hcl2's parser raises
 
-from generator.errors import Problem
-from generator.render import RenderedFile, Renderer
-from generator.render.checks import parser_check
-from generator.spec import ServiceModel
-from generator.targets.base import Target, TradeOff
-from generator.bundle import app_files
+from mlgen.errors import Problem
+from mlgen.render import RenderedFile, Renderer
+from mlgen.render.checks import parser_check
+from mlgen.spec import ServiceModel
+from mlgen.targets.base import Target, TradeOff
+from mlgen.bundle import app_files
 
 HERE = Path(__file__).resolve().parent
 _HCL_CONTROL = re.compile(r"[\x00-\x1f\x7f]")

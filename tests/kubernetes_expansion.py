@@ -1,0 +1,43 @@
+"""Kubernetes' own variable expansion, to read env values and commands back from rendered
+manifests as the kubelet hands them to the process."""
+
+from __future__ import annotations
+
+
+def kubernetes_env(container: dict) -> dict[str, str]:
+    """A container's `env` as the kubelet hands it to the process: each `value` expanded by
+    Kubernetes' rules against the variables defined before it in the same list (secrets count as
+    defined; their values are not in the manifest)."""
+    defined: dict[str, str] = {}
+    for variable in container.get("env", []):
+        if "value" in variable:
+            defined[variable["name"]] = kubernetes_expand(variable["value"], defined)
+        else:
+            defined[variable["name"]] = f"<secret {variable['name']}>"
+    return {e["name"]: defined[e["name"]] for e in container.get("env", []) if "value" in e}
+
+
+def kubernetes_expand(text: str, defined: dict[str, str]) -> str:
+    """Kubernetes' variable expansion in env values, command and args (Expand in
+    third_party/forked/golang/expansion/expand.go): `$$` is `$`; `$(NAME)` is NAME's value when
+    NAME is defined, else stays as written; a `$(` without `)`, a `$` before anything else and a
+    final `$` stay as written."""
+    out, index = [], 0
+    while index < len(text):
+        if text[index] != "$" or index + 1 == len(text):
+            out.append(text[index])
+            index += 1
+            continue
+        following = text[index + 1]
+        close = text.find(")", index + 2) if following == "(" else -1
+        if following == "$":
+            out.append("$")
+        elif close >= 0:
+            name = text[index + 2:close]
+            out.append(defined.get(name, f"$({name})"))
+            index = close + 1
+            continue
+        else:
+            out.append("$" + following)
+        index += 2
+    return "".join(out)
