@@ -14,7 +14,7 @@ IRIS = EXAMPLES / "iris" / "spec.yaml"
 def test_a_user_template_replaces_one_file_and_the_rest_stay_built_in(tmp_path: Path) -> None:
     overrides = tmp_path / "templates"
     (overrides / "onprem").mkdir(parents=True)
-    (overrides / "onprem" / "environment.j2").write_text("# ours\n{% for k, v in env.items() %}{{ k }}={{ v | envfile }}\n{% endfor %}")
+    (overrides / "onprem" / "environment.j2").write_text("# ours\n{% for k, v in model.env.items() %}{{ k }}={{ v | envfile }}\n{% endfor %}")
     out = tmp_path / "out"
     result = run_mlgen("render", IRIS, "-t", "onprem", "-o", out, "--templates", overrides)
     assert result.returncode == 0, result.stderr
