@@ -23,11 +23,17 @@ FORMAT_REQUIREMENTS = {
     "onnx": ("onnxruntime>=1.17",),
     "python": (),
 }
+# With resources.gpu > 0 an ONNX model runs on CUDA: onnxruntime-gpu replaces onnxruntime (it
+# carries the CPU provider too, for the fallback).
+GPU_REQUIREMENTS = {"onnxruntime>=1.17": "onnxruntime-gpu>=1.17"}
+# runtime.grpc_port: the gRPC server, the message classes generated from the protocol file (they
+# need this protobuf runtime or newer) and the standard health service.
+GRPC_REQUIREMENTS = ("grpcio>=1.60", "protobuf>=6.31", "grpcio-health-checking>=1.60")
 
 
 def serving_config(model: ServiceModel, stage_urls: dict[str, str] | None = None) -> dict:
     """serving.json: the part of the ServiceModel the runtime reads (docs/runtime.md)."""
-    port = model.runtime.port
+    port, batching = model.runtime.port, model.runtime.batching
     default_urls = {stage: f"http://127.0.0.1:{port + offset}"
                     for offset, stage in enumerate(("preprocess", "predict", "postprocess"), 1)}
     tensors = lambda items: [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in items]
@@ -42,6 +48,7 @@ def serving_config(model: ServiceModel, stage_urls: dict[str, str] | None = None
             "handler": model.model.handler,
             "inputs": tensors(model.model.inputs),
             "outputs": tensors(model.model.outputs),
+            "execution_providers": list(execution_providers(model)),
         },
         "pipeline": {
             "preprocess": model.pipeline.preprocess,
@@ -54,6 +61,9 @@ def serving_config(model: ServiceModel, stage_urls: dict[str, str] | None = None
             "workers": model.runtime.workers,
             "timeout_s": model.runtime.timeout_s,
             "max_body_bytes": model.runtime.max_body_bytes,
+            "grpc_port": model.runtime.grpc_port,
+            "batching": {"max_batch_size": batching.max_batch_size, "max_latency_ms": batching.max_latency_ms}
+                        if batching else None,
         },
         "observability": {
             "metrics": model.observability.metrics,
@@ -63,13 +73,25 @@ def serving_config(model: ServiceModel, stage_urls: dict[str, str] | None = None
     }
 
 
+def execution_providers(model: ServiceModel) -> tuple[str, ...]:
+    """ONNX Runtime execution providers to try, in order: CUDA first when the spec asks for a GPU
+    (the runtime falls back to CPU, with a warning, where CUDA is not there)."""
+    if model.resources.gpu > 0:
+        return ("CUDAExecutionProvider", "CPUExecutionProvider")
+    return ("CPUExecutionProvider",)
+
+
 def requirements(model: ServiceModel) -> list[str]:
     """pip requirements of the app: the user's own first, then what the runtime needs and the
     user did not already name."""
     user = list(model.runtime.requirements)
     named = {_project(req) for req in user}
-    extra = [req for req in RUNTIME_REQUIREMENTS + FORMAT_REQUIREMENTS[model.model.format]
-             if _project(req) not in named]
+    wanted = RUNTIME_REQUIREMENTS + FORMAT_REQUIREMENTS[model.model.format]
+    if model.resources.gpu > 0:
+        wanted = tuple(GPU_REQUIREMENTS.get(req, req) for req in wanted)
+    if model.runtime.grpc_port is not None:
+        wanted += GRPC_REQUIREMENTS
+    extra = [req for req in wanted if _project(req) not in named]
     return user + extra
 
 

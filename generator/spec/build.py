@@ -11,7 +11,7 @@ from pathlib import Path
 from mlgen.errors import Level, Problem, SpecError
 from mlgen.spec.load import SourceMap, load_yaml
 from mlgen.spec.model import (
-    CodeFile, ModelSpec, Observability, Pipeline, Resources, Runtime, Scaling, SecretRef,
+    Batching, CodeFile, ModelSpec, Observability, Pipeline, Resources, Runtime, Scaling, SecretRef,
     ServiceModel, Tensor, freeze,
 )
 from mlgen.spec.overlay import apply_overlays, apply_sets
@@ -69,6 +69,31 @@ def _cross_field_problems(data: dict, sources: SourceMap) -> list[Problem]:
                                             hint="variables starting with MLGEN_ configure the runtime; pick another name"))
     if data["pipeline"]["topology"] == "microservices" and data["runtime"]["port"] + 3 > 65535:
         problems.append(sources.problem(("runtime", "port"), "split stages listen on port+1 to port+3, which passes 65535"))
+    problems += _runtime_problems(data, sources)
+    return problems
+
+
+def _runtime_problems(data: dict, sources: SourceMap) -> list[Problem]:
+    runtime, problems = data["runtime"], []
+    grpc_port = runtime.get("grpc_port")
+    if grpc_port is not None:
+        taken = {runtime["port"]: "runtime.port"}
+        if data["pipeline"]["topology"] == "microservices":
+            taken.update({runtime["port"] + offset: f"the split stage on runtime.port+{offset}" for offset in (1, 2, 3)})
+        if grpc_port in taken:
+            problems.append(sources.problem(("runtime", "grpc_port"), f"port {grpc_port} is already {taken[grpc_port]}",
+                                            hint="gRPC needs a port of its own"))
+    if "batching" in runtime:
+        # Batching concatenates requests along the first axis and splits the answer the same way,
+        # so every tensor must have the batch as its first dimension.
+        for side in ("inputs", "outputs"):
+            for index, tensor in enumerate(data["model"][side]):
+                if not tensor["shape"] or tensor["shape"][0] != -1:
+                    problems.append(sources.problem(
+                        ("runtime", "batching"),
+                        f"batching needs the batch as the first dimension of every tensor, but {side[:-1]} "
+                        f"'{tensor['name']}' has shape {tensor['shape']}",
+                        hint=f"declare model.{side}[{index}].shape with -1 first (for example [-1, 4]), or remove runtime.batching"))
     return problems
 
 
@@ -179,7 +204,8 @@ def _build(data: dict, spec_path: Path, spec_dir: Path, warnings: tuple, sources
                           topology=pipeline["topology"]),
         runtime=Runtime(python=runtime["python"], requirements=tuple(runtime["requirements"]), port=runtime["port"],
                         workers=runtime["workers"], timeout_s=runtime["timeout_s"],
-                        max_body_bytes=runtime["max_body_bytes"]),
+                        max_body_bytes=runtime["max_body_bytes"], grpc_port=runtime.get("grpc_port"),
+                        batching=Batching(**runtime["batching"]) if "batching" in runtime else None),
         resources=Resources(cpu=cpu if isinstance(cpu, str) else _plain_number(cpu),
                             memory=resources["memory"], gpu=resources["gpu"]),
         scaling=Scaling(min_replicas=scaling["min_replicas"], max_replicas=scaling["max_replicas"],

@@ -49,6 +49,12 @@ class Pipeline:
 
 
 @dataclass(frozen=True)
+class Batching:
+    max_batch_size: int  # rows in one model call
+    max_latency_ms: float  # longest wait for batch mates
+
+
+@dataclass(frozen=True)
 class Runtime:
     python: str
     requirements: tuple[str, ...]
@@ -56,6 +62,8 @@ class Runtime:
     workers: int
     timeout_s: int
     max_body_bytes: int
+    grpc_port: int | None = None  # None: no gRPC listener
+    batching: Batching | None = None  # None: every request is its own model call
 
 
 @dataclass(frozen=True)

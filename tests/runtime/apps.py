@@ -23,15 +23,24 @@ def iris_estimator():
 def write_serving_json(app_dir: Path, model: dict, *, name: str = "iris", pipeline: dict | None = None,
                        runtime: dict | None = None, observability: dict | None = None) -> Path:
     document = {
-        "format_version": 1, "name": name, "version": "1.0.0", "model": model,
+        "format_version": 1, "name": name, "version": "1.0.0",
+        "model": {"execution_providers": ["CPUExecutionProvider"], **model},
         "pipeline": pipeline or {"preprocess": None, "postprocess": None, "topology": "collocated",
                                  "stage_urls": {}},
-        "runtime": {"port": 8080, "workers": 1, "timeout_s": 30, "max_body_bytes": 1_000_000, **(runtime or {})},
+        "runtime": {"port": 8080, "workers": 1, "timeout_s": 30, "max_body_bytes": 1_000_000, "grpc_port": None,
+                    "batching": None, **(runtime or {})},
         "observability": {"metrics": True, "log_format": "json", "log_level": "info", **(observability or {})},
     }
     path = app_dir / "serving.json"
     path.write_text(json.dumps(document, indent=2))
     return path
+
+
+def set_runtime(config: Path, runtime: dict) -> None:
+    """Change runtime fields of a written serving.json (as a spec's runtime section would)."""
+    document = json.loads(config.read_text())
+    document["runtime"].update(runtime)
+    config.write_text(json.dumps(document, indent=2))
 
 
 def sklearn_app(app_dir: Path, estimator, **options) -> Path:

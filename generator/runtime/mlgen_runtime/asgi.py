@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from .config import ConfigError, load_config
-from .service import Response, Service
+from .service import Response, Service, cores
 
 logger = logging.getLogger("mlgen_runtime")
 
@@ -68,6 +68,8 @@ class ServingApp:
             return await _send(send, body)
         if self.gets_block:  # a gateway waits on its stages, whatever the method
             response = await self._offload(method, path, headers, body)
+        elif service.batcher is not None and method == "POST":
+            response = await self._batched(method, path, headers, body)
         elif method == "GET":
             response = service.handle(method, path, headers, body)
         elif self.typical_s < INLINE_BELOW_S:
@@ -75,6 +77,18 @@ class ServingApp:
         else:
             response = await self._offload(method, path, headers, body, timed=True)
         await _send(send, response)
+
+    async def _batched(self, method, path, headers, body) -> Response:
+        service = self.service
+        exchange = service.begin(method, path, headers, body)
+        if exchange.inference is not None:
+            future = service.batcher.submit(exchange.inference)
+            try:
+                await asyncio.wrap_future(future)
+            except Exception:
+                pass  # settle turns the request's own failure into its answer
+            service.settle(exchange, lambda inference: future.result())
+        return service.finish(exchange)
 
     def _timed(self, method, path, headers, body) -> Response:
         start = time.perf_counter()
@@ -108,6 +122,7 @@ class ServingApp:
                 asyncio.get_running_loop().run_in_executor(self.executor, self._load)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.service.close()
                 self.executor.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -131,8 +146,7 @@ class ServingApp:
 def _pool_size(service: Service) -> int:
     # CPU-bound predict: one thread per core; more only queue on the GIL and stretch tail latency.
     # A gateway's threads mostly wait on its stages, so it gets more.
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(32, cores * 8) if service.role.stage == "gateway" else cores
+    return min(32, cores() * 8) if service.role.stage == "gateway" else cores()
 
 
 async def _send(send, response: Response) -> None:

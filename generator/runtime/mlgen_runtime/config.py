@@ -42,6 +42,8 @@ class ModelConfig:
     handler: str | None
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    # ONNX Runtime execution providers to try, in order ("CUDAExecutionProvider", "CPUExecutionProvider").
+    execution_providers: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,19 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class BatchingConfig:
+    max_batch_size: int  # rows in one model call
+    max_latency_ms: float  # longest a request waits for batch mates
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     port: int
     workers: int
     timeout_s: float
     max_body_bytes: int
+    grpc_port: int | None  # None: HTTP only
+    batching: BatchingConfig | None  # None: every request is its own model call
     # Optional: how long SIGTERM waits for in-flight requests (defaults to timeout_s).
     shutdown_timeout_s: float | None = None
     # Optional: retries of a gateway call to a stage that could not be reached.
@@ -120,6 +130,7 @@ def _build(raw: dict, app_dir: Path, environ) -> ServingConfig:
         handler=model_raw["handler"] or None,
         inputs=_tensor_specs(model_raw["inputs"], "model.inputs"),
         outputs=_tensor_specs(model_raw["outputs"], "model.outputs"),
+        execution_providers=tuple(str(name) for name in model_raw["execution_providers"]),
     )
     if model_format == "python" and not model.handler:
         raise ValueError("model.handler (module:attr) is required for format 'python'")
@@ -136,7 +147,10 @@ def _build(raw: dict, app_dir: Path, environ) -> ServingConfig:
         topology=pipeline_raw["topology"],
         stage_urls={stage: url.rstrip("/") for stage, url in stage_urls.items()},
     )
-    runtime = RuntimeConfig(**_known(raw["runtime"], RuntimeConfig, "runtime"))
+    runtime_raw = _known(raw["runtime"], RuntimeConfig, "runtime")
+    if runtime_raw["batching"] is not None:
+        runtime_raw["batching"] = BatchingConfig(**_known(runtime_raw["batching"], BatchingConfig, "runtime.batching"))
+    runtime = RuntimeConfig(**runtime_raw)
     observability = ObservabilityConfig(**_known(raw["observability"], ObservabilityConfig, "observability"))
     if observability.log_format not in ("json", "text"):
         raise ValueError(f"observability.log_format {observability.log_format!r} is not json or text")

@@ -132,6 +132,8 @@ class StageClient:
 class RemotePipeline:
     """The role's steps, each a call to its stage service."""
 
+    execution_provider = None  # the stages compute; they report their own
+
     def __init__(self, config: ServingConfig, role: StageRole, metrics) -> None:
         urls = config.pipeline.stage_urls
         missing = [step for step in role.steps if not urls.get(step)]

@@ -8,8 +8,13 @@ pipeline treats every format the same way.
 from __future__ import annotations
 
 import hashlib
+import logging
+
 from .config import ConfigError, ModelConfig
 from .handlers import resolve, takes_context
+
+logger = logging.getLogger("mlgen_runtime")
+CPU = "CPUExecutionProvider"
 
 _ONNX_TYPES = {
     "tensor(bool)": "BOOL", "tensor(int8)": "INT8", "tensor(int16)": "INT16", "tensor(int32)": "INT32",
@@ -77,12 +82,29 @@ def _one_input_error(inputs: dict):
     raise ValueError(f"a scikit-learn model takes one input tensor, got {', '.join(inputs) or 'none'}")
 
 
+def usable_providers(requested: tuple[str, ...], available: list[str]) -> list[str]:
+    """The requested execution providers this onnxruntime build has, in the requested order; the
+    CPU provider always stays as the last resort."""
+    usable = [name for name in requested if name in available]
+    return usable if CPU in usable else [*usable, CPU]
+
+
 def _load_onnx(model: ModelConfig, inputs_are_model_inputs: bool, outputs_are_model_outputs: bool):
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # warnings from graph optimisation are not the operator's concern
-    session = onnxruntime.InferenceSession(str(model.path), options, providers=["CPUExecutionProvider"])
+    providers = usable_providers(model.execution_providers, onnxruntime.get_available_providers())
+    session = onnxruntime.InferenceSession(str(model.path), options, providers=providers)
+    # onnxruntime drops a provider it cannot start (no GPU, no CUDA libraries) without raising:
+    # what the session reports is what the model really runs on.
+    active = session.get_providers()[0]
+    wanted = model.execution_providers[0] if model.execution_providers else CPU
+    if active != wanted:
+        logger.warning("%s is not available here (onnxruntime %s offers %s); the model runs on %s",
+                       wanted, onnxruntime.__version__, ", ".join(onnxruntime.get_available_providers()), active)
+    else:
+        logger.info("the model runs on %s", active)
     model_inputs = {node.name: _ONNX_TYPES.get(node.type) for node in session.get_inputs()}
     model_outputs = {node.name: _ONNX_TYPES.get(node.type) for node in session.get_outputs()}
     if inputs_are_model_inputs:
@@ -96,6 +118,7 @@ def _load_onnx(model: ModelConfig, inputs_are_model_inputs: bool, outputs_are_mo
     def predict(inputs: dict, context) -> dict:
         return dict(zip(output_names, session.run(output_names, inputs)))
 
+    predict.execution_provider = active
     return predict
 
 

@@ -22,6 +22,9 @@ HELP = {
     "mlgen_requests_in_flight": ("gauge", "Requests being handled right now."),
     "mlgen_model_load_seconds": ("gauge", "Seconds it took to load the model and handlers at startup."),
     "mlgen_model_ready": ("gauge", "1 when the service is ready to serve inference, else 0."),
+    "mlgen_model_execution_provider": ("gauge", "1 for what the model computes on: the ONNX Runtime execution provider it got, cpu or handler."),
+    "mlgen_batches_total": ("counter", "Model calls made by adaptive batching."),
+    "mlgen_batched_rows_total": ("counter", "Rows (first-dimension entries) those model calls computed; over mlgen_batches_total: the mean batch size."),
     "mlgen_gateway_stage_calls_total": ("counter", "Calls from the gateway to a stage service, by stage and outcome."),
     "mlgen_gateway_stage_call_duration_seconds": ("histogram", "Duration of gateway calls to a stage service, by stage."),
 }
@@ -48,6 +51,9 @@ class Metrics:
         self.in_flight = 0
         self.model_load_seconds = 0.0
         self.model_ready = 0
+        self.execution_provider: str | None = None
+        self.batches = 0
+        self.batched_rows = 0
         self._lock = threading.Lock()
         self._requests: dict[tuple[str, int], int] = {}
         self._durations: dict[str, _Histogram] = {}
@@ -62,6 +68,11 @@ class Metrics:
         with self._lock:
             self.in_flight -= 1
             _count(self._requests, (route, status), self._durations, route, seconds)
+
+    def batch_ran(self, rows: int) -> None:
+        with self._lock:
+            self.batches += 1
+            self.batched_rows += rows
 
     def stage_call(self, stage: str, outcome: str, seconds: float) -> None:
         with self._lock:
@@ -83,6 +94,13 @@ class Metrics:
             lines.append(f'mlgen_model_load_seconds{{stage="{stage}"}} {self.model_load_seconds!r}')
             _header(lines, "mlgen_model_ready")
             lines.append(f'mlgen_model_ready{{stage="{stage}"}} {self.model_ready}')
+            if self.execution_provider is not None:
+                _header(lines, "mlgen_model_execution_provider")
+                lines.append(f'mlgen_model_execution_provider{{stage="{stage}",provider="{_escape(self.execution_provider)}"}} 1')
+            _header(lines, "mlgen_batches_total")
+            lines.append(f'mlgen_batches_total{{stage="{stage}"}} {self.batches}')
+            _header(lines, "mlgen_batched_rows_total")
+            lines.append(f'mlgen_batched_rows_total{{stage="{stage}"}} {self.batched_rows}')
             _header(lines, "mlgen_gateway_stage_calls_total")
             for (target, outcome), count in sorted(self._stage_calls.items()):
                 lines.append(f'mlgen_gateway_stage_calls_total{{stage="{target}",outcome="{outcome}"}} {count}')

@@ -49,11 +49,16 @@ class LocalPipeline:
     def __init__(self, config: ServingConfig, role: StageRole) -> None:
         pipeline = config.pipeline
         self.steps = []
+        # What the model computes on: the ONNX Runtime provider it got, "cpu" for scikit-learn, and
+        # "handler" for a python model (its own code decides); None in a stage without the model.
+        self.execution_provider = None
         for step in role.steps:
             if step == "predict":
                 function = load_model(config.model,
                                       inputs_are_model_inputs=not pipeline.preprocess,
                                       outputs_are_model_outputs=not pipeline.postprocess)
+                self.execution_provider = getattr(function, "execution_provider",
+                                                  "cpu" if config.model.format == "sklearn" else "handler")
             else:
                 function = as_stage(getattr(pipeline, step), f"pipeline.{step}")
             self.steps.append((step, function))

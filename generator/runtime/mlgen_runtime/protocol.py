@@ -29,6 +29,7 @@ class InferenceRequest:
     parameters: dict = field(default_factory=dict)
     requested: list[str] | None = None  # output names asked for, in order; None: all
     binary: set[str] = field(default_factory=set)  # outputs to return as binary tensor data
+    shapes: dict[str, list[int]] = field(default_factory=dict)  # each input's shape as sent
 
 
 def parse_v2(body: bytes, headers, specs: tuple[TensorSpec, ...] | None) -> InferenceRequest:
@@ -42,13 +43,11 @@ def parse_v2(body: bytes, headers, specs: tuple[TensorSpec, ...] | None) -> Infe
     if not isinstance(parameters, dict):
         raise RequestError(400, "'parameters' must be a JSON object")
 
-    inputs = _decode_tensors(raw_inputs, binary, specs)
-    if specs is not None:
-        missing = [spec.name for spec in specs if spec.name not in inputs]
-        if missing:
-            raise RequestError(400, f"missing input(s) {', '.join(missing)}" + _expected(specs))
+    shapes: dict[str, list[int]] = {}
+    inputs = _decode_tensors(raw_inputs, binary, specs, shapes)
+    require_all(inputs, specs)
 
-    request = InferenceRequest(inputs=inputs, id=_request_id(document.get("id")), parameters=parameters)
+    request = InferenceRequest(inputs=inputs, id=_request_id(document.get("id")), parameters=parameters, shapes=shapes)
     binary_all = parameters.get("binary_data_output") is True
     raw_outputs = document.get("outputs")
     if raw_outputs is not None:
@@ -76,6 +75,14 @@ class _Everything(set):
 
 
 _ALL = _Everything()
+
+
+def require_all(inputs: dict, specs) -> None:
+    """Every declared input is there (checked once the request's tensors are decoded)."""
+    if specs is not None:
+        missing = [spec.name for spec in specs if spec.name not in inputs]
+        if missing:
+            raise RequestError(400, f"missing input(s) {', '.join(missing)}" + _expected(specs))
 
 
 def encode_v2(model_name: str, model_version: str, request_id: str, outputs: list[tuple],
@@ -136,15 +143,15 @@ def parse_v1(body: bytes, specs: tuple[TensorSpec, ...]) -> InferenceRequest:
     else:
         raise RequestError(400, "with several inputs each instance must be an object keyed by input name"
                            + _expected(specs))
-    inputs = {}
+    inputs, shapes = {}, {}
     for spec in specs:
         column = columns[spec.name]
-        shape = _nested_shape(column)
+        shape = shapes[spec.name] = _nested_shape(column)
         if not tensors.shape_matches(spec.shape, shape):
             raise RequestError(400, f"input '{spec.name}' instances have shape {shape}, expected "
                                f"{list(spec.shape)}")
         inputs[spec.name] = tensors.from_json(spec.name, spec.datatype, shape, column)
-    return InferenceRequest(inputs=inputs, parameters=document.get("parameters") or {})
+    return InferenceRequest(inputs=inputs, parameters=document.get("parameters") or {}, shapes=shapes)
 
 
 def encode_v1(outputs: list[tuple]) -> bytes:
@@ -192,13 +199,15 @@ def _split_body(body: bytes, headers) -> tuple[object, memoryview]:
     return _load_json(body[:split]), memoryview(body)[split:]
 
 
-def _decode_tensors(raw_tensors: list, binary: memoryview, specs) -> dict:
+def _decode_tensors(raw_tensors: list, binary: memoryview, specs, shapes: dict | None = None) -> dict:
     tensors_by_name, offset = {}, 0
     for raw in raw_tensors:
-        name, datatype, shape = _tensor_header(raw)
+        name, datatype, shape = tensor_header(raw)
         if name in tensors_by_name:
             raise RequestError(400, f"tensor '{name}' appears twice")
-        _check_against_spec(name, datatype, shape, specs)
+        check_input(name, datatype, shape, specs)
+        if shapes is not None:
+            shapes[name] = shape
         size = (raw.get("parameters") or {}).get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
@@ -239,7 +248,7 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _tensor_header(raw) -> tuple[str, str, list[int]]:
+def tensor_header(raw) -> tuple[str, str, list[int]]:
     if not isinstance(raw, dict):
         raise RequestError(400, "each tensor must be an object with name, datatype, shape")
     name, datatype, shape = raw.get("name"), raw.get("datatype"), raw.get("shape")
@@ -254,7 +263,8 @@ def _tensor_header(raw) -> tuple[str, str, list[int]]:
     return name, datatype, shape
 
 
-def _check_against_spec(name: str, datatype: str, shape: list[int], specs) -> None:
+def check_input(name: str, datatype: str, shape: list[int], specs) -> None:
+    """One input tensor's header against the declared inputs (None: accept what is sent)."""
     if specs is None:
         return
     spec = next((spec for spec in specs if spec.name == name), None)

@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import orjson
 
@@ -36,6 +37,29 @@ class Response:
     body: bytes = b""
 
 
+@dataclass
+class Inference:
+    """A validated inference request waiting for its model call."""
+
+    inputs: dict
+    shapes: dict[str, list[int]]  # each input's shape as sent (batching concatenates along the first axis)
+    context: RequestContext
+    answer: Callable[[dict], object]  # the transport's answer to the pipeline's outputs
+
+
+@dataclass
+class Exchange:
+    """One request through the service, from arrival to its counted and logged answer."""
+
+    method: str
+    path: str
+    request_id: str
+    started: float
+    route: str = "unknown"
+    inference: Inference | None = None
+    response: Response | None = None
+
+
 def load_service(config_path: str | os.PathLike, stage: str = "all") -> Service:
     """Read serving.json and load the model and handlers (once); raises ConfigError when it cannot."""
     service = Service(load_config(config_path), stage)
@@ -50,12 +74,14 @@ class Service:
         self.metrics = Metrics(stage, enabled=config.observability.metrics)
         self.access_log = AccessLog(config.observability.log_format, stage)
         self.pipeline = None
+        self.batcher = None  # runtime.batching: the transports submit inferences to it
         self._model_prefix = f"/v2/models/{config.name}"
         self._version_prefix = f"{self._model_prefix}/versions/{config.version}"
-        self._metadata = orjson.dumps({
+        self.model_metadata = {
             "name": config.name, "versions": [config.version], "platform": config.model.format,
             "inputs": [spec.as_metadata() for spec in self.role.input_specs or ()],
-            "outputs": [spec.as_metadata() for spec in self.role.output_specs or ()]})
+            "outputs": [spec.as_metadata() for spec in self.role.output_specs or ()]}
+        self._metadata = orjson.dumps(self.model_metadata)
         self._server_metadata = orjson.dumps({"name": "mlgen", "version": RUNTIME_VERSION,
                                               "extensions": ["binary_tensor_data"]})
 
@@ -75,31 +101,76 @@ class Service:
             self.pipeline = RemotePipeline(self.config, self.role, self.metrics)
         else:
             self.pipeline = LocalPipeline(self.config, self.role)
+        batching = self.config.runtime.batching
+        if batching is not None and self.role.stage != "gateway":
+            from .batching import Batcher
+
+            self.batcher = Batcher(self.pipeline.run, batching.max_batch_size, batching.max_latency_ms,
+                                   workers=cores(), metrics=self.metrics)
+        provider = self.pipeline.execution_provider
+        if provider is not None:
+            self.metrics.execution_provider = provider
+            self.model_metadata["parameters"] = {"execution_provider": provider}
+            self._metadata = orjson.dumps(self.model_metadata)
         self.metrics.model_load_seconds = time.perf_counter() - started
         self.metrics.model_ready = 1
         logger.info("%s %s loaded as stage %s in %.3fs", self.config.name, self.config.version,
                     self.role.stage, self.metrics.model_load_seconds)
 
+    def close(self) -> None:
+        """Stop background work (the batcher) once the transports have drained."""
+        if self.batcher is not None:
+            self.batcher.close()
+
     def handle(self, method: str, path: str, headers, body: bytes) -> Response:
-        started = time.perf_counter()
+        """Answer one request start to finish: route, validate, run the model, encode, count, log."""
+        exchange = self.begin(method, path, headers, body)
+        if exchange.inference is not None:
+            self.settle(exchange, self.run)
+        return self.finish(exchange)
+
+    def begin(self, method: str, path: str, headers, body: bytes) -> Exchange:
+        """Route and validate a request. An inference leaves with `exchange.inference` set, waiting
+        for its model call (here, on a thread, or in a batch); anything else with its response."""
         headers = _lowercase(headers)
-        request_id = _request_id(headers.get("x-request-id"))
+        exchange = Exchange(method, path, _request_id(headers.get("x-request-id")), time.perf_counter())
         self.metrics.request_started()
-        route = "unknown"
         try:
             if len(body) > self.config.runtime.max_body_bytes:
                 raise RequestError(413, f"body of {len(body)} bytes exceeds max_body_bytes "
                                         f"{self.config.runtime.max_body_bytes}")
-            route, handler = self._resolve(method, path.partition("?")[0])
-            response = handler(headers, body, request_id)
-        except RequestError as exc:
-            response = Response(exc.status, dict(_JSON), protocol.error_body(exc.message))
-        except ModelError as exc:
-            response = Response(500, dict(_JSON), protocol.error_body(str(exc)))
-        except Exception:  # a bug in the runtime itself: log it, answer without internals
-            logger.exception("unexpected error handling %s %s", method, path, extra={"request_id": request_id})
-            response = Response(500, dict(_JSON), protocol.error_body("internal error; see the service log"))
-        return self._finish(response, route, method, path, request_id, started)
+            exchange.route, handler = self._resolve(method, path.partition("?")[0])
+            result = handler(headers, body, exchange.request_id)
+        except Exception as exc:
+            exchange.response = self.error_response(exc, exchange)
+            return exchange
+        if isinstance(result, Inference):
+            exchange.inference = result
+        else:
+            exchange.response = result
+        return exchange
+
+    def settle(self, exchange: Exchange, run) -> None:
+        """Give an exchange its answer: `run(inference)` returns the pipeline's outputs (or raises)."""
+        try:
+            exchange.response = exchange.inference.answer(run(exchange.inference))
+        except Exception as exc:
+            exchange.response = self.error_response(exc, exchange)
+
+    def run(self, inference: Inference) -> dict:
+        """One model call for one request (batching calls the pipeline itself)."""
+        return self.pipeline.run(inference.inputs, inference.context)
+
+    def error_response(self, exc: Exception, exchange: Exchange) -> Response:
+        """The answer to a request that failed: its own status for a refusal, 500 otherwise."""
+        if isinstance(exc, RequestError):
+            return Response(exc.status, dict(_JSON), protocol.error_body(exc.message))
+        if isinstance(exc, ModelError):
+            return Response(500, dict(_JSON), protocol.error_body(str(exc)))
+        # A bug in the runtime itself: log it, answer without internals.
+        logger.error("unexpected error handling %s %s", exchange.method, exchange.path, exc_info=exc,
+                     extra={"request_id": exchange.request_id})
+        return Response(500, dict(_JSON), protocol.error_body("internal error; see the service log"))
 
     def too_large(self, method: str, path: str, headers, size: int | None) -> Response:
         """The 413 a transport answers when it refuses a body before reading all of it."""
@@ -109,20 +180,28 @@ class Service:
 
     def refused(self, method: str, path: str, headers, status: int, message: str) -> Response:
         """A transport's own refusal (413 too large, 408 body too slow), counted and logged like any answer."""
-        started = time.perf_counter()
-        request_id = _request_id(_lowercase(headers).get("x-request-id"))
-        self.metrics.request_started()
-        response = Response(status, dict(_JSON), protocol.error_body(message))
-        return self._finish(response, "unknown", method, path, request_id, started)
+        exchange = self.open(method, path, _request_id(_lowercase(headers).get("x-request-id")))
+        exchange.response = Response(status, dict(_JSON), protocol.error_body(message))
+        return self.finish(exchange)
 
-    def _finish(self, response: Response, route: str, method: str, path: str, request_id: str,
-                started: float) -> Response:
-        response.headers["x-request-id"] = request_id
-        seconds = time.perf_counter() - started
-        self.metrics.request_finished(route, response.status, seconds)
-        if self.access_log.enabled:
-            self.access_log.write(request_id, method, path, response.status, seconds)
+    def open(self, method: str, path: str, request_id: str, route: str = "unknown") -> Exchange:
+        """Start counting a request that a transport routes itself (gRPC, a refusal)."""
+        self.metrics.request_started()
+        return Exchange(method, path, request_id, time.perf_counter(), route)
+
+    def finish(self, exchange: Exchange) -> Response:
+        """Count and log an answered exchange; the response carries the request id."""
+        response = exchange.response
+        response.headers["x-request-id"] = exchange.request_id
+        self.record(exchange, response.status)
         return response
+
+    def record(self, exchange: Exchange, status: int) -> None:
+        """Count and log an answered exchange (`status`: the HTTP status of the same answer)."""
+        seconds = time.perf_counter() - exchange.started
+        self.metrics.request_finished(exchange.route, status, seconds)
+        if self.access_log.enabled:
+            self.access_log.write(exchange.request_id, exchange.method, exchange.path, status, seconds)
 
     def _resolve(self, method: str, path: str):
         """(route label for metrics, handler(headers, body, request_id) -> Response) of a request."""
@@ -169,22 +248,27 @@ class Service:
         return "v1_model", lambda headers, body, request_id: Response(
             200, dict(_JSON), orjson.dumps({"name": self.config.name, "ready": self.ready}))
 
-    def _v2_infer(self, headers, body: bytes, request_id: str) -> Response:
-        self._require_ready()
+    def _v2_infer(self, headers, body: bytes, request_id: str) -> Inference:
+        self.require_ready()
         request = protocol.parse_v2(body, headers, self.role.input_specs)
-        outputs = self._infer(request, request_id)
-        payload, response_headers = protocol.encode_v2(self.config.name, self.config.version,
-                                                       request.id or request_id, outputs, request.binary)
-        return Response(200, response_headers, payload)
 
-    def _v1_predict(self, headers, body: bytes, request_id: str) -> Response:
-        self._require_ready()
+        def answer(outputs: list[tuple]) -> Response:
+            payload, response_headers = protocol.encode_v2(self.config.name, self.config.version,
+                                                           request.id or request_id, outputs, request.binary)
+            return Response(200, response_headers, payload)
+
+        return self.inference(request, request_id, answer)
+
+    def _v1_predict(self, headers, body: bytes, request_id: str) -> Inference:
+        self.require_ready()
         if not self.role.input_specs:
             raise RequestError(404, "V1 predict needs declared inputs; use the V2 infer route")
         request = protocol.parse_v1(body, self.role.input_specs)
-        return Response(200, dict(_JSON), protocol.encode_v1(self._infer(request, request_id)))
+        return self.inference(request, request_id, lambda outputs: Response(200, dict(_JSON), protocol.encode_v1(outputs)))
 
-    def _infer(self, request: protocol.InferenceRequest, request_id: str) -> list[tuple]:
+    def inference(self, request: protocol.InferenceRequest, request_id: str, encode) -> Inference:
+        """A validated request waiting for its model call; `encode(outputs)` builds the transport's answer
+        from the (name, datatype, shape, values) of the outputs asked for, checked against the spec."""
         specs = self.role.output_specs
         if request.requested is not None and specs is not None:
             known = {spec.name for spec in specs}
@@ -192,10 +276,10 @@ class Service:
             if unknown:
                 raise RequestError(400, f"unknown output(s) {', '.join(unknown)}; outputs: {', '.join(sorted(known))}")
         parameters = {k: v for k, v in request.parameters.items() if k != "binary_data_output"}
-        produced = self.pipeline.run(request.inputs, RequestContext(request_id, parameters))
-        return _outputs_for_wire(produced, specs, request.requested)
+        return Inference(request.inputs, request.shapes, RequestContext(request_id, parameters),
+                         lambda produced: encode(_outputs_for_wire(produced, specs, request.requested)))
 
-    def _require_ready(self) -> None:
+    def require_ready(self) -> None:
         # A gateway does not probe its stages here: the stage call itself answers 503 naming the stage.
         if self.pipeline is None:
             raise RequestError(503, "the model is still loading")
@@ -246,6 +330,11 @@ def _outputs_for_wire(produced: dict, specs, requested: list[str] | None) -> lis
             raise ModelError(f"output '{name}' has shape {shape}, the spec declares {list(spec.shape)}")
         outputs.append((name, datatype, shape, values))
     return outputs
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _require(method: str, allowed: str) -> None:
