@@ -13,6 +13,7 @@ from mlgen.spec import ServiceModel
 from mlgen.targets.base import Target, TradeOff, schema_fragment
 from mlgen.targets.kubernetes.bundle import plan
 from mlgen.targets.kubernetes.filters import FILTERS
+from mlgen.targets.kubernetes.fitness import autoscaling_problems
 from mlgen.targets.kubernetes.settings import kubernetes_settings
 
 
@@ -27,10 +28,7 @@ def fit(model: ServiceModel) -> list[Problem]:
         problems.append(model.problem(
             ("targets", "kubernetes", "image"), f"image {settings.image} is a tag, which can move under a running Deployment",
             hint="pin it by digest (registry/name@sha256:…) so every pod runs the same build", warning=True))
-    if model.scaling.min_replicas < 1:
-        problems.append(model.problem(
-            ("scaling", "min_replicas"), "a HorizontalPodAutoscaler cannot scale to zero replicas",
-            hint="set scaling.min_replicas to 1 or more for the kubernetes target"))
+    problems += autoscaling_problems(model, settings)
     if settings.service_monitor and not model.observability.metrics:
         problems.append(model.problem(
             ("targets", "kubernetes", "service_monitor"), "a ServiceMonitor needs metrics",
@@ -46,7 +44,9 @@ TARGET = Target(
         give_up="a cluster to operate; an image to build and pin",
     ),
     docs="docs/targets/kubernetes.md",
-    summary="a Kubernetes service per pipeline stage with autoscaling, restricted pods and kustomize overlays",
+    summary="a Kubernetes service per pipeline stage (Deployments, KServe or Knative) with autoscaling, restricted pods and kustomize overlays",
+    # Each flavor and the autoscaler that only Deployments take: goldens and hostile specs render each.
+    variants={"": {}, "kserve": {"flavor": "kserve"}, "knative": {"flavor": "knative"}, "keda": {"autoscaling": "keda"}},
     plan=plan,
     fit=fit,
     filters=FILTERS,

@@ -8,7 +8,7 @@ from mlgen.monitoring.scrape import dashboard_json
 from mlgen.targets.kubernetes.monitoring import pod_resources
 from mlgen.render import RenderedFile, Renderer
 from mlgen.spec import ServiceModel
-from mlgen.targets.kubernetes.settings import kubernetes_settings
+from mlgen.targets.kubernetes.settings import KubernetesSettings, kubernetes_settings
 
 
 def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
@@ -22,12 +22,14 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
         render("base/serviceaccount.yaml", "base/serviceaccount.yaml"),
         render("base/configmap.yaml", "base/configmap.yaml"),
         render("base/networkpolicy.yaml", "base/networkpolicy.yaml"),
-        *(render(f"base/{w.component}.yaml", "base/workload.yaml", workload=w) for w in settings.workloads),
+        *workload_files(settings, render),
     ]
-    if settings.ingress.host:
+    if settings.ingress.host and settings.flavor == "deployment":
         base.append(render("base/ingress.yaml", "base/ingress.yaml"))
     if settings.service_monitor:
-        base.append(render("base/servicemonitor.yaml", "base/servicemonitor.yaml"))
+        # Knative and KServe front the pods with their own proxy: the pods are scraped directly.
+        monitor = "servicemonitor" if settings.flavor == "deployment" else "podmonitor"
+        base.append(render(f"base/{monitor}.yaml", f"base/{monitor}.yaml"))
         base.append(render("base/prometheusrule.yaml", "base/prometheusrule.yaml", rule_groups=rule_groups(model)))
     monitoring = []
     if model.observability.metrics:
@@ -42,9 +44,20 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
         render("base/kustomization.yaml", "base/kustomization.yaml", resources=resources),
         *(render(f"overlays/{o.environment}/kustomization.yaml", "overlays/kustomization.yaml", overlay=o)
           for o in settings.overlays),
+        *([render("prometheus-adapter.yaml", "prometheus-adapter.yaml")] if settings.adapter_rule else []),
         render("Dockerfile", "Dockerfile"),
         render(".dockerignore", "dockerignore"),
         render("compose.yaml", "compose.yaml"),
         *monitoring,
         *app_files(model, stage_urls=settings.stage_urls),
     ]
+
+
+def workload_files(settings: KubernetesSettings, render) -> list[RenderedFile]:
+    """The stages as the flavor runs them: a Deployment (with Service, autoscaler and disruption
+    budget) or a Knative Service per stage, or KServe's ServingRuntime and InferenceService."""
+    if settings.flavor == "kserve":
+        return [render("base/servingruntime.yaml", "base/servingruntime.yaml"),
+                render("base/inferenceservice.yaml", "base/inferenceservice.yaml")]
+    template = "base/knative-service.yaml" if settings.flavor == "knative" else "base/workload.yaml"
+    return [render(f"base/{w.component}.yaml", template, workload=w) for w in settings.workloads]

@@ -13,6 +13,8 @@ from typing import Mapping
 from mlgen.bundle import serving_config
 from mlgen.render.filters import pretty_json
 from mlgen.spec import ServiceModel
+from mlgen.targets.kubernetes import flavors
+from mlgen.targets.kubernetes.flavors import KServe, Keda, PatchTarget
 from mlgen.targets.kubernetes.workloads import APP_DIR, LIVE, SERVING_PATH, Workload, command, workloads
 
 CONTAINER = "runtime"  # the container's name in every Deployment (the dashboard's cAdvisor queries select it)
@@ -77,6 +79,20 @@ class KubernetesSettings:
     compose_port: str  # where compose publishes the entry stage: loopback only
     prometheus_service: str
     prometheus_image: str
+    flavor: str  # deployment | kserve | knative
+    autoscaling: str  # cpu | requests | keda
+    scale_to_zero: bool  # scaling.min_replicas is 0 and the flavor and autoscaler can wake from it
+    port_name: str  # the container port's name: Knative (and KServe on it) accept only http1 or h2c
+    target_concurrency: int  # in-flight requests per replica for autoscaling: requests
+    in_flight_metric: str  # the per-pod metric the HPAs of `requests` read through the Prometheus Adapter
+    adapter_rule: Mapping | None  # the Prometheus Adapter's rule for it; None unless deployment + requests
+    kserve: KServe | None  # None unless flavor kserve
+    knative_annotations: Mapping[str, str] | None  # None unless flavor knative
+    keda: Keda | None  # None unless autoscaling keda
+    on_knative: bool  # Knative runs the pods (knative, or kserve's Serverless mode): its pod rules apply
+    platform_namespaces: tuple[str, ...]  # KServe/Knative: where the traffic to the pods comes from
+    replica_patch: PatchTarget  # what the overlays patch for min/max replicas
+    requests_patch: PatchTarget  # and for the requests
 
     @property
     def entry(self) -> Workload:
@@ -103,14 +119,21 @@ def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
     labels = {**model.labels, NAME_LABEL: name, "app.kubernetes.io/part-of": name,
               "app.kubernetes.io/managed-by": MANAGED_BY}
     stages = workloads(model, labels)
-    urls = _stage_urls(stages, port) if model.pipeline.split else None
+    flavor, autoscaling = spec["flavor"], spec["autoscaling"]
+    namespace = spec.get("namespace") or name
+    ingress = spec["ingress"]
+    kserve = flavors.kserve(model, stages, spec) if flavor == "kserve" else None
+    urls = _stage_urls(stages, port, flavor, kserve, model) if model.pipeline.split else None
     # ASCII-only JSON: every character a spec value brings is a JSON escape, so the text can sit in a
     # YAML literal block unchanged (no line-break look-alikes such as U+2028 reach the YAML).
     serving = pretty_json(serving_config(model, urls), ascii_only=True)
-    ingress = spec["ingress"]
+    # knative, or kserve's Serverless mode: Knative's rules for pods and probes apply.
+    on_knative = flavor == "knative" or (flavor == "kserve" and autoscaling == "requests")
+    scale_to_zero = model.scaling.min_replicas == 0 and flavors.scales_to_zero(
+        flavor, autoscaling, spec["keda"].get("query"))
     return KubernetesSettings(
         name=name,
-        namespace=spec.get("namespace") or name,
+        namespace=namespace,
         image=spec.get("image") or f"{name}:local",
         local_image=not spec.get("image"),
         labels=_frozen(labels),
@@ -129,7 +152,7 @@ def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
         dashboard_config_map=f"{name}-dashboard",
         dashboard_key=f"{name}.json",
         dashboard_labels=_frozen({**labels, GRAFANA_SIDECAR_LABEL: "1"}),
-        overlays=(_dev(model), _prod(model)),
+        overlays=(_dev(model, scale_to_zero), _prod(model, scale_to_zero)),
         termination_grace_s=model.runtime.timeout_s + DRAIN_MARGIN_S,
         container=CONTAINER,
         run_as=RUN_AS,
@@ -142,26 +165,51 @@ def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
         compose_port=f"127.0.0.1:{port}:{port}",
         prometheus_service=f"{name}-prometheus",
         prometheus_image=PROMETHEUS_IMAGE,
+        flavor=flavor,
+        autoscaling=autoscaling,
+        scale_to_zero=scale_to_zero,
+        port_name="http" if flavor == "deployment" else flavors.KNATIVE_PORT_NAME,
+        target_concurrency=spec["target_concurrency"],
+        in_flight_metric=flavors.IN_FLIGHT_METRIC,
+        adapter_rule=(_frozen(flavors.adapter_rule(namespace))
+                      if flavor == "deployment" and autoscaling == "requests" else None),
+        kserve=kserve,
+        knative_annotations=flavors.knative_annotations(model, spec) if flavor == "knative" else None,
+        keda=(flavors.keda(model, stages, spec, namespace, spec["monitoring_namespace"])
+              if autoscaling == "keda" else None),
+        on_knative=on_knative,
+        platform_namespaces=(ingress["controller_namespace"], flavors.KNATIVE_SERVING_NAMESPACE) if on_knative
+        else (ingress["controller_namespace"],),
+        replica_patch=flavors.replica_patch(flavor, autoscaling, kserve),
+        requests_patch=flavors.requests_patch(flavor, kserve),
     )
 
 
-def _stage_urls(stages: tuple[Workload, ...], port: int) -> dict[str, str]:
-    """In-cluster addresses of the stage Services, for the gateway's serving.json. Short Service
-    names resolve inside the namespace, so an overlay that moves the namespace keeps them valid."""
-    return {w.stage: f"http://{w.name}:{port}" for w in stages if not w.entry}
+def _stage_urls(stages: tuple[Workload, ...], port: int, flavor: str, kserve: KServe | None,
+                model: ServiceModel) -> dict[str, str]:
+    """In-cluster addresses of the stages, for the gateway's serving.json. Short Service names
+    resolve inside the namespace, so an overlay that moves the namespace keeps them valid; Knative
+    routes each Service on port 80; a KServe transformer reaches its sidecars on the pod's loopback
+    and the predictor through KServe's `<name>-predictor` Service."""
+    if kserve:
+        return flavors.kserve_stage_urls(model, kserve)
+    suffix = "" if flavor == "knative" else f":{port}"
+    return {w.stage: f"http://{w.name}{suffix}" for w in stages if not w.entry}
 
 
-def _dev(model: ServiceModel) -> Overlay:
-    """One replica and a quarter of the CPU and half the memory requested, so a small cluster holds
-    it (limits stay, so it still runs at full speed when it can)."""
+def _dev(model: ServiceModel, scale_to_zero: bool) -> Overlay:
+    """One replica (none while idle, where it scales to zero) and a quarter of the CPU and half the
+    memory requested, so a small cluster holds it (limits stay, so it still runs at full speed when
+    it can)."""
     resources = model.resources
-    return Overlay("dev", 1, 1, _frozen({"cpu": f"{max(resources.millicores // 4, 50)}m",
+    return Overlay("dev", 0 if scale_to_zero else 1, 1, _frozen({"cpu": f"{max(resources.millicores // 4, 50)}m",
                                          "memory": f"{max(resources.memory_mib // 2, 64)}Mi"}))
 
 
-def _prod(model: ServiceModel) -> Overlay:
-    """At least two replicas, so a drain or a failed node never takes a stage away."""
-    low = max(model.scaling.min_replicas, 2)
+def _prod(model: ServiceModel, scale_to_zero: bool) -> Overlay:
+    """At least two replicas, so a drain or a failed node never takes a stage away; none while idle
+    where the spec chose to scale to zero."""
+    low = 0 if scale_to_zero else max(model.scaling.min_replicas, 2)
     return Overlay("prod", low, max(model.scaling.max_replicas, low), None)
 
 

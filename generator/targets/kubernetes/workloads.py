@@ -53,8 +53,8 @@ def _workload(model: ServiceModel, labels: Mapping[str, str], name: str, compone
                     LIVE if stage == "gateway" else READY)
 
 
-def command(model: ServiceModel, stage: str) -> tuple[str, ...]:
+def command(model: ServiceModel, stage: str, host: str = "0.0.0.0", port: int | None = None) -> tuple[str, ...]:
     """What the container runs: the same list in the Deployment, the Dockerfile, the compose file
-    and the tests."""
+    and the tests (a KServe transformer's sidecars listen on the pod's loopback, on ports of their own)."""
     return ("python", "-m", "mlgen_runtime", "serve", "--config", SERVING_PATH,
-            "--host", "0.0.0.0", "--port", str(model.runtime.port), "--stage", stage)
+            "--host", host, "--port", str(port or model.runtime.port), "--stage", stage)
