@@ -28,7 +28,7 @@ FORMAT_REQUIREMENTS = {
 GPU_REQUIREMENTS = {"onnxruntime>=1.17": "onnxruntime-gpu>=1.17"}
 # runtime.grpc_port: the gRPC server, the message classes generated from the protocol file (they
 # need this protobuf runtime or newer) and the standard health service.
-GRPC_REQUIREMENTS = ("grpcio>=1.60", "protobuf>=6.31", "grpcio-health-checking>=1.60")
+GRPC_REQUIREMENTS = ("grpcio>=1.60", "protobuf>=6.33.5", "grpcio-health-checking>=1.60")
 
 
 def serving_config(model: ServiceModel, stage_urls: dict[str, str] | None = None) -> dict:

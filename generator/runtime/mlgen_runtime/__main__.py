@@ -1,6 +1,6 @@
 """python -m mlgen_runtime serve|predict --config app/serving.json …
 
-serve    start the HTTP server (uvicorn) for one stage of the pipeline (default: all of it)
+serve    start the HTTP server (uvicorn), and gRPC with runtime.grpc_port, for one stage of the pipeline (default: all of it)
 predict  answer one request read from stdin (V2 `inputs` or V1 `instances`) without a server
 Exit codes: 0 ok, 1 the service could not load or the request failed, 2 usage error.
 """
@@ -42,9 +42,12 @@ def _serve(args) -> int:
         # uvicorn's worker processes import the app by name; hand them the config through the environment.
         os.environ["MLGEN_CONFIG"] = str(os.path.abspath(args.config))
         os.environ["MLGEN_STAGE"] = args.stage
+        os.environ["MLGEN_HOST"] = args.host
+        if args.grpc_port:
+            os.environ["MLGEN_GRPC_PORT"] = str(args.grpc_port)
         uvicorn.run("mlgen_runtime.asgi:app_from_environment", factory=True, workers=workers, **options)
         return 0
-    app = ServingApp(Service(config, args.stage))
+    app = ServingApp(Service(config, args.stage), args.host, args.grpc_port)
     server = uvicorn.Server(uvicorn.Config(app, **options))
     app.stop_server = lambda: setattr(server, "should_exit", True)
     server.run()
@@ -84,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", required=True, help="path to serving.json")
     serve.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     serve.add_argument("--port", type=int, default=None, help="port (default runtime.port)")
+    serve.add_argument("--grpc-port", type=int, default=None, help="gRPC port (default runtime.grpc_port)")
     serve.add_argument("--stage", default="all", choices=SERVE_STAGES, help="part of the pipeline to run")
     serve.add_argument("--workers", type=int, default=None, help="worker processes (default runtime.workers)")
     serve.set_defaults(run=_serve)

@@ -29,8 +29,14 @@ _SMOOTHING = 0.1  # weight of the newest request in the running estimate of how 
 
 
 class ServingApp:
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, grpc_host: str = "0.0.0.0", grpc_port: int | None = None) -> None:
         self.service = service
+        # gRPC listens beside HTTP in the entry process (the whole pipeline, or the gateway); stage
+        # services talk HTTP to their gateway.
+        if grpc_port is None:
+            grpc_port = service.config.runtime.grpc_port
+        self.grpc_address = (grpc_host, grpc_port) if grpc_port and service.role.stage in ("all", "gateway") else None
+        self.grpc = None
         self.max_body_bytes = service.config.runtime.max_body_bytes
         self.body_timeout_s = service.config.runtime.timeout_s
         self.executor = ThreadPoolExecutor(max_workers=_pool_size(service), thread_name_prefix="mlgen")
@@ -119,17 +125,36 @@ class ServingApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self.grpc_address is not None:
+                    try:
+                        self._start_grpc()
+                    except OSError as exc:
+                        await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                        return
                 asyncio.get_running_loop().run_in_executor(self.executor, self._load)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.grpc is not None:
+                    # HTTP has drained; gRPC calls in flight get the same grace.
+                    grace = self.service.config.runtime.shutdown_timeout_s or self.service.config.runtime.timeout_s
+                    stopped = self.grpc.stop(grace)
+                    await asyncio.get_running_loop().run_in_executor(None, stopped.wait, grace + 5)
                 self.service.close()
                 self.executor.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def _start_grpc(self) -> None:
+        from .grpc_server import GrpcTransport  # grpcio is imported only by services that serve gRPC
+
+        self.grpc = GrpcTransport(self.service, *self.grpc_address)
+        self.grpc.start()
+
     def _load(self) -> None:
         try:
             self.service.load()
+            if self.grpc is not None:
+                self.grpc.set_serving(True)
         except ConfigError as exc:
             self._fail(f"cannot load the service: {exc}", traceback=False)
         except Exception:
@@ -165,4 +190,5 @@ def app_from_environment() -> ServingApp:
 
     service = Service(load_config(os.environ["MLGEN_CONFIG"]), os.environ.get("MLGEN_STAGE", "all"))
     configure(service.config.observability.log_format, service.config.observability.log_level)
-    return ServingApp(service)
+    grpc_port = os.environ.get("MLGEN_GRPC_PORT")
+    return ServingApp(service, os.environ.get("MLGEN_HOST", "0.0.0.0"), int(grpc_port) if grpc_port else None)

@@ -38,7 +38,7 @@ def parse_v2(body: bytes, headers, specs: tuple[TensorSpec, ...] | None) -> Infe
         raise RequestError(400, "request body must be a JSON object with 'inputs'")
     raw_inputs = document.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
-        raise RequestError(400, "request needs a non-empty 'inputs' list" + _expected(specs))
+        raise RequestError(400, "request needs a non-empty 'inputs' list" + expected(specs))
     parameters = document.get("parameters", {})
     if not isinstance(parameters, dict):
         raise RequestError(400, "'parameters' must be a JSON object")
@@ -82,7 +82,7 @@ def require_all(inputs: dict, specs) -> None:
     if specs is not None:
         missing = [spec.name for spec in specs if spec.name not in inputs]
         if missing:
-            raise RequestError(400, f"missing input(s) {', '.join(missing)}" + _expected(specs))
+            raise RequestError(400, f"missing input(s) {', '.join(missing)}" + expected(specs))
 
 
 def encode_v2(model_name: str, model_version: str, request_id: str, outputs: list[tuple],
@@ -142,7 +142,7 @@ def parse_v1(body: bytes, specs: tuple[TensorSpec, ...]) -> InferenceRequest:
         columns = {spec.name: [row.get(spec.name) for row in instances] for spec in specs}
     else:
         raise RequestError(400, "with several inputs each instance must be an object keyed by input name"
-                           + _expected(specs))
+                           + expected(specs))
     inputs, shapes = {}, {}
     for spec in specs:
         column = columns[spec.name]
@@ -166,6 +166,11 @@ def encode_v1(outputs: list[tuple]) -> bytes:
 
 def error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
+
+
+def error_message(body: bytes) -> str:
+    """The message of an error_body (for a transport that carries it elsewhere, as gRPC does)."""
+    return orjson.loads(body)["error"]
 
 
 def _nested(values, shape):
@@ -269,14 +274,14 @@ def check_input(name: str, datatype: str, shape: list[int], specs) -> None:
         return
     spec = next((spec for spec in specs if spec.name == name), None)
     if spec is None:
-        raise RequestError(400, f"unknown input '{name}'" + _expected(specs))
+        raise RequestError(400, f"unknown input '{name}'" + expected(specs))
     if datatype != spec.datatype:
         raise RequestError(400, f"input '{name}' has datatype {datatype}, expected {spec.datatype}")
     if not tensors.shape_matches(spec.shape, shape):
         raise RequestError(400, f"input '{name}' has shape {shape}, expected {list(spec.shape)} (-1: any size)")
 
 
-def _expected(specs) -> str:
+def expected(specs) -> str:
     if not specs:
         return ""
     return "; expected " + ", ".join(f"'{s.name}' {s.datatype} {list(s.shape)}" for s in specs)

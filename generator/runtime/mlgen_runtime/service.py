@@ -133,7 +133,7 @@ class Service:
         """Route and validate a request. An inference leaves with `exchange.inference` set, waiting
         for its model call (here, on a thread, or in a batch); anything else with its response."""
         headers = _lowercase(headers)
-        exchange = Exchange(method, path, _request_id(headers.get("x-request-id")), time.perf_counter())
+        exchange = Exchange(method, path, valid_request_id(headers.get("x-request-id")), time.perf_counter())
         self.metrics.request_started()
         try:
             if len(body) > self.config.runtime.max_body_bytes:
@@ -180,7 +180,7 @@ class Service:
 
     def refused(self, method: str, path: str, headers, status: int, message: str) -> Response:
         """A transport's own refusal (413 too large, 408 body too slow), counted and logged like any answer."""
-        exchange = self.open(method, path, _request_id(_lowercase(headers).get("x-request-id")))
+        exchange = self.open(method, path, valid_request_id(_lowercase(headers).get("x-request-id")))
         exchange.response = Response(status, dict(_JSON), protocol.error_body(message))
         return self.finish(exchange)
 
@@ -346,7 +346,8 @@ def _lowercase(headers) -> dict[str, str]:
     return {str(key).lower(): value for key, value in headers.items()} if headers else {}
 
 
-def _request_id(given: str | None) -> str:
+def valid_request_id(given: str | None) -> str:
+    """The caller's request id when it is fit for logs and headers, else a new one."""
     # Accept a caller's id only when it is short and printable: it lands in logs and response headers.
     if given and len(given) <= 128 and given.isprintable():
         return given
