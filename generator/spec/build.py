@@ -11,7 +11,7 @@ from pathlib import Path
 from mlgen.errors import Level, Problem, SpecError
 from mlgen.spec.load import SourceMap, load_yaml
 from mlgen.spec.model import (
-    Batching, CodeFile, ModelSpec, Observability, Pipeline, Resources, Runtime, Scaling, SecretRef,
+    Batching, CodeFile, Example, ModelSpec, Observability, Pipeline, Resources, Runtime, Scaling, SecretRef,
     ServiceModel, Tensor, freeze,
 )
 from mlgen.spec.overlay import apply_overlays, apply_sets
@@ -70,6 +70,25 @@ def _cross_field_problems(data: dict, sources: SourceMap) -> list[Problem]:
     if data["pipeline"]["topology"] == "microservices" and data["runtime"]["port"] + 3 > 65535:
         problems.append(sources.problem(("runtime", "port"), "split stages listen on port+1 to port+3, which passes 65535"))
     problems += _runtime_problems(data, sources)
+    problems += _example_problems(data, sources)
+    return problems
+
+
+def _example_problems(data: dict, sources: SourceMap) -> list[Problem]:
+    """Examples speak of the declared tensors only: a misspelt name would make verify send a
+    request the runtime refuses, or expect an output that never comes."""
+    problems = []
+    for index, example in enumerate(data["examples"]):
+        for side in ("inputs", "outputs"):
+            declared = [tensor["name"] for tensor in data["model"][side]]
+            for name in example.get(side, {}):
+                if name not in declared:
+                    problems.append(sources.problem(("examples", index, side, name), f"{name!r} is not one of model.{side}",
+                                                    key=True, hint=f"model.{side} declares {', '.join(declared)}"))
+        missing = [tensor["name"] for tensor in data["model"]["inputs"] if tensor["name"] not in example["inputs"]]
+        if missing:
+            problems.append(sources.problem(("examples", index, "inputs"), f"the example has no data for {', '.join(missing)}",
+                                            hint="every request carries every one of model.inputs"))
     return problems
 
 
@@ -216,6 +235,8 @@ def _build(data: dict, spec_path: Path, spec_dir: Path, warnings: tuple, sources
         observability=Observability(metrics=obs["metrics"], log_format=obs["log_format"], log_level=obs["log_level"],
                                     slo=freeze(obs["slo"]), alerts=freeze(obs["alerts"])),
         targets=freeze(data["targets"]),
+        examples=tuple(Example(inputs=freeze(e["inputs"]), outputs=freeze(e.get("outputs", {})), tolerance=e["tolerance"])
+                       for e in data["examples"]),
         code_files=_code_files(spec_dir, data),
         spec_path=spec_path,
         spec_digest=hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest(),

@@ -113,6 +113,15 @@ class Observability:
 
 
 @dataclass(frozen=True)
+class Example:
+    """A request and the answer it must get (the spec's `examples`), sent by `mlgen verify`."""
+
+    inputs: Mapping[str, object]  # tensor name → data, nested as the tensor's shape
+    outputs: Mapping[str, object]  # expected outputs by name; empty: any answer with every output
+    tolerance: float
+
+
+@dataclass(frozen=True)
 class CodeFile:
     """A user file (handler module or package file) copied into the bundle's app/."""
 
@@ -138,6 +147,7 @@ class ServiceModel:
     code_files: tuple[CodeFile, ...]
     spec_path: Path
     spec_digest: str  # sha256 of the validated spec data, recorded in manifests
+    examples: tuple[Example, ...] = ()
     warnings: tuple = field(default=(), compare=False)
     sources: object = field(default=None, compare=False, repr=False)  # SourceMap of the spec
 
