@@ -65,13 +65,13 @@ def stop_process(process, timeout: float = 30) -> int:
 
 def render_spec(spec: Path, target: str, out: Path, **render_options) -> Path:
     """Render `spec` for `target` into out/<target> through the library (what `mlgen render`
-    does) and return that folder."""
+    does, `sets` as its --set arguments) and return that folder."""
     from mlgen import output
     from mlgen.plan import parse_back, plan_target
     from mlgen.render import Renderer
     from mlgen.spec import load_spec
 
-    model = load_spec(spec)
+    model = load_spec(spec, sets=tuple(render_options.get("sets", ())))
     plan = plan_target(model, target, Renderer(render_options.get("templates")))
     parse_back(plan)
     dest = out / target

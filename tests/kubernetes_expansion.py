@@ -41,3 +41,27 @@ def kubernetes_expand(text: str, defined: dict[str, str]) -> str:
             out.append("$" + following)
         index += 2
     return "".join(out)
+
+
+def workload_containers(document: dict) -> list[dict]:
+    """The containers a rendered object runs, whatever its kind (Deployment, Knative Service,
+    KServe InferenceService or ServingRuntime), with their env as the platform hands it to the
+    kubelet: a ServingRuntime's container first goes through KServe's templating."""
+    spec = document.get("spec") or {}
+    if document["kind"] == "InferenceService":
+        return [c for component in spec.values() for c in component.get("containers", [])]
+    if document["kind"] == "ServingRuntime":
+        return [{**c, "env": [{**e, "value": kserve_templated(e["value"])} if "value" in e else e for e in c.get("env", [])]}
+                for c in spec["containers"]]
+    if document["kind"] in ("Deployment", "Service"):
+        return (spec.get("template") or {}).get("spec", {}).get("containers", [])
+    return []
+
+
+def kserve_templated(text: str) -> str:
+    """What KServe's Go text/template (ReplacePlaceholders, over the container's JSON) makes of a
+    string mlgen escaped: each {{`{{`}} action prints `{{`. Any other action left in the text would
+    be a template KServe runs, so there must be none."""
+    rendered = text.replace("{{`{{`}}", "\x00")
+    assert "{{" not in rendered, f"an unescaped template action in {text!r}"
+    return rendered.replace("\x00", "{{")

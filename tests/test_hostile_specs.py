@@ -24,7 +24,7 @@ from mlgen.errors import MlgenError
 from mlgen.plan import parse_back, plan_target
 from mlgen.render import Renderer
 from mlgen.spec import load_spec
-from kubernetes_expansion import kubernetes_env
+from kubernetes_expansion import kubernetes_env, workload_containers
 
 pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
@@ -37,6 +37,7 @@ OUTCOMES: Counter = Counter()  # (variant, "rendered" | "refused") -> count, pri
 # Where each variant puts the spec's env: the files whose parsed content must state every pair.
 ENV_FILES = {
     "kubernetes": ["compose.yaml"],  # the Deployments: kubernetes_env, Kubernetes expands `$` there
+    **{f"kubernetes-{flavor}": ["compose.yaml"] for flavor in ("kserve", "knative", "keda")},
     "serverless-aws": ["template.yaml"],
     "serverless-gcp": ["env.yaml"],
     "serverless-azure": ["local.settings.json.example"],
@@ -78,14 +79,13 @@ def assert_values_come_back(name: str, changes: dict, files: dict[str, bytes]) -
     version = changes["version"]
     if "app/serving.json" in parsed:
         assert parsed["app/serving.json"][0]["version"] == version
-    if name == "kubernetes":
-        deployments = [d for path, docs in parsed.items() if path.startswith("base/") for d in docs
-                       if d["kind"] == "Deployment"]
-        assert deployments
-        for deployment in deployments:
-            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    if name.startswith("kubernetes"):  # every flavor: Deployments, Knative Services, KServe's containers
+        containers = [c for path, docs in parsed.items() if path.startswith("base/") for d in docs
+                      for c in workload_containers(d)]
+        assert containers
+        for container in containers:
             given = kubernetes_env(container)
-            assert given == env, f"{deployment['metadata']['name']}'s process gets {given!r}, not {env!r}"
+            assert given == env, f"{container['name']}'s process gets {given!r}, not {env!r}"
         for document in parsed["base/namespace.yaml"]:
             labels = document["metadata"]["labels"]
             assert {k: labels.get(k) for k in changes["labels"]} == changes["labels"]

@@ -83,6 +83,7 @@ class KubernetesSettings:
     autoscaling: str  # cpu | requests | keda
     scale_to_zero: bool  # scaling.min_replicas is 0 and the flavor and autoscaler can wake from it
     port_name: str  # the container port's name: Knative (and KServe on it) accept only http1 or h2c
+    probe_port: str | int  # what the probes name: Knative accepts only the container port's number
     target_concurrency: int  # in-flight requests per replica for autoscaling: requests
     in_flight_metric: str  # the per-pod metric the HPAs of `requests` read through the Prometheus Adapter
     adapter_rule: Mapping | None  # the Prometheus Adapter's rule for it; None unless deployment + requests
@@ -129,6 +130,7 @@ def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
     serving = pretty_json(serving_config(model, urls), ascii_only=True)
     # knative, or kserve's Serverless mode: Knative's rules for pods and probes apply.
     on_knative = flavor == "knative" or (flavor == "kserve" and autoscaling == "requests")
+    port_name = "http" if flavor == "deployment" else flavors.KNATIVE_PORT_NAME
     scale_to_zero = model.scaling.min_replicas == 0 and flavors.scales_to_zero(
         flavor, autoscaling, spec["keda"].get("query"))
     return KubernetesSettings(
@@ -168,7 +170,8 @@ def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
         flavor=flavor,
         autoscaling=autoscaling,
         scale_to_zero=scale_to_zero,
-        port_name="http" if flavor == "deployment" else flavors.KNATIVE_PORT_NAME,
+        port_name=port_name,
+        probe_port=port if on_knative else port_name,
         target_concurrency=spec["target_concurrency"],
         in_flight_metric=flavors.IN_FLIGHT_METRIC,
         adapter_rule=(_frozen(flavors.adapter_rule(namespace))
