@@ -86,7 +86,8 @@ def assess(spec: Path, overlays: tuple = (), sets: tuple = (), measure: bool = T
             extra = (f"targets.{name}.provider={provider}",) if provider else ()
             options.append(_option(spec, overlays, sets + extra, name, provider))
     measured = _measure(base) if measure else None
-    advice = _recommend(base, options, measured)
+    # The spec's own warnings (a GPU the model will not use, ...) belong to the advice too.
+    advice = [problem.render() for problem in base.warnings] + _recommend(base, options, measured)
     priced = None
     if cost is not None:
         cloud_bundle = next((o.bundle_mb for o in options if o.label == f"cloud/{base.target('cloud')['provider']}"), None)

@@ -102,14 +102,37 @@ def _project(requirement: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
-def app_files(model: ServiceModel, prefix: str = APP, stage_urls: dict[str, str] | None = None) -> list[RenderedFile]:
-    files = [RenderedFile(f"{prefix}/mlgen_runtime/{name}", content, generated=False) for name, content in runtime_sources()]
+def app_files(model: ServiceModel, prefix: str = APP, stage_urls: dict[str, str] | None = None,
+              requirements_text: str | None = None) -> list[RenderedFile]:
+    """`requirements_text`: the target's requirements file (pinned with hashes from the lock);
+    by default the plain requirements."""
+    left_out = _unused_runtime_modules(model)
+    files = [RenderedFile(f"{prefix}/mlgen_runtime/{name}", content, generated=False)
+             for name, content in runtime_sources() if name not in left_out]
     config = pretty_json(serving_config(model, stage_urls))
     files.append(RenderedFile.text(f"{prefix}/serving.json", config))
-    files.append(RenderedFile.text(f"{prefix}/requirements.txt", "\n".join(requirements(model))))
+    files.append(RenderedFile.text(f"{prefix}/requirements.txt", requirements_text or "\n".join(requirements(model))))
     files.extend(_model_files(model, prefix))
     files.extend(RenderedFile(f"{prefix}/{code.relpath}", _read(code.path), generated=False) for code in model.code_files)
     return files
+
+
+# Runtime modules only a service with the feature imports; a bundle without it leaves them out (an
+# inline cloud-init user data has a size limit, and every target ships app/).
+GRPC_MODULES = ("grpc_server.py", "grpc_tensors.py", "grpc_predict_v2_pb2.py")
+BATCHING_MODULES = ("batching.py",)
+GATEWAY_MODULES = ("gateway.py",)  # the entry stage of a split pipeline
+
+
+def _unused_runtime_modules(model: ServiceModel) -> set[str]:
+    unused = set()
+    if model.pipeline.topology != "microservices":
+        unused.update(GATEWAY_MODULES)
+    if model.runtime.grpc_port is None:
+        unused.update(GRPC_MODULES)
+    if model.runtime.batching is None:
+        unused.update(BATCHING_MODULES)
+    return unused
 
 
 def write_app(model: ServiceModel, folder: Path) -> Path:

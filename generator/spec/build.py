@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from mlgen.errors import Level, Problem, SpecError
@@ -102,6 +103,10 @@ def _runtime_problems(data: dict, sources: SourceMap) -> list[Problem]:
         if grpc_port in taken:
             problems.append(sources.problem(("runtime", "grpc_port"), f"port {grpc_port} is already {taken[grpc_port]}",
                                             hint="gRPC needs a port of its own"))
+    if data["resources"]["gpu"] > 0 and data["model"]["format"] == "sklearn":
+        problems.append(replace(sources.problem(
+            ("resources", "gpu"), "a scikit-learn model does not use the GPU: the service computes on CPU",
+            hint="export the model to ONNX (skl2onnx) to run it on CUDA, or set resources.gpu: 0"), level=Level.WARNING))
     if "batching" in runtime:
         # Batching concatenates requests along the first axis and splits the answer the same way,
         # so every tensor must have the batch as its first dimension.
