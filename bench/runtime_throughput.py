@@ -93,7 +93,19 @@ def serve_bare(app_dir: Path, port: int) -> subprocess.Popen:
                             cwd=ROOT / "bench", env={**os.environ, "MODEL": str(app_dir / "model" / "model.joblib")})
 
 
-def serve_mlserver(app_dir: Path, port: int, mlserver: str) -> subprocess.Popen:
+def serve_granian(app: str, port: int, env: dict, cwd: Path, factory: bool = False) -> subprocess.Popen:
+    """An ASGI app on granian (Rust HTTP server), one worker, uvloop, no access log."""
+    return subprocess.Popen([sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1",
+                             "--port", str(port), "--loop", "uvloop", "--no-access-log", "--log-level", "warning",
+                             *(["--factory"] if factory else []), app], cwd=cwd, env={**os.environ, **env})
+
+
+def serve_runtime_granian(app_dir: Path, port: int) -> subprocess.Popen:
+    return serve_granian("mlgen_runtime.asgi:app_from_environment", port, cwd=app_dir, factory=True, env={
+        "PYTHONPATH": str(RUNTIME_SRC), "MLGEN_CONFIG": str(app_dir / "serving.json"), "MLGEN_HOST": "127.0.0.1"})
+
+
+def serve_mlserver(app_dir: Path, port: int, mlserver: str, model_settings: dict | None = None) -> subprocess.Popen:
     folder = app_dir / "mlserver"
     (folder / "iris").mkdir(parents=True, exist_ok=True)
     shutil.copy(app_dir / "model" / "model.joblib", folder / "iris" / "model.joblib")
@@ -101,7 +113,7 @@ def serve_mlserver(app_dir: Path, port: int, mlserver: str) -> subprocess.Popen:
                                                       "metrics_port": free_port(), "host": "127.0.0.1"}))
     (folder / "iris" / "model-settings.json").write_text(json.dumps({
         "name": "iris", "implementation": "mlserver_sklearn.SKLearnModel",
-        "parameters": {"uri": "./model.joblib", "version": "1.0.0"}}))
+        "parameters": {"uri": "./model.joblib", "version": "1.0.0"}, **(model_settings or {})}))
     return subprocess.Popen([mlserver, "start", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -122,6 +134,10 @@ def throughput(app_dir: Path, args) -> dict:
     (quiet_dir / "serving.json").write_text(json.dumps(config))
     servers = {"runtime": lambda port: serve_runtime(app_dir, port), "quiet": lambda port: serve_runtime(quiet_dir, port),
                "bare": lambda port: serve_bare(app_dir, port)}
+    if args.granian:
+        servers["quiet-gr"] = lambda port: serve_runtime_granian(quiet_dir, port)
+        servers["bare-gr"] = lambda port: serve_granian("runtime_bare_app:app", port, cwd=ROOT / "bench",
+                                                         env={"MODEL": str(app_dir / "model" / "model.joblib")})
     if args.mlserver and Path(args.mlserver).exists():
         servers["mlserver"] = lambda port: serve_mlserver(app_dir, port, args.mlserver)
     results = {}
@@ -183,6 +199,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--mlserver", default="/tmp/mlserver-venv/bin/mlserver")
+    parser.add_argument("--granian", action="store_true", help="also the quiet runtime and the bare app on granian")
+    parser.add_argument("--no-cold-start", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         estimator, _ = apps.iris_estimator()
@@ -193,15 +211,19 @@ def main() -> None:
         print("\nrows  server     req/s     p50 ms   p99 ms   runtime/it  quiet/it")
         for rows in (1, 64):
             runtime, quiet = results[("runtime", rows)], results[("quiet", rows)]
-            for name in ("runtime", "quiet", "bare", "mlserver"):
+            for name in ("runtime", "quiet", "bare", "quiet-gr", "bare-gr", "mlserver"):
                 if (name, rows) not in results:
                     continue
                 r = results[(name, rows)]
                 print(f"{rows:4}  {name:9} {r['rps']:8.0f}  {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}", end="")
                 if name in ("bare", "mlserver"):
                     print(f"   {runtime['rps'] / r['rps']:9.2f} {quiet['rps'] / r['rps']:9.2f}", end="")
+                if name == "bare-gr":  # the runtime against the bare app on the same (granian) stack
+                    print(f"   {'':9} {results[('quiet-gr', rows)]['rps'] / r['rps']:9.2f}", end="")
                 print()
         print()
+        if args.no_cold_start:
+            return
         cold = cold_start(sklearn_dir, onnx_dir, args.repeats)
         print(f"runtime onnx / bare onnxruntime cold start: {cold['runtime onnx'] / cold['bare onnxruntime']:.2f}")
 

@@ -59,6 +59,12 @@ def main() -> None:
                         "grpc_predict_v2.proto"]) != 0:
             raise SystemExit("protoc failed")
         generated = (work / "grpc_predict_v2_pb2.py").read_text()
+    # A pool of its own: tritonclient (and KServe, MLServer) register the same `inference.*` names in
+    # protobuf's default pool, and a process may import one of them beside the runtime.
+    default_pool = "_descriptor_pool.Default().AddSerializedFile("
+    if generated.count(default_pool) != 1:
+        raise SystemExit("protoc's output no longer adds the file to the default pool in one place")
+    generated = generated.replace(default_pool, "_descriptor_pool.DescriptorPool().AddSerializedFile(")
     version = getattr(grpc_tools, "__version__", None) or _installed("grpcio-tools")
     OUTPUT.write_text(HEADER.format(tools=version) + generated)
     print(f"wrote {OUTPUT}")
