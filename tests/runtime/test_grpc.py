@@ -4,12 +4,14 @@ checking client. Every answer equals the HTTP answer of the same server, errors 
 
 from __future__ import annotations
 
+import re
+import shutil
 import threading
 import time
 
 import pytest
 
-from helpers import free_port
+from helpers import EXAMPLES, free_port, run_mlgen
 
 from . import apps
 from .test_processes import GATED_HANDLER, WAIT_S, wait_for_file
@@ -209,3 +211,16 @@ def test_sigterm_lets_the_grpc_call_in_flight_finish_and_refuses_new_ones(tmp_pa
     fresh.close()
     served.close()
 
+
+
+def test_a_serverless_render_refuses_grpc_and_names_the_targets_that_serve_it(tmp_path):
+    spec_dir = tmp_path / "iris"
+    shutil.copytree(EXAMPLES / "iris", spec_dir)
+    spec = spec_dir / "spec.yaml"
+    spec.write_text(spec.read_text().replace("runtime:\n", "runtime:\n  grpc_port: 9090\n", 1))
+    done = run_mlgen("render", spec, "--target", "serverless", "-o", tmp_path / "out")
+    line = next(number for number, row in enumerate(spec.read_text().splitlines(), 1) if "grpc_port" in row)
+    assert done.returncode == 1
+    assert re.search(rf"spec.yaml:{line}:\d+: runtime.grpc_port: .* serves HTTP only: a function cannot listen "
+                     r"for gRPC \(the onprem, cloud and kubernetes targets serve runtime.grpc_port", done.stderr), done.stderr
+    assert "Traceback" not in done.stderr
