@@ -25,6 +25,14 @@ def fit(model: ServiceModel) -> list:
     if model.pipeline.split:
         problems.append(model.problem(("pipeline", "topology"), "a function runs every stage in one process",
                                       hint="use topology: collocated, or the kubernetes target for split stages", warning=True))
+    # A function gets one HTTP request per invocation through the platform's gateway: no port of
+    # its own for gRPC, and no concurrent requests in one instance to batch.
+    if model.runtime.grpc_port is not None:
+        problems.append(model.problem(("runtime", "grpc_port"), f"{name} serves HTTP only: a function cannot listen for gRPC",
+                                      hint="the onprem, cloud and kubernetes targets serve runtime.grpc_port; remove it for serverless"))
+    if model.runtime.batching is not None:
+        problems.append(model.problem(("runtime", "batching"), f"{name} hands each instance one request at a time: nothing to batch",
+                                      hint="the onprem, cloud and kubernetes targets batch; remove runtime.batching for serverless"))
     problems += _size_problems(model, f)
     problems += _timeout_problems(model, f)
     problems += _memory_problems(model, f)
