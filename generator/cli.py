@@ -152,6 +152,28 @@ def plan_command(specs, no_measure, rps, peak_rps, hours_per_day, request_ms, fr
 
 @cli.command()
 @click.argument("spec", type=click.Path(path_type=Path))
+@spec_inputs
+def lock(spec, overlays, sets) -> None:
+    """Resolve SPEC's requirements (and the runtime's own) for every platform it deploys to, with
+    hashes, into SPEC.lock.json beside it; bundles then install from it with --require-hashes."""
+    from mlgen.lock.resolve import lock_document, write_lock
+    from mlgen.plan import deployed_platforms
+    from mlgen.spec import load_spec
+
+    model = load_spec(spec, tuple(overlays), tuple(sets))
+    platforms = deployed_platforms(model)
+    if not platforms:
+        raise click.UsageError(f"{spec} configures no target that installs Python packages (see `mlgen targets`)")
+    document = lock_document(platforms, progress=lambda line: click.echo(line, err=True))
+    path = write_lock(Path(spec), document)
+    for label, entry in document["platforms"].items():
+        size = sum(max((f["size"] for f in p["files"]), default=0) for p in entry["packages"]) / 1e6
+        click.echo(f"{label:<16} {entry['python']:<6} {entry['tag']:<24} {len(entry['packages']):>3} packages, {size:.1f} MB of wheels")
+    click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(path_type=Path))
 @click.argument("field")
 @spec_inputs
 @FORMAT

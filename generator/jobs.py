@@ -109,7 +109,8 @@ def render_one(spec: Path, options: RenderOptions) -> Outcome:
         for name in options.targets:
             dest = options.out / model.name / name if options.nested else options.out / name
             plan = plan_target(model, name, renderer)
-            outcome.problems.extend(plan.warnings)
+            # A warning about the spec itself (no lock, say) is printed once, not once per target.
+            outcome.problems.extend(p for p in plan.warnings if p not in outcome.problems)
             check_changed = lambda changes, plan=plan: parse_back(plan, only={*changes.created, *changes.updated})
             if options.mode == "write":
                 changes = output.write(plan.files, dest, model.spec_digest, force=options.force, before_write=check_changed)

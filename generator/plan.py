@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from mlgen import targets
 from mlgen.errors import Level, Problem, RenderError
+from mlgen.lock import Platform, locked
 from mlgen.render import RenderedFile, Renderer, check_files
 from mlgen.spec import ServiceModel
 
@@ -20,7 +21,7 @@ class TargetPlan:
 
 def plan_target(model: ServiceModel, name: str, renderer: Renderer) -> TargetPlan:
     target = targets.get(name)
-    fitness = target.fit(model)
+    fitness = target.fit(model) + lock_problems(model, target)
     errors = [p for p in fitness if p.level is Level.ERROR]
     if errors:
         raise RenderError(errors)
@@ -29,6 +30,18 @@ def plan_target(model: ServiceModel, name: str, renderer: Renderer) -> TargetPla
     if duplicates:
         raise RenderError(Problem(f"target {name} planned {', '.join(duplicates)} twice"))
     return TargetPlan(name, files, tuple(p for p in fitness if p.level is Level.WARNING))
+
+
+def lock_problems(model: ServiceModel, target: targets.Target) -> list[Problem]:
+    """A stale lock is an error (the bundle would install something else than the spec asks
+    for); no lock, or none for this target, a warning (the build is not reproducible)."""
+    return list(locked(model, target.platform(model)).problems) if target.platform else []
+
+
+def deployed_platforms(model: ServiceModel) -> list[Platform]:
+    """Each platform the spec deploys to: one per target it configures (with its provider)."""
+    return [targets.get(name).platform(model) for name in targets.available()
+            if name in model.targets and targets.get(name).platform]
 
 
 def target_renderer(renderer: Renderer, target: targets.Target) -> Renderer:

@@ -240,9 +240,10 @@ def test_a_tagged_image_is_a_warning_and_scale_to_zero_an_error(tmp_path):
         warnings = plan_target(load_spec(tagged), "kubernetes", Renderer()).warnings
     finally:
         tagged.unlink()
-    assert [w.message for w in warnings] == [
+    tag = [w for w in warnings if w.field == "targets.kubernetes.image"]
+    assert [w.message for w in tag] == [
         "image registry.example.com/ml/iris:1.0.0 is a tag, which can move under a running Deployment"]
-    assert warnings[0].line is not None  # located at the spec line that set it
+    assert tag[0].line is not None  # located at the spec line that set it
     spec = variant(tmp_path, IRIS, scaling={"min_replicas": 0, "max_replicas": 2})
     try:
         with pytest.raises(RenderError, match="scale to zero"):

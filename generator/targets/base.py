@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from mlgen.errors import Problem
+from mlgen.lock import Platform
 from mlgen.render import RenderedFile, Renderer
 from mlgen.spec import ServiceModel
 
@@ -57,6 +58,9 @@ class Target:
     variants: Mapping[str, Mapping] = field(default_factory=dict)
     docs: str | None = None  # the target's page, relative to the repository (docs/targets/<name>.md)
     limits_markdown: Callable[[], str] | None = None  # platform limits section for docs/choosing-a-target.md
+    # Where the bundle's Python environment is built (Python, OS and architecture) and from which
+    # requirements: what `mlgen lock` resolves for this target. None: the target installs nothing.
+    platform: Callable[[ServiceModel], Platform] | None = None
 
     def all_variants(self) -> dict[str, Mapping]:
         """variant name → `targets.<name>` settings to merge over the spec's."""

@@ -12,7 +12,7 @@ from mlgen.targets.cloud.fitness import fit
 from mlgen.targets.cloud.monitoring import monitoring
 from mlgen.targets.cloud.scripts import script_files
 from mlgen.targets.cloud.settings import cloud_settings
-from mlgen.targets.cloud.userdata import user_data_files
+from mlgen.targets.cloud.userdata import user_data_files, vm_platform
 from mlgen.targets.onprem.checks import CHECKS as HOST_CHECKS
 from mlgen.targets.onprem.filters import FILTERS as HOST_FILTERS
 
@@ -49,6 +49,7 @@ TARGET = Target(
     # The VMs install the on-prem host bundle, rendered from the on-prem templates.
     filters=HOST_FILTERS,
     checks=HOST_CHECKS,
+    platform=vm_platform,
     providers={
         "aws": "launch template, auto-scaling group with CPU target tracking, application load balancer",
         "gcp": "instance template, regional managed instance group with autoscaler, passthrough network load balancer",

@@ -18,7 +18,8 @@ from mlgen.errors import Problem, RenderError
 from mlgen.render import RenderedFile, Renderer
 from mlgen.spec import ServiceModel
 from mlgen.targets.cloud.settings import ARCHIVE, CloudSettings
-from mlgen.targets.onprem import HostSettings, host_files, host_settings
+from mlgen.lock import Platform
+from mlgen.targets.onprem import HostSettings, host_files, host_platform, host_settings
 
 USER_DATA = "cloud-init.yaml"
 # What a VM needs from the host bundle: the air-gap wheelhouse builder and the host guide stay home.
@@ -46,11 +47,16 @@ LIMITS = {
 }
 
 
+def vm_platform(model: ServiceModel) -> Platform:
+    """The VMs' Python environment: runtime.python on x86_64 (every default image is amd64)."""
+    return host_platform(model, "cloud", "x86_64")
+
+
 def vm_host(model: ServiceModel) -> HostSettings:
     """The on-prem host layout as a VM behind a load balancer runs it: one instance on the
     service port, bound to every interface (the load balancer's health checks come from outside),
     no TLS proxy (the load balancer fronts it), packages from the index (the VM has internet)."""
-    host = host_settings(model, mode="venv", bind="0.0.0.0", tls=None, air_gapped=False,
+    host = host_settings(model, vm_platform(model), mode="venv", bind="0.0.0.0", tls=None, air_gapped=False,
                          ip_address_allow=[], ip_address_deny=[])
     return dataclasses.replace(host, ports=(model.runtime.port,))
 

@@ -14,7 +14,7 @@ from mlgen.targets.base import Target, TradeOff, schema_fragment
 from mlgen.targets.kubernetes.bundle import plan
 from mlgen.targets.kubernetes.filters import FILTERS
 from mlgen.targets.kubernetes.fitness import autoscaling_problems
-from mlgen.targets.kubernetes.settings import kubernetes_settings
+from mlgen.targets.kubernetes.settings import image_platform, kubernetes_settings
 
 
 def fit(model: ServiceModel) -> list[Problem]:
@@ -28,6 +28,11 @@ def fit(model: ServiceModel) -> list[Problem]:
         problems.append(model.problem(
             ("targets", "kubernetes", "image"), f"image {settings.image} is a tag, which can move under a running Deployment",
             hint="pin it by digest (registry/name@sha256:…) so every pod runs the same build", warning=True))
+    if "@sha256:" not in settings.base_image:
+        problems.append(model.problem(
+            ("targets", "kubernetes", "base_image"), f"the Dockerfile builds FROM {settings.base_image}, a tag, which moves "
+            "with every patch release: two builds of the same bundle can differ",
+            hint="pin base_image by digest (name:tag@sha256:…) so every build starts from the same image", warning=True))
     problems += autoscaling_problems(model, settings)
     if settings.service_monitor and not model.observability.metrics:
         problems.append(model.problem(
@@ -50,4 +55,5 @@ TARGET = Target(
     plan=plan,
     fit=fit,
     filters=FILTERS,
+    platform=image_platform,
 )

@@ -11,11 +11,14 @@ from mlgen.spec import ServiceModel
 from mlgen.targets.kubernetes.settings import KubernetesSettings, kubernetes_settings
 
 
+EXECUTABLE = 0o755
+
+
 def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
     settings = kubernetes_settings(model)
 
-    def render(path: str, template: str, **item) -> RenderedFile:
-        return renderer.file(path, f"kubernetes/{template}.j2", model=model, settings=settings, **item)
+    def render(path: str, template: str, mode: int = 0o644, **item) -> RenderedFile:
+        return renderer.file(path, f"kubernetes/{template}.j2", mode, model=model, settings=settings, **item)
 
     base = [
         render("base/namespace.yaml", "base/namespace.yaml"),
@@ -46,10 +49,11 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
           for o in settings.overlays),
         *([render("prometheus-adapter.yaml", "prometheus-adapter.yaml")] if settings.adapter_rule else []),
         render("Dockerfile", "Dockerfile"),
+        render("build-image.sh", "build-image.sh", mode=EXECUTABLE),
         render(".dockerignore", "dockerignore"),
         render("compose.yaml", "compose.yaml"),
         *monitoring,
-        *app_files(model, stage_urls=settings.stage_urls),
+        *app_files(model, stage_urls=settings.stage_urls, requirements_text=settings.locked.text),
     ]
 
 

@@ -6,11 +6,13 @@ they are, optional keys without one are None when unset."""
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
-from mlgen.bundle import serving_config
+from mlgen.bundle import requirements, serving_config
+from mlgen.lock import Locked, Platform, locked
 from mlgen.render.filters import pretty_json
 from mlgen.spec import ServiceModel
 from mlgen.targets.kubernetes import flavors
@@ -24,6 +26,9 @@ NAME_LABEL = "app.kubernetes.io/name"
 GRAFANA_SIDECAR_LABEL = "grafana_dashboard"  # what the Grafana Helm chart's dashboard sidecar looks for
 PROMETHEUS_IMAGE = "docker.io/prom/prometheus:v3.5.0"  # compose only: a local look at the metrics and alerts
 DRAIN_MARGIN_S = 10  # after SIGTERM the runtime drains for timeout_s; the pod gets this much longer
+# The image's Python: Debian 12 (glibc 2.36) on amd64, which manylinux_2_28 wheels and older run on.
+IMAGE_PLATFORM = "x86_64-manylinux_2_28"
+DEFAULT_BASE_IMAGE = "docker.io/library/python:{python}-slim-bookworm"
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,15 @@ class KubernetesSettings:
     platform_namespaces: tuple[str, ...]  # KServe/Knative: where the traffic to the pods comes from
     replica_patch: PatchTarget  # what the overlays patch for min/max replicas
     requests_patch: PatchTarget  # and for the requests
+    locked: Locked  # app/requirements.txt: pinned with hashes when the spec's lock covers the image
+    base_image: str  # the Dockerfile's FROM: targets.kubernetes.base_image, or the official python image
+    image_repository: str  # the image without tag or digest: what build-image.sh pushes and the overlays pin
+    image_tag: str  # the tag build-image.sh pushes before it reads the digest
+    image_digest: str | None  # the spec's image digest ("sha256:…"), pinned in the overlays' images:
+
+    @property
+    def require_hashes(self) -> bool:
+        return self.locked.hashed
 
     @property
     def entry(self) -> Workload:
@@ -111,6 +125,23 @@ class KubernetesSettings:
 
     def resource(self, suffix: str) -> str:
         return f"{self.name}-{suffix}"
+
+
+def image_platform(model: ServiceModel) -> Platform:
+    """The image's Python environment as `mlgen lock` resolves it."""
+    return Platform("kubernetes", model.runtime.python, IMAGE_PLATFORM, tuple(requirements(model)))
+
+
+def image_repository(image: str) -> str:
+    """`registry:5000/ml/iris:1.0@sha256:…` → `registry:5000/ml/iris` (a port is not a tag)."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return name[: len(name) - len(last)] + last.split(":", 1)[0]
+
+
+def _digest(image: str | None) -> str | None:
+    digest = (image or "").partition("@")[2]
+    return digest if re.fullmatch(r"sha256:[0-9a-f]{64}", digest) else None
 
 
 def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
@@ -185,6 +216,11 @@ def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
         else (ingress["controller_namespace"],),
         replica_patch=flavors.replica_patch(flavor, autoscaling, kserve),
         requests_patch=flavors.requests_patch(flavor, kserve),
+        locked=locked(model, image_platform(model)),
+        base_image=spec.get("base_image") or DEFAULT_BASE_IMAGE.format(python=model.runtime.python),
+        image_repository=image_repository(spec.get("image") or f"{name}:local"),
+        image_digest=_digest(spec.get("image")),
+        image_tag=model.version if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", model.version) else "latest",
     )
 
 

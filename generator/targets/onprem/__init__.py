@@ -13,9 +13,9 @@ from mlgen.targets.onprem.checks import CHECKS
 from mlgen.targets.onprem.filters import FILTERS
 from mlgen.targets.onprem.fitness import fit
 from mlgen.targets.onprem.host import host_files
-from mlgen.targets.onprem.settings import HostSettings, host_settings
+from mlgen.targets.onprem.settings import HostSettings, host_platform, host_settings
 
-__all__ = ["TARGET", "HostSettings", "host_files", "host_settings"]
+__all__ = ["TARGET", "HostSettings", "host_files", "host_platform", "host_settings"]
 
 
 def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
@@ -44,4 +44,5 @@ TARGET = Target(
     fit=fit,
     filters=FILTERS,
     checks=CHECKS,
+    platform=host_platform,
 )

@@ -30,7 +30,7 @@ def host_files(model: ServiceModel, renderer: Renderer, settings: HostSettings |
         files.append(renderer.file(f"{settings.name}.container", "onprem/container.j2", **context))
     else:
         files.append(renderer.file(settings.unit_file, "onprem/service.j2", **context))
-        app = app_files(model)
+        app = app_files(model, requirements_text=settings.locked.text)
         files.append(RenderedFile.text(MODEL_SUMS, model_sums(model, app)))
         files.extend(app)
     if settings.proxy:

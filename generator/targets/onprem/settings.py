@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from mlgen.bundle import requirements
+from mlgen.lock import Locked, Platform, locked
 from mlgen.targets.onprem.filters import systemd_word
 from mlgen.spec import ServiceModel
 
@@ -60,6 +62,11 @@ class HostSettings:
     memory_mib: int
     cpu_percent: int  # CPUQuota=: 100 per core
     request_deadline_s: int  # a request's time limit plus the grace to drain it (unit stop, proxy)
+    locked: Locked  # app/requirements.txt: pinned with hashes when the spec's lock covers this host
+
+    @property
+    def require_hashes(self) -> bool:
+        return self.locked.hashed
 
     unit_dir = UNIT_DIR
     quadlet_dir = QUADLET_DIR
@@ -153,7 +160,14 @@ class HostSettings:
         return CONTAINER_ARCH[self.platform]
 
 
-def host_settings(model: ServiceModel, **overrides) -> HostSettings:
+def host_platform(model: ServiceModel, label: str = "onprem", arch: str | None = None) -> Platform:
+    """The host's Python environment as `mlgen lock` resolves it: runtime.python on manylinux
+    for the same glibc range the offline bundle accepts."""
+    arch = arch or model.target("onprem")["platform"]
+    return Platform(label, model.runtime.python, f"{arch}-manylinux_2_{max(GLIBC_MINORS)}", tuple(requirements(model)))
+
+
+def host_settings(model: ServiceModel, platform: Platform | None = None, **overrides) -> HostSettings:
     """The host layout for `model` from its `targets.onprem` settings (schema defaults applied).
     `overrides` replace single settings: the cloud VM target installs the same unit with, say,
     `bind="0.0.0.0", tls=None` behind its load balancer."""
@@ -186,4 +200,5 @@ def host_settings(model: ServiceModel, **overrides) -> HostSettings:
         memory_mib=model.resources.memory_mib,
         cpu_percent=max(1, round(model.resources.millicores / 10)),
         request_deadline_s=model.runtime.timeout_s + STOP_GRACE_S,
+        locked=locked(model, platform or host_platform(model)),
     )

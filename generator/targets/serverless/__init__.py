@@ -13,7 +13,7 @@ from mlgen.targets.base import Target, TradeOff, schema_fragment
 from mlgen.targets.serverless import aws, azure, gcp
 from mlgen.targets.serverless.fitness import fit
 from mlgen.targets.serverless.package import function_app_files, requirements_file
-from mlgen.targets.serverless.settings import function_settings
+from mlgen.targets.serverless.settings import function_platform, function_settings
 
 PROVIDERS = {"aws": aws, "gcp": gcp, "azure": azure}
 
@@ -21,7 +21,7 @@ PROVIDERS = {"aws": aws, "gcp": gcp, "azure": azure}
 def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
     settings = function_settings(model)
     return [*PROVIDERS[settings.provider].provider_files(model, settings, renderer),
-            requirements_file(model, settings.provider), *function_app_files(model, settings)]
+            requirements_file(settings), *function_app_files(model, settings)]
 
 
 TARGET = Target(
@@ -36,6 +36,7 @@ TARGET = Target(
     summary="a function that loads the model once per instance and answers requests on demand",
     plan=plan,
     fit=fit,
+    platform=function_platform,
     providers={
         "aws": "AWS Lambda behind an API Gateway HTTP API, deployed with SAM (zip or container image)",
         "gcp": "Google Cloud Functions 2nd gen (an HTTP function), deployed with gcloud",

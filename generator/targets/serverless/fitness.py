@@ -70,7 +70,7 @@ def _size_problems(model: ServiceModel, f: FunctionSettings) -> list:
     limit = f.limits.package_mb
     if limit.value is None:
         return []
-    weights, deps, unknown = bundle_estimate(model, f.provider)
+    weights, deps, unknown = bundle_estimate(model, f)
     total = weights + deps
     if total <= limit.value:
         return []

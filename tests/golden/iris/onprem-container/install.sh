@@ -275,7 +275,7 @@ venv_stamp() {
 }
 
 build_venv() {
-  local venv=$1 pip_options=(--disable-pip-version-check --no-input --quiet)
+  local venv=$1 pip_options=(--disable-pip-version-check --no-input --quiet --require-hashes)
   rm -rf -- "$venv"
   "$python" -m venv -- "$venv" || return
   if [[ -d $bundle/wheelhouse ]]; then

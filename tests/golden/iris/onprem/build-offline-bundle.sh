@@ -98,7 +98,7 @@ platforms+=(--platform manylinux2014_x86_64 --platform manylinux2010_x86_64 --pl
 rm -rf -- "$bundle/wheelhouse"
 mkdir -p -- "$bundle/wheelhouse"
 "$python" -m pip download --disable-pip-version-check --no-input --quiet \
-  --dest "$bundle/wheelhouse" --only-binary=:all: \
+  --dest "$bundle/wheelhouse" --only-binary=:all: --require-hashes \
   --implementation cp --python-version 3.12 --abi cp312 "${platforms[@]}" \
   -r "$bundle/app/requirements.txt"
 (cd -- "$bundle/wheelhouse" && find . -maxdepth 1 -name '*.whl' -printf '%P\0' | sort -z | xargs -0 sha256sum >SHA256SUMS)

@@ -107,7 +107,7 @@ zip_sorted() {
 run rm -rf build/package build/function.zip
 run mkdir -p build/package
 run "$python" -m pip install --quiet --disable-pip-version-check --no-compile --target build/package \
-  --implementation cp --python-version "$python_version" "${platforms[@]}" --only-binary=:all: \
+  --implementation cp --python-version "$python_version" "${platforms[@]}" --only-binary=:all: --require-hashes \
   --requirement requirements.txt
 run cp handler.py build/package/
 run cp -R app build/package/app
