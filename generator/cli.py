@@ -174,6 +174,28 @@ def lock(spec, overlays, sets) -> None:
 
 @cli.command()
 @click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--target", "-t", "selection", default="all", show_default=True,
+              help="Target name, a comma-separated list, or all (the targets the spec configures).")
+@spec_inputs
+@FORMAT
+def verify(spec, selection, overlays, sets, fmt) -> None:
+    """Build each target's environment from the lock, start the bundle as its platform would, send
+    the spec's examples and compare the answers. Exit 1 when any target fails."""
+    from mlgen import targets
+    from mlgen.verify import FAILED, report, verify as run
+
+    chosen = [] if selection == "all" else targets.resolve(selection)
+    results = run(spec, chosen, tuple(overlays), tuple(sets),
+                  progress=(lambda line: click.echo(line, err=True)) if fmt == "text" else (lambda line: None))
+    if fmt == "json":
+        click.echo(json.dumps([r.as_json() for r in results], indent=2, ensure_ascii=False))
+    else:
+        click.echo(report(results))
+    sys.exit(1 if any(r.status == FAILED for r in results) or not results else 0)
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(path_type=Path))
 @click.argument("field")
 @spec_inputs
 @FORMAT

@@ -1,0 +1,188 @@
+"""`mlgen verify`: the proof that a bundle starts the way its platform starts it, and answers.
+
+For each target: render the bundle (in memory, into a scratch folder), build its Python
+environment from the bundle's own requirements file (pinned with hashes by the lock) in a clean,
+cached environment, start it as the platform does (launch.py), send the spec's examples
+(probe.py) and compare the answers, then stop everything it started. A target this machine cannot
+run (its Python version is not installed, another CPU architecture, a flavor run by an operator)
+is "not verified" with the reason, never passed."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from mlgen import targets
+from mlgen.errors import MlgenError
+from mlgen.plan import plan_target
+from mlgen.render import Renderer
+from mlgen.spec import ServiceModel, load_spec
+from mlgen.verify import environment, launch
+from mlgen.verify.probe import infer_path, judge, probes
+
+PASSED, FAILED, NOT_VERIFIED = "passed", "FAILED", "not verified"
+
+
+@dataclass
+class Result:
+    target: str
+    status: str = PASSED
+    reason: str = ""
+    locked: bool = False  # the environment was built from hashes in the lock
+    env_s: float | None = None  # environment build time (a cache hit costs next to nothing)
+    env_cached: bool = False
+    ready_s: float | None = None  # from starting the processes to the first ready answer
+    first_s: float | None = None  # the first request's round trip
+
+    def as_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def verify(spec: Path, selection: list[str], overlays: tuple = (), sets: tuple = (),
+           progress: Callable[[str], None] = lambda line: None) -> list[Result]:
+    model = load_spec(spec, overlays, sets)
+    names = [name for name in selection if name in model.targets] if selection else \
+        [name for name in targets.available() if name in model.targets]
+    results = []
+    for name in names:
+        progress(f"{name}: rendering and building its environment")
+        result = Result(name)
+        try:
+            _verify_target(model, name, result, progress)
+        except environment.NotHere as reason:
+            result.status, result.reason = NOT_VERIFIED, str(reason)
+        except (environment.BuildFailed, launch.StartFailed) as failure:
+            result.status, result.reason = FAILED, str(failure)
+        except MlgenError as error:
+            result.status, result.reason = FAILED, "; ".join(p.render() for p in error.problems)
+        results.append(result)
+    return results
+
+
+def _verify_target(model: ServiceModel, name: str, result: Result, progress) -> None:
+    target = targets.get(name)
+    if target.platform is None:
+        raise environment.NotHere(f"the {name} target names no Python platform to build")
+    files = plan_target(model, name, Renderer()).files
+    platform = target.platform(model)
+    with tempfile.TemporaryDirectory(prefix=f"mlgen-verify-{name}-") as folder:
+        scratch = Path(folder)
+        bundle = scratch / "bundle"
+        for rendered in files:
+            path = bundle / rendered.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(rendered.content)
+            path.chmod(rendered.mode)
+        starter = STARTERS.get(name)
+        if starter is None:
+            raise environment.NotHere(f"verify does not know how the {name} platform starts a bundle")
+        service = starter(model, bundle, platform, scratch, result)
+        try:
+            started = time.perf_counter()
+            service.wait_ready()
+            result.ready_s = time.perf_counter() - started
+            progress(f"{name}: ready in {result.ready_s:.2f} s; sending the examples")
+            failures = []
+            for index, probe in enumerate(probes(model)):
+                asked = time.perf_counter()
+                answers = service.ask(infer_path(model), probe.body)
+                if index == 0:
+                    result.first_s = time.perf_counter() - asked
+                for how, status, body in answers:
+                    wrong = judge(model, probe, status, body)
+                    if wrong:
+                        failures.append(f"{wrong} ({how})" if len(answers) > 1 else wrong)
+        finally:
+            service.stop()
+    if failures:
+        result.status, result.reason = FAILED, "; ".join(failures)
+
+
+def _environment(platform, requirements: Path, result: Result, lambda_package: bool = False) -> environment.Environment:
+    built = environment.build(platform, requirements, lambda_package)
+    result.env_s, result.env_cached = built.build_s, built.cached
+    result.locked = b"--hash=" in requirements.read_bytes()
+    return built
+
+
+def _host(model: ServiceModel, bundle: Path, platform, scratch: Path, result: Result, settings=None):
+    from mlgen.targets.onprem import host_settings
+
+    settings = settings or host_settings(model)
+    if settings.mode != "venv":
+        raise environment.NotHere("mode: container runs an image pulled by Podman; verify builds environments "
+                                  "from the lock (use mode: venv to verify here)")
+    built = _environment(platform, bundle / "app" / "requirements.txt", result)
+    return launch.start_host(bundle, settings.unit_file, f"{settings.name}.env", settings.prefix, settings.home,
+                             built.python, scratch)
+
+
+def _cloud(model: ServiceModel, bundle: Path, platform, scratch: Path, result: Result):
+    """The VMs unpack bundle.tar.gz (downloaded, or carried in the user data) and install it."""
+    from mlgen.targets.cloud.userdata import vm_host
+
+    archive = bundle / "bundle.tar.gz"
+    data = archive.read_bytes() if archive.exists() else _inline_archive(bundle / "cloud-init.yaml")
+    host = scratch / "host"
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(host, filter="data")
+    return _host(model, host, platform, scratch, result, vm_host(model))
+
+
+def _inline_archive(user_data: Path) -> bytes:
+    import base64
+
+    for entry in yaml.safe_load(user_data.read_text(encoding="utf-8")).get("write_files", []):
+        if entry.get("path", "").endswith(".tar.gz") and entry.get("encoding") in ("b64", "base64"):
+            return base64.b64decode(entry["content"])
+    raise launch.StartFailed("cloud-init.yaml carries no bundle archive and no bundle.tar.gz was rendered")
+
+
+def _kubernetes(model: ServiceModel, bundle: Path, platform, scratch: Path, result: Result):
+    from mlgen.targets.kubernetes.settings import kubernetes_settings
+
+    settings = kubernetes_settings(model)
+    if settings.flavor != "deployment":
+        raise environment.NotHere(f"flavor {settings.flavor} is run by its operator in the cluster; verify starts "
+                                  "the Deployments of flavor: deployment")
+    built = _environment(platform, bundle / "app" / "requirements.txt", result)
+    found = {d["metadata"]["name"]: d for path in sorted((bundle / "base").glob("*.yaml"))
+             for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d and d.get("kind") == "Deployment"}
+    deployments = [found[w.name] for w in settings.workloads]  # the entry stage first
+    return launch.start_stages(bundle, deployments, settings.app_dir, built.python, scratch)
+
+
+def _serverless(model: ServiceModel, bundle: Path, platform, scratch: Path, result: Result):
+    from mlgen.targets.serverless.settings import function_settings
+
+    settings = function_settings(model)
+    if settings.provider == "aws":
+        built = _environment(platform, bundle / "requirements.txt", result, lambda_package=True)
+        return launch.FunctionHost("lambda", bundle, built.python, built.site, scratch)
+    built = _environment(platform, bundle / "requirements.txt", result)
+    if settings.provider == "gcp":
+        return launch.start_gcp(bundle, built.bin, settings.entry_point, scratch)
+    return launch.FunctionHost("azure", bundle, built.python, None, scratch)
+
+
+STARTERS = {"onprem": _host, "cloud": _cloud, "kubernetes": _kubernetes, "serverless": _serverless}
+
+
+def report(results: list[Result]) -> str:
+    lines = [f"{'target':<12}{'environment':>18}{'start→ready':>14}{'first answer':>14}  result"]
+    for r in results:
+        env = "-" if r.env_s is None else f"{r.env_s:.1f} s{' cached' if r.env_cached else ''}"
+        env += "" if r.env_s is None or r.locked else " unlocked"
+        ready = "-" if r.ready_s is None else f"{r.ready_s:.2f} s"
+        first = "-" if r.first_s is None else f"{r.first_s * 1000:.0f} ms"
+        lines.append(f"{r.target:<12}{env:>18}{ready:>14}{first:>14}  {r.status}")
+        if r.reason:
+            lines.extend(f"    {line}" for line in r.reason.splitlines())
+    return "\n".join(lines)
