@@ -38,10 +38,16 @@ def lock_problems(model: ServiceModel, target: targets.Target) -> list[Problem]:
     return list(locked(model, target.platform(model)).problems) if target.platform else []
 
 
+def configured_targets(model: ServiceModel) -> list[str]:
+    """The targets the spec itself sets under `targets:` (every target when it sets none)."""
+    table = getattr(model.sources, "values", {})
+    named = [name for name in targets.available() if ("targets", name) in table]
+    return named or targets.available()
+
+
 def deployed_platforms(model: ServiceModel) -> list[Platform]:
     """Each platform the spec deploys to: one per target it configures (with its provider)."""
-    return [targets.get(name).platform(model) for name in targets.available()
-            if name in model.targets and targets.get(name).platform]
+    return [targets.get(name).platform(model) for name in configured_targets(model) if targets.get(name).platform]
 
 
 def target_renderer(renderer: Renderer, target: targets.Target) -> Renderer:

@@ -21,7 +21,7 @@ import yaml
 
 from mlgen import targets
 from mlgen.errors import MlgenError
-from mlgen.plan import plan_target
+from mlgen.plan import configured_targets, plan_target
 from mlgen.render import Renderer
 from mlgen.spec import ServiceModel, load_spec
 from mlgen.verify import environment, launch
@@ -48,8 +48,7 @@ class Result:
 def verify(spec: Path, selection: list[str], overlays: tuple = (), sets: tuple = (),
            progress: Callable[[str], None] = lambda line: None) -> list[Result]:
     model = load_spec(spec, overlays, sets)
-    names = [name for name in selection if name in model.targets] if selection else \
-        [name for name in targets.available() if name in model.targets]
+    names = list(selection) or configured_targets(model)
     results = []
     for name in names:
         progress(f"{name}: rendering and building its environment")
