@@ -20,6 +20,7 @@ from pathlib import Path
 from mlgen import targets
 from mlgen.bundle import write_app
 from mlgen.errors import Level, MlgenError
+from mlgen.lock import locked
 from mlgen.plan import target_renderer
 from mlgen.pricing.report import CostRequest, Costs, price, recommendation as cost_advice, render as render_costs
 from mlgen.render import Renderer
@@ -108,11 +109,25 @@ def _option(spec, overlays, sets, name, provider) -> Option:
             option.fits &= problem.level is not Level.ERROR
         if option.fits:
             files = target.plan(model, target_renderer(Renderer(), target))
-            option.bundle_mb = round(sum(len(f.content) for f in files) / 1e6, 2)
+            option.bundle_mb = round((sum(len(f.content) for f in files) + _dependencies_bytes(model, target, option)) / 1e6, 2)
     except MlgenError as error:
         option.fits = False
         option.reasons.extend(p.message for p in error.problems)
     return option
+
+
+def _dependencies_bytes(model: ServiceModel, target, option: Option) -> int:
+    """What the platform installs beside mlgen's files: the locked wheels for its platform (their
+    sizes are in the lock, from the resolver's report). Without a lock the size is mlgen's files
+    only, and the option says so."""
+    if target.platform is None:
+        return 0
+    entry = locked(model, target.platform(model)).entry
+    if entry is None:
+        option.reasons.append(f"note: bundle size without dependencies (no lock for {target.platform(model).label}: "
+                              f"run `mlgen lock {model.spec_path}`)")
+        return 0
+    return entry.size
 
 
 def _measure(model: ServiceModel) -> dict | None:

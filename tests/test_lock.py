@@ -106,3 +106,31 @@ def test_mlgen_lock_resolves_each_platform_with_uv(tmp_path):
     assert all("x86_64" in f["file"] for f in host["files"])
     assert "serverless/aws" in out and "packages" in out
     assert run_mlgen("render", spec, "--target", "onprem,serverless", "-o", tmp_path / "out")[0] == 0
+
+
+def plan_options(spec) -> dict:
+    code, out, err = run_mlgen("plan", spec, "--no-measure", "--format", "json")
+    return {o["provider"] and f"{o['target']}/{o['provider']}" or o["target"]: o for o in json.loads(out)[0]["options"]}
+
+
+def test_plan_counts_the_locked_wheels_the_platform_installs(tmp_path):
+    spec = iris_copy(tmp_path)
+    lock = json.loads((spec.parent / "spec.lock.json").read_text())
+    wheels_mb = sum(max(f["size"] for f in p["files"]) for p in lock["platforms"]["serverless/aws"]["packages"]) / 1e6
+    options = plan_options(spec)
+    assert options["serverless/aws"]["bundle_mb"] >= wheels_mb > 40  # scikit-learn, scipy, numpy
+    (spec.parent / "spec.lock.json").unlink()
+    unlocked = plan_options(spec)["serverless/aws"]
+    assert unlocked["bundle_mb"] < 1 and any("no lock" in reason for reason in unlocked["reasons"])
+
+
+def test_the_lambda_size_limit_catches_a_heavy_locked_dependency(tmp_path):
+    spec = iris_copy(tmp_path)
+    lock_file = spec.parent / "spec.lock.json"
+    lock = json.loads(lock_file.read_text())
+    heavy = next(p for p in lock["platforms"]["serverless/aws"]["packages"] if p["name"] == "cloudpickle")
+    heavy["files"][0]["size"] = 300_000_000  # a dependency the size table does not know
+    lock_file.write_text(json.dumps(lock))
+    option = plan_options(spec)["serverless/aws"]
+    assert not option["fits"]
+    assert any("250" in reason and "dependencies" in reason for reason in option["reasons"]), option["reasons"]
