@@ -11,24 +11,11 @@ from mlgen.render import RenderedFile
 from mlgen.render.filters import pretty_json
 from mlgen.resources import RUNTIME_DIR
 from mlgen.spec import ServiceModel
+from mlgen.spec.distributions import (
+    FORMAT_REQUIREMENTS, GPU_REQUIREMENTS, GRPC_REQUIREMENTS, RUNTIME_REQUIREMENTS, project_name,
+)
 
 APP = "app"
-
-# What the runtime itself imports, and what each model format adds. Bounds, not pins: the
-# user's runtime.requirements pin what their model was trained with and take precedence.
-RUNTIME_REQUIREMENTS = ("numpy>=1.24", "orjson>=3.9", "uvicorn>=0.30", "httptools>=0.6",
-                        "uvloop>=0.19; sys_platform != 'win32'")
-FORMAT_REQUIREMENTS = {
-    "sklearn": ("scikit-learn>=1.3", "joblib>=1.3"),
-    "onnx": ("onnxruntime>=1.17",),
-    "python": (),
-}
-# With resources.gpu > 0 an ONNX model runs on CUDA: onnxruntime-gpu replaces onnxruntime (it
-# carries the CPU provider too, for the fallback).
-GPU_REQUIREMENTS = {"onnxruntime>=1.17": "onnxruntime-gpu>=1.17"}
-# runtime.grpc_port: the gRPC server, the message classes generated from the protocol file (they
-# need this protobuf runtime or newer) and the standard health service.
-GRPC_REQUIREMENTS = ("grpcio>=1.60", "protobuf>=6.33.5", "grpcio-health-checking>=1.60")
 
 
 def serving_config(model: ServiceModel, stage_urls: dict[str, str] | None = None) -> dict:
@@ -85,21 +72,14 @@ def requirements(model: ServiceModel) -> list[str]:
     """pip requirements of the app: the user's own first, then what the runtime needs and the
     user did not already name."""
     user = list(model.runtime.requirements)
-    named = {_project(req) for req in user}
+    named = {project_name(req) for req in user}
     wanted = RUNTIME_REQUIREMENTS + FORMAT_REQUIREMENTS[model.model.format]
     if model.resources.gpu > 0:
         wanted = tuple(GPU_REQUIREMENTS.get(req, req) for req in wanted)
     if model.runtime.grpc_port is not None:
         wanted += GRPC_REQUIREMENTS
-    extra = [req for req in wanted if _project(req) not in named]
+    extra = [req for req in wanted if project_name(req) not in named]
     return user + extra
-
-
-def _project(requirement: str) -> str:
-    name = requirement
-    for stop in "<>=!~;[ @":
-        name = name.split(stop)[0]
-    return name.strip().lower().replace("_", "-")
 
 
 def app_files(model: ServiceModel, prefix: str = APP, stage_urls: dict[str, str] | None = None,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mlgen.spec.distributions import installed_with
+
 MB = 1024 * 1024
 
 
@@ -125,9 +127,9 @@ def serverless_limits(provider: str, packaging: str = "zip", plan: str = "consum
     return AZURE_PLANS[plan]
 
 
-# Installed size (MB, unzipped, without __pycache__ and tests folders) of common dependencies and
-# what each pulls in. Measured 2026-11-28 on manylinux x86_64 wheels for CPython 3.11 (numpy 2.4.6,
-# scipy 1.17.1, scikit-learn 1.9.1, onnxruntime 1.32.0, pillow 13.0.0) with
+# Installed size (MB, unzipped, without __pycache__ and tests folders) of common dependencies (what
+# each pulls in: spec/distributions.py). Measured 2026-11-28 on manylinux x86_64 wheels for
+# CPython 3.11 (numpy 2.4.6, scipy 1.17.1, scikit-learn 1.9.1, onnxruntime 1.32.0, pillow 13.0.0) with
 # `find PKG -type f ! -path '*__pycache__*' ! -path '*/tests/*'` summed over site-packages;
 # aarch64 wheels are within a few MB of these.
 INSTALLED_MB = {
@@ -136,25 +138,13 @@ INSTALLED_MB = {
     "orjson": 0.3, "pillow": 19.3, "prometheus-client": 0.2, "sympy": 16.2, "mpmath": 1.4,
     "functions-framework": 3.0, "flask": 1.5, "werkzeug": 1.5, "azure-functions": 1.0,
 }
-DEPENDS_ON = {
-    "scikit-learn": ("numpy", "scipy", "joblib", "threadpoolctl", "narwhals"),
-    "scipy": ("numpy",),
-    "onnxruntime": ("numpy", "protobuf", "flatbuffers", "packaging"),
-    "functions-framework": ("flask", "werkzeug"),
-}
 UNKNOWN_PACKAGE_MB = 5.0  # counted for a requirement not in the table above
 
 
 def dependencies_mb(projects: list[str]) -> tuple[float, list[str]]:
     """Estimated installed size of `projects` with what they pull in, and the names not in the
     table (counted at UNKNOWN_PACKAGE_MB each)."""
-    seen: set[str] = set()
-    pending = list(projects)
-    while pending:
-        name = pending.pop()
-        if name not in seen:
-            seen.add(name)
-            pending.extend(DEPENDS_ON.get(name, ()))
+    seen = installed_with(projects)
     unknown = sorted(name for name in seen if name not in INSTALLED_MB)
     return sum(INSTALLED_MB.get(name, UNKNOWN_PACKAGE_MB) for name in seen), unknown
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from mlgen.bundle import _project, app_files
+from mlgen.spec.distributions import project_name
+from mlgen.bundle import app_files
 from mlgen.render import RenderedFile
 from mlgen.spec import ServiceModel
 from mlgen.targets.serverless import limits
@@ -38,8 +39,8 @@ def bundle_estimate(model: ServiceModel, settings: FunctionSettings) -> tuple[fl
     table's estimate of the requirements and what they pull in."""
     entry = settings.locked.entry
     if entry is not None:
-        deps = sum(limits.INSTALLED_MB.get(_project(p.name), p.size / limits.MB) for p in entry.packages)
+        deps = sum(limits.INSTALLED_MB.get(project_name(p.name), p.size / limits.MB) for p in entry.packages)
         return model_mb(model), deps, []
-    projects = [_project(req) for req in function_requirements(model, settings.provider)]
+    projects = [project_name(req) for req in function_requirements(model, settings.provider)]
     deps, unknown = limits.dependencies_mb(projects)
     return model_mb(model), deps, unknown
