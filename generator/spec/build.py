@@ -10,6 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from mlgen.errors import Level, Problem, SpecError
+from mlgen.spec.artifacts import artifact_problems
+from mlgen.spec.handlers import Reference, handler_problems
 from mlgen.spec.load import SourceMap, load_yaml
 from mlgen.spec.model import (
     Batching, CodeFile, Example, ModelSpec, Observability, Pipeline, Resources, Runtime, Scaling, SecretRef,
@@ -135,8 +137,14 @@ def _file_problems(data: dict, sources: SourceMap, spec_dir: Path) -> list[Probl
             elif _sha256(model_path) != model["sha256"]:
                 problems.append(sources.problem(("model", "sha256"), f"{model['path']} does not match this sha256",
                                                 hint=f"the file's sha256 is {_sha256(model_path)}; update the spec if the model changed on purpose"))
-    for where, target in _callables(data):
-        _module_files(spec_dir, target, where, sources, problems)
+        if model_path.exists():
+            problems += artifact_problems(data, sources, model_path)
+    references = [Reference(where, target, path, tuple(_handler_files(spec_dir, target).values()))
+                  for where, target in _callables(data)
+                  for path in _module_files(spec_dir, target, where, sources, problems)]
+    if references:
+        bundled = {code.path for code in _code_files(spec_dir, data)}
+        problems += handler_problems(references, data, sources, spec_dir, bundled)
     return problems
 
 
@@ -179,19 +187,27 @@ def _code_files(spec_dir: Path, data: dict) -> tuple[CodeFile, ...]:
     """Every handler module, with the packages it sits in, so imports work inside app/."""
     files: dict[str, Path] = {}
     for _where, target in _callables(data):
-        parts = target.split(":")[0].split(".")
-        for depth in range(1, len(parts)):
-            init = spec_dir.joinpath(*parts[:depth], "__init__.py")
-            if init.exists():
-                files[init.relative_to(spec_dir).as_posix()] = init.resolve()
-        module = spec_dir.joinpath(*parts[:-1], parts[-1] + ".py")
-        package = spec_dir.joinpath(*parts)
-        if module.exists():
-            files[module.relative_to(spec_dir).as_posix()] = module.resolve()
-        elif package.is_dir():
-            for source in sorted(package.rglob("*.py")):
-                files[source.relative_to(spec_dir).as_posix()] = source.resolve()
+        files.update(_handler_files(spec_dir, target))
     return tuple(CodeFile(relpath=relpath, path=path) for relpath, path in sorted(files.items()))
+
+
+def _handler_files(spec_dir: Path, target: str) -> dict[str, Path]:
+    """The files one `module:attr` brings into app/ (by their path there): the module, or every
+    module of a package, and the __init__.py of the packages around it."""
+    files: dict[str, Path] = {}
+    parts = target.split(":")[0].split(".")
+    for depth in range(1, len(parts)):
+        init = spec_dir.joinpath(*parts[:depth], "__init__.py")
+        if init.exists():
+            files[init.relative_to(spec_dir).as_posix()] = init.resolve()
+    module = spec_dir.joinpath(*parts[:-1], parts[-1] + ".py")
+    package = spec_dir.joinpath(*parts)
+    if module.exists():
+        files[module.relative_to(spec_dir).as_posix()] = module.resolve()
+    elif package.is_dir():
+        for source in sorted(package.rglob("*.py")):
+            files[source.relative_to(spec_dir).as_posix()] = source.resolve()
+    return files
 
 
 def _sha256(path: Path) -> str:
