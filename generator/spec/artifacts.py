@@ -74,7 +74,7 @@ def _tensor_problems(side: str, model: dict, found, sources: SourceMap, *, every
                                             f"the ONNX model's {role} {tensor.name!r} has shape {_dims(tensor.dims)}, "
                                             f"which {declared['shape']} does not match",
                                             hint=f"shape: {_spec_shape(tensor.dims)}"))
-    if every:
+    if every and not any(declared["name"] not in by_name for declared in model[side]):  # else said above
         declared_names = {declared["name"] for declared in model[side]}
         missing = [tensor for tensor in found if tensor.name not in declared_names]
         if missing:
@@ -162,7 +162,9 @@ def _version_problems(data: dict, sources: SourceMap, shown: str, made_with: str
                                     hint=f"use {pin}, or retrain the model with scikit-learn {pinned}")]
         return []
     default = next(r for r in FORMAT_REQUIREMENTS["sklearn"] if project_name(r) == SKLEARN)
-    return [_warning(sources.problem(("runtime", "requirements"),
+    # At the requirements the spec lists, or else at the model the pin is for.
+    where = ("runtime", "requirements") if ("runtime", "requirements") in sources.values else ("model", "path")
+    return [_warning(sources.problem(where,
                                      f"scikit-learn is not pinned: bundles install {default}, which need not be the "
                                      f"{made_with} that pickled {shown}", hint=f"add {pin} to runtime.requirements"))]
 

@@ -1,0 +1,6 @@
+def preprocess(inputs):
+    return {"features": inputs["features"]}
+
+
+def postprocess(outputs):
+    return {"predict": outputs["predict"]}

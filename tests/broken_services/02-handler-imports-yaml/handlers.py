@@ -1,0 +1,8 @@
+import yaml
+
+def preprocess(inputs):
+    return {"features": inputs["features"]}
+
+
+def postprocess(outputs):
+    return {"predict": outputs["predict"]}

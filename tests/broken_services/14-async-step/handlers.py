@@ -1,0 +1,7 @@
+def preprocess(inputs):
+    return {"features": inputs["features"]}
+
+
+
+async def postprocess(outputs):
+    return outputs

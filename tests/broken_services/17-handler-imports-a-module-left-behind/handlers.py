@@ -1,0 +1,8 @@
+from features import scale
+
+def preprocess(inputs):
+    return {"features": inputs["features"]}
+
+
+def postprocess(outputs):
+    return {"predict": outputs["predict"]}

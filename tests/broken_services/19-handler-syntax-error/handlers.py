@@ -1,0 +1,2 @@
+def preprocess(inputs)
+    return inputs
