@@ -338,6 +338,8 @@ class _Report:
                 if record["ok"]:
                     click.echo(f"{record['spec']}: valid ({record['name']} {record['version']})")
                 continue
+            if not record["ok"]:  # its problems are printed below
+                continue
             verb = "" if record["mode"] == "write" else "would "
             if not (record["created"] or record["updated"] or record["removed"]):
                 click.echo(f"{record['out']}: up to date ({record['unchanged']} files)")

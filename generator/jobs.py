@@ -106,8 +106,12 @@ def render_one(spec: Path, options: RenderOptions) -> Outcome:
         model = load_spec(spec, options.inputs.overlays, options.inputs.sets)
         outcome.problems.extend(model.warnings)
         renderer = Renderer(options.templates)
-        for name in options.targets:
-            dest = options.out / model.name / name if options.nested else options.out / name
+    if outcome.exit_code:
+        return outcome
+    for name in options.targets:
+        dest = options.out / model.name / name if options.nested else options.out / name
+        # Each target on its own: one that does not fit does not hide the next one's problems.
+        with _collect(outcome, {"target": name, "out": str(dest)}):
             plan = plan_target(model, name, renderer)
             # A warning about the spec itself (no lock, say) is printed once, not once per target.
             outcome.problems.extend(p for p in plan.warnings if p not in outcome.problems)
@@ -125,18 +129,21 @@ def render_one(spec: Path, options: RenderOptions) -> Outcome:
 
 
 class _collect:
-    """Turns an MlgenError into the outcome's problems and exit code."""
+    """Turns an MlgenError into the outcome's problems and exit code (and a failed record, with
+    `record`'s fields)."""
 
-    def __init__(self, outcome: Outcome):
+    def __init__(self, outcome: Outcome, record: dict | None = None):
         self.outcome = outcome
+        self.record = record or {}
 
     def __enter__(self):
         return self
 
     def __exit__(self, kind, error, _traceback) -> bool:
         if isinstance(error, MlgenError):
-            self.outcome.problems.extend(error.problems)
+            # A problem of the spec itself (a stale lock, say) comes once, not once per target.
+            self.outcome.problems.extend(p for p in error.problems if p not in self.outcome.problems)
             self.outcome.exit_code = max(self.outcome.exit_code, error.exit_code)
-            self.outcome.records.append({"spec": self.outcome.spec, "ok": False})
+            self.outcome.records.append({"spec": self.outcome.spec, **self.record, "ok": False})
             return True
         return False
