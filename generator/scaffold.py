@@ -4,6 +4,7 @@ GitHub Actions and GitLab CI, and a pre-commit hook that runs the same drift che
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from mlgen.errors import ConflictError, Problem
 from mlgen.render import RenderedFile, Renderer
-from mlgen import __version__
+from mlgen import DISTRIBUTION, __version__
 from mlgen.resources import schema, templates_dir
 
 FORMATS = {
@@ -40,11 +41,28 @@ def service_name(folder: Path) -> str:
     return name or "model-service"
 
 
+def install_requirement() -> str:
+    """What the scaffold's CI installs: this mlgen. Installed from a repository (PEP 610's
+    direct_url.json says which), that commit; otherwise this release from the package index under
+    its distribution name ("mlgen" there is another project)."""
+    from importlib import metadata
+
+    try:
+        origin = json.loads(metadata.distribution(DISTRIBUTION).read_text("direct_url.json") or "{}")
+    except (metadata.PackageNotFoundError, ValueError):
+        origin = {}
+    vcs = origin.get("vcs_info")
+    if vcs and vcs.get("commit_id"):
+        return f"{DISTRIBUTION} @ {vcs['vcs']}+{origin['url']}@{vcs['commit_id']}"
+    return f"{DISTRIBUTION}=={__version__}"
+
+
 def plan_scaffold(name: str, model_format: str, description: str, port: int | None = None) -> list[RenderedFile]:
     settings = FORMATS[model_format]
-    port = port or schema()["properties"]["runtime"]["properties"]["port"]["default"]
+    runtime = schema()["properties"]["runtime"]["properties"]
+    port = port or runtime["port"]["default"]
     context = {"name": name, "format": model_format, "description": description, "port": port,
-               "mlgen_version": __version__,
+               "python": runtime["python"]["default"], "mlgen_requirement": install_requirement(),
                "model_path": f"model/{settings['model_file']}", "input_name": "features", **settings}
     renderer = Renderer()
     render = lambda path, template, mode=0o644: renderer.file(path, f"init/{template}", mode, **context)

@@ -74,7 +74,7 @@ def test_the_wheel_carries_templates_and_schema_and_renders_from_a_fresh_venv(tm
     build = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(ROOT)],
                            capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-2000:]
-    (wheel,) = dist.glob("mlgen-*.whl")
+    (wheel,) = dist.glob("mlgen_deploy-*.whl")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=False, system_site_packages=True)
     python = env_dir / "bin" / "python"

@@ -20,7 +20,7 @@ RESOLVE_TIMEOUT_S = 300  # one platform's resolution; the index answers within s
 
 
 def uv_command() -> list[str]:
-    """uv from PATH, or from the `uv` package installed beside mlgen (`pip install 'mlgen[lock]'`)."""
+    """uv from PATH, or from the `uv` package installed beside mlgen (`pip install 'mlgen-deploy[lock]'`)."""
     found = shutil.which("uv")
     if found:
         return [found]
@@ -28,7 +28,7 @@ def uv_command() -> list[str]:
         from uv import find_uv_bin  # the PyPI package's own locator for its binary
     except ImportError:
         raise UsageError(Problem("mlgen lock resolves with uv, which is not installed",
-                                 hint="python3 -m pip install 'mlgen[lock]'  (or put uv on PATH)")) from None
+                                 hint="python3 -m pip install 'mlgen-deploy[lock]'  (or put uv on PATH)")) from None
     return [find_uv_bin()]
 
 
