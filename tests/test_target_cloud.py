@@ -90,12 +90,17 @@ def test_the_vm_gets_exactly_the_on_prem_host_files(tmp_path) -> None:
     assert '--host "0.0.0.0" --port 8080' in unit and "ProtectSystem=strict" in unit
 
 
-def test_over_the_aws_limit_mlgen_stops_naming_the_limit_and_the_way_out(tmp_path) -> None:
+def test_an_aws_fleet_without_an_artifact_url_renders_and_fetches_the_bundle_from_its_own_bucket(tmp_path) -> None:
+    from mlgen.targets.cloud.userdata import LIMITS
+
     spec = derived_spec(tmp_path / "spec", EXAMPLE, {"targets": {"cloud": {"provider": "aws", **INLINE}}})
     result = run_mlgen("render", spec, "-t", "cloud", "-o", tmp_path / "out")
-    assert result.returncode == 1
-    assert "16 KB of raw user data" in result.stderr and "targets.cloud.artifact_url" in result.stderr, result.stderr
-    assert "spec.yaml:" in result.stderr  # located at the spec's line
+    assert result.returncode == 0, result.stderr
+    bundle = tmp_path / "out" / "cloud"
+    user_data = (bundle / "cloud-init.yaml").read_bytes()
+    assert len(user_data) <= LIMITS["aws"].limit  # the bundle is not inside: it is beside, for deploy.sh to upload
+    assert (bundle / "bundle.tar.gz").exists() and b"encoding: b64" not in user_data
+    assert b"--aws-sigv4" in user_data and "keep_bundle" in (bundle / "deploy.sh").read_text()
 
 
 def test_user_data_sizes_fit_each_provider(bundles, tmp_path) -> None:

@@ -5,6 +5,7 @@ template version and an instance refresh), teardown leaves nothing and succeeds 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -139,6 +140,51 @@ def test_deploy_update_and_teardown_against_moto(moto, network, tmp_path) -> Non
     assert "Contents" not in aws(moto, "s3api", "list-objects-v2", "--bucket", BUCKET)  # the upload went too
     output = run(bundle / "teardown.sh", moto)
     assert output.count("already gone") == 6, output
+
+
+@pytest.mark.slow
+def test_without_an_artifact_url_the_bundle_lives_in_a_private_bucket_the_vms_read_with_their_own_role(moto, network, tmp_path) -> None:
+    spec = derived_spec(tmp_path / "spec", "ecommerce-recommendations",
+                        {"targets": {"cloud": {**network, "artifact_url": None, "artifact_upload": None}}})
+    bundle = render_spec(spec, "cloud", tmp_path / "out", force=True)
+    run(bundle / "deploy.sh", moto)
+
+    account = aws(moto, "sts", "get-caller-identity")["Account"]
+    bucket = f"{NAME}-{account}-{REGION}"
+    key = f"{NAME}/{hashlib.sha256((bundle / 'bundle.tar.gz').read_bytes()).hexdigest()}.tar.gz"
+    private = aws(moto, "s3api", "get-public-access-block", "--bucket", bucket)["PublicAccessBlockConfiguration"]
+    assert private == {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
+    (rule,) = aws(moto, "s3api", "get-bucket-encryption", "--bucket", bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    uploaded = aws(moto, "s3api", "head-object", "--bucket", bucket, "--key", key)
+    assert uploaded["ContentLength"] == (bundle / "bundle.tar.gz").stat().st_size and uploaded["ServerSideEncryption"] == "AES256"
+
+    # The VMs' role may read that one object and nothing else; the launch template gives it to them.
+    role = aws(moto, "iam", "get-role", "--role-name", f"{NAME}-vm")["Role"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "ec2.amazonaws.com"} and trust["Action"] == "sts:AssumeRole"
+    (policy_name,) = aws(moto, "iam", "list-role-policies", "--role-name", f"{NAME}-vm")["PolicyNames"]
+    document = aws(moto, "iam", "get-role-policy", "--role-name", f"{NAME}-vm", "--policy-name", policy_name)["PolicyDocument"]
+    assert document["Statement"] == [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/{key}"}]
+    profile = aws(moto, "iam", "get-instance-profile", "--instance-profile-name", f"{NAME}-vm")["InstanceProfile"]
+    assert [r["RoleName"] for r in profile["Roles"]] == [f"{NAME}-vm"]
+    (template,) = fleet(moto)["templates"]
+    data = aws(moto, "ec2", "describe-launch-template-versions", "--launch-template-id", template["LaunchTemplateId"],
+               "--versions", "$Default")["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    assert data["IamInstanceProfile"] == {"Name": f"{NAME}-vm"}
+    user_data = base64.b64decode(data["UserData"]).decode()
+    assert "--aws-sigv4" in user_data and "amazonaws.com" not in user_data.split("IMDS=")[0]  # no public URL
+
+    output = run(bundle / "deploy.sh", moto)  # again: everything is there already
+    assert f"bucket {bucket} exists" in output and "create role" not in output, output
+
+    output = run(bundle / "teardown.sh", moto)
+    assert f"delete bucket {bucket}" in output and f"delete role {NAME}-vm" in output, output
+    assert bucket not in [b["Name"] for b in aws(moto, "s3api", "list-buckets")["Buckets"]]
+    assert f"{NAME}-vm" not in [r["RoleName"] for r in aws(moto, "iam", "list-roles")["Roles"]]
+    assert not [p for p in aws(moto, "iam", "list-instance-profiles")["InstanceProfiles"] if p["InstanceProfileName"] == f"{NAME}-vm"]
+    output = run(bundle / "teardown.sh", moto)
+    assert output.count("already gone") == 9, output
 
 
 def test_preflight_says_when_not_logged_in(moto, network, tmp_path) -> None:

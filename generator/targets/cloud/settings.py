@@ -63,8 +63,26 @@ class CloudSettings:
 
     @property
     def inline(self) -> bool:
-        """The bundle travels inside the user data (no artifact_url)."""
-        return self.artifact_url is None
+        """The bundle travels inside the user data (no artifact_url, and not AWS)."""
+        return self.artifact_url is None and not self.owned_bucket
+
+    @property
+    def owned_bucket(self) -> bool:
+        """AWS without artifact_url: a bundle is always over the 16 KB of user data, so deploy.sh
+        keeps it in a private, encrypted bucket of its own (named NAME-ACCOUNT-REGION, the
+        account and region the VMs read from their instance metadata) and the VMs fetch it with
+        an instance role that may read that one object; teardown.sh removes both."""
+        return self.provider == "aws" and self.artifact_url is None
+
+    @property
+    def vm_role(self) -> str:
+        """The IAM role and instance profile of the VMs (owned_bucket only)."""
+        return self.resource("vm")
+
+    @property
+    def aws_vm_trust_policy(self) -> dict:
+        return {"Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 
     @property
     def work_dir(self) -> str:
@@ -130,6 +148,7 @@ class CloudSettings:
             # IMDSv2 only: a request forwarded by the service cannot read instance credentials.
             "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
             "TagSpecifications": self.aws_tag_specifications("instance", "volume"),
+            **({"IamInstanceProfile": {"Name": self.vm_role}} if self.owned_bucket else {}),
         }
 
     @property
