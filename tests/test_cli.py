@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -112,3 +113,17 @@ def test_shell_completion_scripts_are_offered() -> None:
         result = run_mlgen(env={"_MLGEN_COMPLETE": f"{shell}_source"})
         assert result.returncode == 0
         assert "_MLGEN_COMPLETE" in result.stdout
+
+
+def test_render_all_reports_every_target_that_does_not_fit_at_once(tmp_path: Path) -> None:
+    """Two targets that cannot take the spec: both say so in one run, and the others still render."""
+    shutil.copytree(EXAMPLES / "iris", tmp_path / "iris", ignore=shutil.ignore_patterns("spec.lock.json"))
+    result = run_mlgen("render", tmp_path / "iris" / "spec.yaml", "--target", "all", "-o", tmp_path / "out",
+                       "--set", "runtime.python='3.11'", "--set", "targets.cloud.provider=gcp",
+                       "--set", "targets.cloud.artifact_url=https://bundles.example.com/iris.tar.gz")
+    assert result.returncode == 1
+    assert "no default gcp image with cloud-init has Python 3.11" in result.stderr, result.stderr  # cloud
+    assert "AWS Lambda stopped creating python3.11 functions" in result.stderr, result.stderr  # serverless
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "out" / "onprem" / "app" / "serving.json").exists()
+    assert (tmp_path / "out" / "kubernetes").is_dir()

@@ -4,6 +4,7 @@ its own tests, for every model format; it refuses a non-empty folder unless forc
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import run_mlgen
+from helpers import ROOT, run_mlgen
 
 REQUEST = {"inputs": [{"name": "features", "datatype": "FP32", "shape": [2, 4],
                        "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}]}
@@ -62,3 +63,39 @@ def test_the_ci_files_parse_and_run_the_drift_check(tmp_path: Path) -> None:
     assert "mlgen render spec.yaml --target all -o deploy --check" in gitlab["deploy-bundles"]["script"]
     hooks = yaml.safe_load((tmp_path / "repo" / ".pre-commit-config.yaml").read_text())
     assert hooks["repos"][0]["hooks"][0]["entry"].endswith("--check")
+
+
+@pytest.mark.parametrize("model_format", ["sklearn", "onnx", "python"])
+def test_the_scaffold_is_green_from_its_first_commit_for_every_target(tmp_path: Path, model_format: str) -> None:
+    """What the scaffold's CI runs, for every target, with the defaults only (the cloud fleet on AWS,
+    functions on Lambda, the default runtime.python)."""
+    repo = tmp_path / "repo"
+    assert run_mlgen("init", repo, "--format", model_format, "-y").returncode == 0
+    rendered = run_mlgen("render", "spec.yaml", "--target", "all", "-o", "deploy", cwd=repo)
+    assert rendered.returncode == 0, rendered.stderr
+    assert {path.name for path in (repo / "deploy").iterdir() if not path.name.startswith(".")} == \
+        {"onprem", "cloud", "kubernetes", "serverless"}
+    check = run_mlgen("render", "spec.yaml", "--target", "all", "-o", "deploy", "--check", cwd=repo)
+    assert check.returncode == 0, check.stderr
+    assert not [line for line in check.stderr.splitlines() if ": warning: " not in line], check.stderr
+
+
+def test_the_scaffold_ci_installs_this_mlgen_under_its_own_distribution_name(tmp_path: Path) -> None:
+    import tomllib
+
+    from mlgen import DISTRIBUTION, __version__
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["name"] == DISTRIBUTION != "mlgen"  # "mlgen" on PyPI is another project
+    assert project["scripts"]["mlgen"] == "mlgen.cli:main"  # the command keeps its name
+    assert run_mlgen("init", tmp_path / "repo", "-y").returncode == 0
+    github = yaml.safe_load((tmp_path / "repo" / ".github" / "workflows" / "mlgen.yml").read_text())
+    install = next(step["run"] for step in github["jobs"]["deploy-bundles"]["steps"] if "pip install" in step.get("run", ""))
+    gitlab = yaml.safe_load((tmp_path / "repo" / ".gitlab-ci.yml").read_text())["deploy-bundles"]
+    assert install in gitlab["script"]
+    # This checkout is installed from a folder, not a repository: the release on the index.
+    requirement = shlex.split(install)[4]
+    assert requirement == f"{DISTRIBUTION}=={__version__}"
+    python = yaml.safe_load((tmp_path / "repo" / "spec.yaml").read_text())["runtime"]["python"]
+    assert github["jobs"]["deploy-bundles"]["steps"][1]["with"]["python-version"] == python
+    assert gitlab["image"] == f"python:{python}-slim"
