@@ -3,6 +3,7 @@ model's prediction, and SIGTERM stops it cleanly."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,3 +48,18 @@ def test_mlgen_serve_answers_with_the_models_prediction() -> None:
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=30)
     assert code == 0
+
+
+def test_serve_without_the_models_packages_says_what_to_install_and_exits_2(tmp_path) -> None:
+    """A package the bundle installs but this Python lacks: the exact pip command, no traceback."""
+    shutil.copytree(IRIS / "model", tmp_path / "model")
+    spec = (IRIS / "spec.yaml").read_text().replace("    - scikit-learn==1.9.1\n",
+                                                    "    - scikit-learn==1.9.1\n    - mlgen-test-absent-package==2.0\n")
+    (tmp_path / "spec.yaml").write_text(spec)
+    result = subprocess.run([sys.executable, "-m", "mlgen", "serve", "spec.yaml", "--port", str(free_port())],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "needs mlgen-test-absent-package" in result.stderr
+    assert f"install them with: {sys.executable} -m pip install mlgen-test-absent-package==2.0" in result.stderr
+    assert "scikit-learn" not in result.stderr.split("install them with:")[1]  # installed here: not asked for
