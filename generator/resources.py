@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -32,3 +33,10 @@ def schema_path() -> Path:
 @functools.cache
 def schema() -> dict:
     return json.loads(schema_path().read_text(encoding="utf-8"))
+
+
+def cache_dir(name: str) -> Path:
+    """mlgen's cache folder `name` (under $XDG_CACHE_HOME or ~/.cache), not yet created: what is
+    kept there can always be made again."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mlgen" / name

@@ -18,9 +18,9 @@ import os
 import py_compile
 import re
 import tempfile
-from pathlib import Path
 from typing import Callable
 
+from mlgen.resources import cache_dir
 from mlgen.spec.schema import spec_schema
 
 _TRAILING_DOLLAR = re.compile(r"(?<!\\)\$$")
@@ -56,8 +56,8 @@ def fast_validator(plugins: tuple[str, ...] = ()) -> Callable[[object], bool]:
 
     definition = dict(validation_schema(plugins), **{"$schema": "http://json-schema.org/draft-07/schema#"})
     source = json.dumps(definition, sort_keys=True)
-    key = hashlib.sha256(f"{fastjsonschema.VERSION}\n{source}".encode()).hexdigest()[:16]
-    module = _cached_module(key, lambda: fastjsonschema.compile_to_code(definition))
+    key = hashlib.sha256(f"{fastjsonschema.VERSION}\n{LAYOUT}\n{source}".encode()).hexdigest()[:16]
+    module = _cached_module(key, lambda: _lazy_patterns(fastjsonschema.compile_to_code(definition)))
     check = getattr(module, next(name for name in dir(module) if name.startswith("validate_")))
 
     def is_valid(data: object) -> bool:
@@ -70,9 +70,26 @@ def fast_validator(plugins: tuple[str, ...] = ()) -> Callable[[object], bool]:
     return is_valid
 
 
+# The generated module compiles every pattern of the schema when imported (about 40 of them);
+# a spec meets a handful, so each is compiled when first used instead.
+LAYOUT = "lazy-patterns-2"  # part of the cache key: a change here regenerates the cached module
+_EAGER_PATTERNS = re.compile(r"^REGEX_PATTERNS = \{\n.*?^\}\n", re.MULTILINE | re.DOTALL)
+_LAZY_PATTERNS = """class _Patterns(dict):
+    def __missing__(self, pattern):
+        self[pattern] = compiled = re.compile(pattern)
+        return compiled
+
+
+REGEX_PATTERNS = _Patterns()
+"""
+
+
+def _lazy_patterns(code: str) -> str:
+    return _EAGER_PATTERNS.sub(lambda _match: _LAZY_PATTERNS, code, count=1)
+
+
 def _cached_module(key: str, generate: Callable[[], str]):
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = Path(base) / "mlgen" / "schema"
+    folder = cache_dir("schema")
     path = folder / f"schema_{key}.py"
     try:
         if not path.exists():

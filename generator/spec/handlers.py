@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import ast
-import difflib
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -114,6 +113,8 @@ def _reference_problems(reference: Reference, tree: ast.Module, sources: SourceM
     if first not in names:
         if star:
             return []
+        import difflib  # only for a reference that misses
+
         wanted = (ast.FunctionDef, ast.ClassDef) if reference.role == "handler" else FUNCTIONS
         candidates = [name for name, node in names.items() if isinstance(node, wanted)]
         close = difflib.get_close_matches(first, candidates, n=1, cutoff=0.6)
@@ -125,6 +126,8 @@ def _reference_problems(reference: Reference, tree: ast.Module, sources: SourceM
         if isinstance(node, ast.ClassDef):
             members = [item.name for item in node.body if isinstance(item, FUNCTIONS)]
             if rest[0] not in members and not node.bases:
+                import difflib
+
                 close = difflib.get_close_matches(rest[0], members, n=1, cutoff=0.6)
                 return [sources.problem(reference.where, f"class {first} in {shown} has no method {rest[0]}",
                                         hint=f"did you mean {module}:{first}.{close[0]}?" if close else None)]
