@@ -12,7 +12,7 @@ from mlgen.render.filters import pretty_json
 from mlgen.resources import RUNTIME_DIR
 from mlgen.spec import ServiceModel
 from mlgen.spec.distributions import (
-    FORMAT_REQUIREMENTS, GPU_REQUIREMENTS, GRPC_REQUIREMENTS, RUNTIME_REQUIREMENTS, project_name,
+    FORMAT_REQUIREMENTS, GPU_REQUIREMENTS, GRPC_REQUIREMENTS, JWT_REQUIREMENTS, RUNTIME_REQUIREMENTS, project_name,
 )
 
 APP = "app"
@@ -51,12 +51,35 @@ def serving_config(model: ServiceModel, stage_urls: dict[str, str] | None = None
             "grpc_port": model.runtime.grpc_port,
             "batching": {"max_batch_size": batching.max_batch_size, "max_latency_ms": batching.max_latency_ms}
                         if batching else None,
+            "admin_port": model.runtime.admin_port,
         },
         "observability": {
             "metrics": model.observability.metrics,
             "log_format": model.observability.log_format,
             "log_level": model.observability.log_level,
         },
+        "security": security_config(model),
+    }
+
+
+def security_config(model: ServiceModel) -> dict:
+    """serving.json's security: credential names only; the values arrive as the target's secrets."""
+    security, jwt = model.security, model.security.jwt
+    return {
+        "auth": security.auth,
+        "header": security.header,
+        "api_keys": [key.name for key in security.api_keys],
+        "jwt": None if jwt is None else {
+            "issuer": jwt["issuer"],
+            "audience": jwt["audience"] if isinstance(jwt["audience"], str) else list(jwt["audience"]),
+            "jwks_url": jwt.get("jwks_url"),
+            "algorithms": list(jwt.get("algorithms", ())),
+            "leeway_s": jwt["leeway_s"],
+            "required_scopes": list(jwt["required_scopes"]),
+            "required_claims": dict(jwt["required_claims"]),
+        },
+        # Split stages run where a network policy admits only their gateway (Kubernetes).
+        "stage_token": None,
     }
 
 
@@ -78,6 +101,8 @@ def requirements(model: ServiceModel) -> list[str]:
         wanted = tuple(GPU_REQUIREMENTS.get(req, req) for req in wanted)
     if model.runtime.grpc_port is not None:
         wanted += GRPC_REQUIREMENTS
+    if model.security.auth == "jwt":
+        wanted += JWT_REQUIREMENTS
     extra = [req for req in wanted if project_name(req) not in named]
     return user + extra
 
@@ -102,6 +127,7 @@ def app_files(model: ServiceModel, prefix: str = APP, stage_urls: dict[str, str]
 GRPC_MODULES = ("grpc_server.py", "grpc_tensors.py", "grpc_predict_v2_pb2.py")
 BATCHING_MODULES = ("batching.py",)
 GATEWAY_MODULES = ("gateway.py",)  # the entry stage of a split pipeline
+JWT_MODULES = ("oidc.py",)  # security.auth jwt
 
 
 def _unused_runtime_modules(model: ServiceModel) -> set[str]:
@@ -112,6 +138,8 @@ def _unused_runtime_modules(model: ServiceModel) -> set[str]:
         unused.update(GRPC_MODULES)
     if model.runtime.batching is None:
         unused.update(BATCHING_MODULES)
+    if model.security.auth != "jwt":
+        unused.update(JWT_MODULES)
     return unused
 
 

@@ -15,6 +15,7 @@ RUNTIME_METRICS = {
     "mlgen_model_ready": "gauge",
     "mlgen_gateway_stage_calls_total": "counter",
     "mlgen_gateway_stage_call_duration_seconds": "histogram",
+    "mlgen_auth_failures_total": "counter",
 }
 
 # Metrics from outside the runtime: what provides them, so an operator knows what to run.

@@ -14,8 +14,8 @@ from mlgen.spec.artifacts import artifact_problems
 from mlgen.spec.handlers import Reference, handler_problems
 from mlgen.spec.load import SourceMap, load_yaml
 from mlgen.spec.model import (
-    Batching, CodeFile, Example, ModelSpec, Observability, Pipeline, Resources, Runtime, Scaling, SecretRef,
-    ServiceModel, Tensor, freeze,
+    API_KEY_PREFIX, Batching, CodeFile, Example, ModelSpec, Observability, Pipeline, Resources, Runtime, Scaling,
+    SecretRef, Security, ServiceModel, Tensor, freeze,
 )
 from mlgen.spec.overlay import apply_overlays, apply_sets
 from mlgen.spec.validate import schema_problems, with_defaults
@@ -73,7 +73,28 @@ def _cross_field_problems(data: dict, sources: SourceMap) -> list[Problem]:
     if data["pipeline"]["topology"] == "microservices" and data["runtime"]["port"] + 3 > 65535:
         problems.append(sources.problem(("runtime", "port"), "split stages listen on port+1 to port+3, which passes 65535"))
     problems += _runtime_problems(data, sources)
+    problems += _security_problems(data, sources)
     problems += _example_problems(data, sources)
+    return problems
+
+
+def _security_problems(data: dict, sources: SourceMap) -> list[Problem]:
+    security, problems = data["security"], []
+    auth = security["auth"]
+    if auth == "api_key" and not security["api_keys"]:
+        problems.append(sources.problem(("security", "api_keys"), "auth api_key needs at least one key in api_keys",
+                                        hint="api_keys: [{secret: NAME-api-keys, key: current}] (a reference: the key stays in the secret store)"))
+    if auth == "jwt" and "jwt" not in security:
+        problems.append(sources.problem(("security", "auth"), "auth jwt needs security.jwt",
+                                        hint="jwt: {issuer: https://login.example.com, audience: NAME}"))
+    for field, mode in (("api_keys", "api_key"), ("jwt", "jwt")):
+        if security.get(field) and auth != mode:
+            problems.append(sources.problem(("security", field), f"security.{field} is set but auth is {auth}",
+                                            hint=f"set auth: {mode}, or remove {field}"))
+    for index, secret in enumerate(data["secrets"]):
+        if secret["name"].startswith(API_KEY_PREFIX):
+            problems.append(sources.problem(("secrets", index, "name"), f"{API_KEY_PREFIX}* names the keys of security.api_keys",
+                                            hint="pick another variable name"))
     return problems
 
 
@@ -97,14 +118,17 @@ def _example_problems(data: dict, sources: SourceMap) -> list[Problem]:
 
 def _runtime_problems(data: dict, sources: SourceMap) -> list[Problem]:
     runtime, problems = data["runtime"], []
-    grpc_port = runtime.get("grpc_port")
-    if grpc_port is not None:
-        taken = {runtime["port"]: "runtime.port"}
-        if data["pipeline"]["topology"] == "microservices":
-            taken.update({runtime["port"] + offset: f"the split stage on runtime.port+{offset}" for offset in (1, 2, 3)})
-        if grpc_port in taken:
-            problems.append(sources.problem(("runtime", "grpc_port"), f"port {grpc_port} is already {taken[grpc_port]}",
-                                            hint="gRPC needs a port of its own"))
+    taken = {runtime["port"]: "runtime.port"}
+    if data["pipeline"]["topology"] == "microservices":
+        taken.update({runtime["port"] + offset: f"the split stage on runtime.port+{offset}" for offset in (1, 2, 3)})
+    for field, what in (("grpc_port", "gRPC"), ("admin_port", "health and metrics")):
+        port = runtime.get(field)
+        if port is None:
+            continue
+        if port in taken:
+            problems.append(sources.problem(("runtime", field), f"port {port} is already {taken[port]}",
+                                            hint=f"{what} needs a port of its own"))
+        taken[port] = f"runtime.{field}"
     if data["resources"]["gpu"] > 0 and data["model"]["format"] == "sklearn":
         problems.append(replace(sources.problem(
             ("resources", "gpu"), "a scikit-learn model does not use the GPU: the service computes on CPU",
@@ -226,6 +250,7 @@ def _build(data: dict, spec_path: Path, spec_dir: Path, warnings: tuple, sources
     meta, model, pipeline, runtime = data["metadata"], data["model"], data["pipeline"], data["runtime"]
     resources, scaling, obs = data["resources"], data["scaling"], data["observability"]
     cpu = resources["cpu"]
+    security = _security(data["security"])
     return ServiceModel(
         name=meta["name"],
         version=meta["version"],
@@ -245,14 +270,16 @@ def _build(data: dict, spec_path: Path, spec_dir: Path, warnings: tuple, sources
         runtime=Runtime(python=runtime["python"], requirements=tuple(runtime["requirements"]), port=runtime["port"],
                         workers=runtime["workers"], timeout_s=runtime["timeout_s"],
                         max_body_bytes=runtime["max_body_bytes"], grpc_port=runtime.get("grpc_port"),
-                        batching=Batching(**runtime["batching"]) if "batching" in runtime else None),
+                        batching=Batching(**runtime["batching"]) if "batching" in runtime else None,
+                        admin_port=runtime.get("admin_port")),
         resources=Resources(cpu=cpu if isinstance(cpu, str) else _plain_number(cpu),
                             memory=resources["memory"], gpu=resources["gpu"]),
         scaling=Scaling(min_replicas=scaling["min_replicas"], max_replicas=scaling["max_replicas"],
                         target_cpu_percent=scaling["target_cpu_percent"]),
         env=freeze(data["env"]),
         secrets=tuple(SecretRef(name=s["name"], secret=s["secret"], key=s.get("key", s["name"].lower()))
-                      for s in data["secrets"]),
+                      for s in data["secrets"]) + security.api_keys,
+        security=security,
         observability=Observability(metrics=obs["metrics"], log_format=obs["log_format"], log_level=obs["log_level"],
                                     slo=freeze(obs["slo"]), alerts=freeze(obs["alerts"])),
         targets=freeze(data["targets"]),
@@ -264,6 +291,15 @@ def _build(data: dict, spec_path: Path, spec_dir: Path, warnings: tuple, sources
         warnings=warnings,
         sources=sources,
     )
+
+
+def _security(security: dict) -> Security:
+    """The spec's security; each API key becomes a secret reference named MLGEN_API_KEY_<n>, so
+    every target delivers it the way it delivers the spec's own secrets."""
+    keys = tuple(SecretRef(name=f"{API_KEY_PREFIX}{index}", secret=key["secret"], key=key["key"])
+                 for index, key in enumerate(security["api_keys"], 1))
+    return Security(auth=security["auth"], header=security["header"].lower(), api_keys=keys,
+                    jwt=freeze(security["jwt"]) if "jwt" in security else None)
 
 
 def _plain_number(value: float) -> str:

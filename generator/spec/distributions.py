@@ -22,6 +22,8 @@ GPU_REQUIREMENTS = {"onnxruntime>=1.17": "onnxruntime-gpu>=1.17"}
 # runtime.grpc_port: the gRPC server, the message classes generated from the protocol file (they
 # need this protobuf runtime or newer) and the standard health service.
 GRPC_REQUIREMENTS = ("grpcio>=1.60", "protobuf>=6.33.5", "grpcio-health-checking>=1.60")
+# security.auth jwt: PyJWT verifies the tokens, cryptography the issuer's RSA, EC and EdDSA keys.
+JWT_REQUIREMENTS = ("PyJWT[crypto]>=2.10",)
 
 # What a distribution installs along with it (its own Requires-Dist, for the versions the
 # examples pin: scikit-learn 1.9.1, scipy 1.17.1, onnxruntime 1.32.0, functions-framework 3.9),

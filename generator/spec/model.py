@@ -64,6 +64,7 @@ class Runtime:
     max_body_bytes: int
     grpc_port: int | None = None  # None: no gRPC listener
     batching: Batching | None = None  # None: every request is its own model call
+    admin_port: int | None = None  # None: health and metrics beside inference on `port`
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,24 @@ class SecretRef:
     name: str  # the environment variable the code reads
     secret: str  # the secret's name in the platform's store
     key: str  # the key inside that secret
+
+
+API_KEY_PREFIX = "MLGEN_API_KEY_"  # the credential names of security.api_keys: MLGEN_API_KEY_1, …
+
+
+@dataclass(frozen=True)
+class Security:
+    """Who may call the service (the spec's `security`)."""
+
+    auth: str  # none | api_key | jwt
+    header: str  # the header carrying an API key (authorization: `Bearer KEY`)
+    api_keys: tuple[SecretRef, ...] = ()  # also in ServiceModel.secrets: delivered like every secret
+    jwt: Mapping | None = None  # the spec's security.jwt, defaults applied
+
+    @property
+    def public(self) -> bool:
+        """Anyone who reaches the port may call the model."""
+        return self.auth == "none"
 
 
 @dataclass(frozen=True)
@@ -148,6 +167,7 @@ class ServiceModel:
     spec_path: Path
     spec_digest: str  # sha256 of the validated spec data, recorded in manifests
     examples: tuple[Example, ...] = ()
+    security: Security = Security("none", "authorization")
     warnings: tuple = field(default=(), compare=False)
     sources: object = field(default=None, compare=False, repr=False)  # SourceMap of the spec
 

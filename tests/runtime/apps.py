@@ -20,16 +20,21 @@ def iris_estimator():
     return LogisticRegression(max_iter=500).fit(features, labels), features.astype("float32")
 
 
+NO_AUTH = {"auth": "none", "header": "authorization", "api_keys": [], "jwt": None, "stage_token": None}
+
+
 def write_serving_json(app_dir: Path, model: dict, *, name: str = "iris", pipeline: dict | None = None,
-                       runtime: dict | None = None, observability: dict | None = None) -> Path:
+                       runtime: dict | None = None, observability: dict | None = None,
+                       security: dict | None = None) -> Path:
     document = {
         "format_version": 1, "name": name, "version": "1.0.0",
         "model": {"execution_providers": ["CPUExecutionProvider"], **model},
         "pipeline": pipeline or {"preprocess": None, "postprocess": None, "topology": "collocated",
                                  "stage_urls": {}},
         "runtime": {"port": 8080, "workers": 1, "timeout_s": 30, "max_body_bytes": 1_000_000, "grpc_port": None,
-                    "batching": None, **(runtime or {})},
+                    "batching": None, "admin_port": None, **(runtime or {})},
         "observability": {"metrics": True, "log_format": "json", "log_level": "info", **(observability or {})},
+        "security": {**NO_AUTH, **(security or {})},
     }
     path = app_dir / "serving.json"
     path.write_text(json.dumps(document, indent=2))

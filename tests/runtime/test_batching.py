@@ -80,7 +80,7 @@ def test_a_bad_request_never_fails_its_batch_mates(batching_server):
     wrong_type = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}]}
     answers = send_together(url, [body([1.0]), body([-1.0]), wrong_type, body([3.0]), body([4.0])])
     assert [answer.status_code for answer in answers] == [200, 500, 400, 200, 200]
-    assert answers[1].json() == {"error": "predict failed: ValueError: negative measurements"}
+    assert answers[1].json()["error"].startswith("the model could not answer this request (request id ")
     assert answers[2].json()["error"] == "input 'x' has datatype FP32, expected FP64"
     assert [answer.json()["outputs"][0]["data"] for i, answer in enumerate(answers) if i in (0, 3, 4)] == \
         [[2.0], [6.0], [8.0]]

@@ -38,20 +38,40 @@ def _serve(args) -> int:
                    log_config=None, log_level=observability.log_level,
                    timeout_graceful_shutdown=runtime.shutdown_timeout_s or runtime.timeout_s)
     workers = args.workers or runtime.workers
+    # runtime.admin_port: health and metrics listen there, inference on the public port (the entry
+    # process only; the app tells them apart by the port a request came to).
+    admin_port = (args.admin_port or runtime.admin_port) if args.stage in ("all", "gateway") else None
     if workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
         # uvicorn's worker processes import the app by name; hand them the config through the environment.
         os.environ["MLGEN_CONFIG"] = str(os.path.abspath(args.config))
         os.environ["MLGEN_STAGE"] = args.stage
         os.environ["MLGEN_HOST"] = args.host
         if args.grpc_port:
             os.environ["MLGEN_GRPC_PORT"] = str(args.grpc_port)
-        uvicorn.run("mlgen_runtime.asgi:app_from_environment", factory=True, workers=workers, **options)
+        if not admin_port:
+            uvicorn.run("mlgen_runtime.asgi:app_from_environment", factory=True, workers=workers, **options)
+            return 0
+        os.environ["MLGEN_ADMIN_PORT"] = str(admin_port)
+        server_config = uvicorn.Config("mlgen_runtime.asgi:app_from_environment", factory=True, workers=workers, **options)
+        Multiprocess(server_config, sockets=_sockets(server_config, admin_port)).run()
         return 0
-    app = ServingApp(Service(config, args.stage), args.host, args.grpc_port)
-    server = uvicorn.Server(uvicorn.Config(app, **options))
+    app = ServingApp(Service(config, args.stage), args.host, args.grpc_port, admin_port)
+    server_config = uvicorn.Config(app, **options)
+    server = uvicorn.Server(server_config)
     app.stop_server = lambda: setattr(server, "should_exit", True)
-    server.run()
+    server.run(sockets=_sockets(server_config, admin_port) if admin_port else None)
     return 1 if app.load_failed else 0
+
+
+def _sockets(server_config, admin_port: int) -> list:
+    """The listening sockets of the public port and the admin port."""
+    import copy
+
+    admin = copy.copy(server_config)
+    admin.port = admin_port
+    return [server_config.bind_socket(), admin.bind_socket()]
 
 
 def _predict(args) -> int:
@@ -88,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     serve.add_argument("--port", type=int, default=None, help="port (default runtime.port)")
     serve.add_argument("--grpc-port", type=int, default=None, help="gRPC port (default runtime.grpc_port)")
+    serve.add_argument("--admin-port", type=int, default=None, help="health and metrics port (default runtime.admin_port)")
     serve.add_argument("--stage", default="all", choices=SERVE_STAGES, help="part of the pipeline to run")
     serve.add_argument("--workers", type=int, default=None, help="worker processes (default runtime.workers)")
     serve.set_defaults(run=_serve)

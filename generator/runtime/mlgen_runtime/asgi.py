@@ -19,6 +19,7 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from .auth import OPEN_PATHS
 from .config import ConfigError, load_config
 from .service import Response, Service, cores
 
@@ -29,8 +30,12 @@ _SMOOTHING = 0.1  # weight of the newest request in the running estimate of how 
 
 
 class ServingApp:
-    def __init__(self, service: Service, grpc_host: str = "0.0.0.0", grpc_port: int | None = None) -> None:
+    def __init__(self, service: Service, grpc_host: str = "0.0.0.0", grpc_port: int | None = None,
+                 admin_port: int | None = None) -> None:
         self.service = service
+        # Health and metrics on a port of their own (the entry process only: stages are internal).
+        entry = service.role.stage in ("all", "gateway")
+        self.admin_port = (admin_port or service.config.runtime.admin_port) if entry else None
         # gRPC listens beside HTTP in the entry process (the whole pipeline, or the gateway); stage
         # services talk HTTP to their gateway.
         if grpc_port is None:
@@ -58,6 +63,13 @@ class ServingApp:
     async def _http(self, scope, receive, send) -> None:
         service, method, path = self.service, scope["method"], scope["path"]
         headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+        if self.admin_port is not None:
+            wrong = service.wrong_port(method, path, headers, admin=scope.get("server", ("", 0))[1] == self.admin_port)
+            if wrong is not None:
+                return await _send(send, wrong)
+        if service.guard.enabled and service.guard.header not in headers and path not in OPEN_PATHS:
+            # No credential at all: refused before its body is read (counted and logged like any refusal).
+            return await _send(send, service.handle(method, path, headers, b""))
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             return await _send(send, service.too_large(method, path, headers, int(declared)))
@@ -190,5 +202,6 @@ def app_from_environment() -> ServingApp:
 
     service = Service(load_config(os.environ["MLGEN_CONFIG"]), os.environ.get("MLGEN_STAGE", "all"))
     configure(service.config.observability.log_format, service.config.observability.log_level)
-    grpc_port = os.environ.get("MLGEN_GRPC_PORT")
-    return ServingApp(service, os.environ.get("MLGEN_HOST", "0.0.0.0"), int(grpc_port) if grpc_port else None)
+    grpc_port, admin_port = os.environ.get("MLGEN_GRPC_PORT"), os.environ.get("MLGEN_ADMIN_PORT")
+    return ServingApp(service, os.environ.get("MLGEN_HOST", "0.0.0.0"), int(grpc_port) if grpc_port else None,
+                      int(admin_port) if admin_port else None)

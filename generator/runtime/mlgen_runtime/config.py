@@ -68,10 +68,33 @@ class RuntimeConfig:
     max_body_bytes: int
     grpc_port: int | None  # None: HTTP only
     batching: BatchingConfig | None  # None: every request is its own model call
+    admin_port: int | None  # health and metrics on a port of their own; None: on `port`, beside inference
     # Optional: how long SIGTERM waits for in-flight requests (defaults to timeout_s).
     shutdown_timeout_s: float | None = None
     # Optional: retries of a gateway call to a stage that could not be reached.
     stage_retries: int = 2
+
+
+@dataclass(frozen=True)
+class JwtConfig:
+    issuer: str  # the OIDC issuer; its discovery document names the JWKS when jwks_url is None
+    audience: tuple[str, ...]  # a token must name one of these in `aud`
+    jwks_url: str | None
+    algorithms: tuple[str, ...]  # empty: the issuer's asymmetric algorithms (its discovery document)
+    leeway_s: float  # clock skew allowed on exp, nbf and iat
+    required_scopes: tuple[str, ...]  # each must be in the token's `scope` (or `scp`)
+    required_claims: dict  # claim -> value the token must carry (or list containing it)
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    auth: str  # none | api_key | jwt: what the entry stage (all, gateway) asks of its callers
+    header: str  # lower case; "authorization" carries `Bearer CREDENTIAL`, any other header the key alone
+    api_keys: tuple[str, ...]  # names of the credentials holding the valid keys (systemd credential or env)
+    jwt: JwtConfig | None
+    # Name of the credential a gateway and its stages share (None: the stages accept any caller,
+    # for platforms where a network policy already admits only the gateway).
+    stage_token: str | None
 
 
 @dataclass(frozen=True)
@@ -89,6 +112,7 @@ class ServingConfig:
     pipeline: PipelineConfig
     runtime: RuntimeConfig
     observability: ObservabilityConfig
+    security: SecurityConfig
     app_dir: Path  # the folder holding serving.json: model paths and handler modules resolve here
 
 
@@ -161,8 +185,35 @@ def _build(raw: dict, app_dir: Path, environ) -> ServingConfig:
         pipeline=pipeline,
         runtime=runtime,
         observability=observability,
+        security=_security(raw["security"]),
         app_dir=app_dir,
     )
+
+
+AUTH_MODES = ("none", "api_key", "jwt")
+
+
+def _security(raw: dict) -> SecurityConfig:
+    fields = _known(raw, SecurityConfig, "security")
+    if fields["auth"] not in AUTH_MODES:
+        raise ValueError(f"security.auth {fields['auth']!r} is not one of {', '.join(AUTH_MODES)}")
+    jwt = fields["jwt"]
+    if jwt is not None:
+        jwt = _known(jwt, JwtConfig, "security.jwt")
+        jwt = JwtConfig(**{**jwt, "audience": _strings(jwt["audience"]), "algorithms": _strings(jwt["algorithms"]),
+                           "required_scopes": _strings(jwt["required_scopes"]),
+                           "required_claims": dict(jwt["required_claims"])})
+    security = SecurityConfig(**{**fields, "header": str(fields["header"]).lower(),
+                                 "api_keys": _strings(fields["api_keys"]), "jwt": jwt})
+    if security.auth == "api_key" and not security.api_keys:
+        raise ValueError("security.auth is api_key but security.api_keys names no credential")
+    if security.auth == "jwt" and security.jwt is None:
+        raise ValueError("security.auth is jwt but security.jwt is null")
+    return security
+
+
+def _strings(value) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(str(item) for item in value)
 
 
 def _known(section: dict, cls, where: str) -> dict:

@@ -5,11 +5,15 @@ A connection error drops that stage's idle connections (after a stage restarts t
 retries a bounded number of times, so the gateway recovers by itself when a stage comes back. A
 timeout is not retried: the stage may be busy, and retrying would multiply the wait.
 Failures name the stage: 503 unreachable or not ready, 504 timed out, 502 broken or failing answer.
+The caller reads only that; the stage's URL, the connection error and the stage's own words go to
+the log under the request id. With `security.stage_token` the gateway shows each stage the token
+they share.
 """
 
 from __future__ import annotations
 
 import http.client
+import logging
 import socket
 import threading
 import time
@@ -18,15 +22,18 @@ from urllib.parse import urlsplit
 import orjson
 
 from . import protocol
+from .auth import STAGE_TOKEN_HEADER, credential
 from .config import ConfigError, ServingConfig
 from .errors import RequestError
 from .pipeline import StageRole
 
 _RETRY_PAUSE_S = 0.05
+logger = logging.getLogger("mlgen_runtime")
 
 
 class StageClient:
-    def __init__(self, stage: str, url: str, model_name: str, timeout_s: float, retries: int, metrics) -> None:
+    def __init__(self, stage: str, url: str, model_name: str, timeout_s: float, retries: int, metrics,
+                 token: str | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"stage URL for {stage} {url!r} must be http://host:port")
@@ -36,12 +43,14 @@ class StageClient:
         prefix = parts.path.rstrip("/")
         self.infer_path = f"{prefix}/v2/models/{model_name}/infer"
         self.ready_path = f"{prefix}/v2/health/ready"
+        self._credentials = {STAGE_TOKEN_HEADER: token} if token else {}
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
 
     def infer(self, tensors: dict, context) -> dict:
         body, headers = protocol.encode_v2_request(tensors, context.parameters, context.request_id)
         headers["x-request-id"] = context.request_id
+        headers.update(self._credentials)
         started = time.perf_counter()
         outcome = "error"
         try:
@@ -52,8 +61,10 @@ class StageClient:
                     return protocol.parse_v2_response(payload, response_headers)
                 except RequestError as exc:
                     outcome = "bad_response"
-                    raise RequestError(502, f"stage '{self.stage}' sent an invalid response: {exc.message}") from None
-            raise self._failure(status, payload)
+                    logger.error("stage %s sent an invalid response: %s", self.stage, exc.message,
+                                 extra={"request_id": context.request_id})
+                    raise RequestError(502, f"stage '{self.stage}' sent an invalid response") from None
+            raise self._failure(status, payload, context.request_id)
         except RequestError as exc:
             if outcome == "error":
                 outcome = {503: "unavailable", 504: "timeout"}.get(exc.status, "error")
@@ -63,20 +74,24 @@ class StageClient:
 
     def ready(self) -> bool:
         try:
-            status, _, _ = self._request("GET", self.ready_path, None, {}, timeout_s=min(self.timeout_s, 2.0))
+            status, _, _ = self._request("GET", self.ready_path, None, dict(self._credentials), timeout_s=min(self.timeout_s, 2.0))
         except RequestError:
             return False
         return status == 200
 
-    def _failure(self, status: int, payload: bytes) -> RequestError:
+    def _failure(self, status: int, payload: bytes, request_id: str) -> RequestError:
         message = _error_message(payload)
-        if 400 <= status < 500:  # the stage refused the request itself: the client should see why
+        if 400 <= status < 500 and status not in (401, 403):
+            # the stage refused the request itself: the client should see why
             return RequestError(status, f"stage '{self.stage}': {message}")
+        logger.error("stage %s answered %s: %s", self.stage, status, message, extra={"request_id": request_id})
+        if status in (401, 403):  # the gateway's own credentials: a deployment mistake, not the caller's
+            return RequestError(502, f"stage '{self.stage}' refused the gateway")
         if status == 503:
-            return RequestError(503, f"stage '{self.stage}' is not ready: {message}")
+            return RequestError(503, f"stage '{self.stage}' is not ready")
         if status == 504:
-            return RequestError(504, f"stage '{self.stage}' timed out: {message}")
-        return RequestError(502, f"stage '{self.stage}' failed with {status}: {message}")
+            return RequestError(504, f"stage '{self.stage}' timed out")
+        return RequestError(502, f"stage '{self.stage}' failed with {status}")
 
     def _post(self, body: bytes, headers: dict):
         return self._request("POST", self.infer_path, body, headers, timeout_s=self.timeout_s)
@@ -104,8 +119,8 @@ class StageClient:
             else:
                 self._give_back(connection)
             return response.status, {k.lower(): v for k, v in response.getheaders()}, payload
-        raise RequestError(503, f"stage '{self.stage}' is unreachable at {self.url}: "
-                                f"{type(last_error).__name__}: {last_error}")
+        logger.warning("stage %s is unreachable at %s: %s: %s", self.stage, self.url, type(last_error).__name__, last_error)
+        raise RequestError(503, f"stage '{self.stage}' is unreachable")
 
     def _take(self, timeout_s: float):
         with self._lock:
@@ -139,8 +154,13 @@ class RemotePipeline:
         missing = [step for step in role.steps if not urls.get(step)]
         if missing:
             raise ConfigError(f"gateway needs pipeline.stage_urls (or MLGEN_STAGE_URL_*) for {', '.join(missing)}")
+        token = None
+        if config.security.stage_token:
+            token = credential(config.security.stage_token)
+            if not token:
+                raise ConfigError(f"security.stage_token: the credential {config.security.stage_token} was not delivered")
         self.clients = [StageClient(step, urls[step], config.name, config.runtime.timeout_s,
-                                    config.runtime.stage_retries, metrics) for step in role.steps]
+                                    config.runtime.stage_retries, metrics, token) for step in role.steps]
 
     def ready(self) -> bool:
         return all(client.ready() for client in self.clients)

@@ -26,6 +26,8 @@ from .service import RUNTIME_VERSION, Response, Service, valid_request_id
 
 logger = logging.getLogger("mlgen_runtime")
 SERVICE_NAME = "inference.GRPCInferenceService"
+# Health RPCs answer without credentials, like HTTP's /v2/health/* (and grpc.health.v1 always does).
+OPEN_RPCS = frozenset({"ServerLive", "ServerReady"})
 _CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND, 405: grpc.StatusCode.UNIMPLEMENTED,
           408: grpc.StatusCode.DEADLINE_EXCEEDED, 413: grpc.StatusCode.RESOURCE_EXHAUSTED,
           429: grpc.StatusCode.RESOURCE_EXHAUSTED, 401: grpc.StatusCode.UNAUTHENTICATED,
@@ -141,11 +143,13 @@ class GrpcTransport:
         metadata = {key: value for key, value in context.invocation_metadata() if isinstance(value, str)}
         exchange = self.service.open("GRPC", f"/{SERVICE_NAME}/{rpc}", valid_request_id(metadata.get("x-request-id")), route)
         try:
+            if self.service.guard.enabled and rpc not in OPEN_RPCS:
+                self.service.authenticate(metadata, exchange)
             reply = answer(exchange)
         except _Refused as refused:
             return self._refuse(exchange, context, refused.status, refused.message)
         except RequestError as exc:
-            return self._refuse(exchange, context, exc.status, exc.message)
+            return self._refuse(exchange, context, exc.status, exc.message, exc.headers)
         except Exception as exc:  # a bug: the same 500 (and log line) HTTP would give
             response = self.service.error_response(exc, exchange)
             return self._refuse(exchange, context, response.status, protocol.error_message(response.body))
@@ -153,9 +157,9 @@ class GrpcTransport:
         context.set_trailing_metadata((("x-request-id", exchange.request_id),))
         return reply.SerializeToString()
 
-    def _refuse(self, exchange, context, status: int, message: str) -> bytes:
+    def _refuse(self, exchange, context, status: int, message: str, headers: dict | None = None) -> bytes:
         self.service.record(exchange, status)
-        context.set_trailing_metadata((("x-request-id", exchange.request_id),))
+        context.set_trailing_metadata((("x-request-id", exchange.request_id), *(headers or {}).items()))
         context.abort(status_code(status), message)
 
     def _require_model(self, name: str, version: str) -> None:

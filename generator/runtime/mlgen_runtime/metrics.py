@@ -27,6 +27,7 @@ HELP = {
     "mlgen_batched_rows_total": ("counter", "Rows (first-dimension entries) those model calls computed; over mlgen_batches_total: the mean batch size."),
     "mlgen_gateway_stage_calls_total": ("counter", "Calls from the gateway to a stage service, by stage and outcome."),
     "mlgen_gateway_stage_call_duration_seconds": ("histogram", "Duration of gateway calls to a stage service, by stage."),
+    "mlgen_auth_failures_total": ("counter", "Requests refused for their credentials, by reason: missing, invalid, expired, forbidden, unavailable."),
 }
 
 
@@ -59,6 +60,7 @@ class Metrics:
         self._durations: dict[str, _Histogram] = {}
         self._stage_calls: dict[tuple[str, str], int] = {}
         self._stage_durations: dict[str, _Histogram] = {}
+        self._auth_failures: dict[str, int] = {}
 
     def request_started(self) -> None:
         with self._lock:
@@ -73,6 +75,10 @@ class Metrics:
         with self._lock:
             self.batches += 1
             self.batched_rows += rows
+
+    def auth_failed(self, reason: str) -> None:
+        with self._lock:
+            self._auth_failures[reason] = self._auth_failures.get(reason, 0) + 1
 
     def stage_call(self, stage: str, outcome: str, seconds: float) -> None:
         with self._lock:
@@ -107,6 +113,9 @@ class Metrics:
             _header(lines, "mlgen_gateway_stage_call_duration_seconds")
             for target, histogram in sorted(self._stage_durations.items()):
                 _histogram_lines(lines, "mlgen_gateway_stage_call_duration_seconds", f'stage="{target}"', histogram)
+            _header(lines, "mlgen_auth_failures_total")
+            for reason, count in sorted(self._auth_failures.items()):
+                lines.append(f'mlgen_auth_failures_total{{stage="{stage}",reason="{reason}"}} {count}')
         lines.append("")
         return "\n".join(lines).encode()
 

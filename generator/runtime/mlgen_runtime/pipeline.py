@@ -9,7 +9,6 @@ steps, so an intermediate stage accepts what the previous one sends and answers 
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from .config import STAGES, ConfigError, ServingConfig, TensorSpec
@@ -18,7 +17,6 @@ from .handlers import as_stage
 from .loaders import load_model
 
 SERVE_STAGES = ("all", *STAGES, "gateway")
-logger = logging.getLogger("mlgen_runtime")
 
 
 @dataclass(frozen=True)
@@ -72,9 +70,8 @@ class LocalPipeline:
                 result = function(tensors, context)
             except RequestError:
                 raise  # a handler may refuse a request with a status of its choosing
-            except Exception as exc:
-                logger.exception("%s raised", step, extra={"request_id": context.request_id})
-                raise ModelError(f"{step} failed: {type(exc).__name__}: {_short(exc)}") from None
+            except Exception as exc:  # the traceback goes to the log (Service.error_response), not to the caller
+                raise ModelError(f"{step} failed: {type(exc).__name__}: {_short(exc)}") from exc
             if not isinstance(result, dict):
                 raise ModelError(f"{step} returned {type(result).__name__}, expected a dict of tensors by name")
             tensors = result

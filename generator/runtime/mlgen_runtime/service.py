@@ -18,6 +18,7 @@ from typing import Callable
 import orjson
 
 from . import protocol, tensors
+from .auth import OPEN_PATHS, Guard, Refused, log_refusal
 from .config import ServingConfig, load_config
 from .errors import ModelError, RequestError
 from .handlers import RequestContext
@@ -73,6 +74,7 @@ class Service:
         self.role = role_for(config, stage)
         self.metrics = Metrics(stage, enabled=config.observability.metrics)
         self.access_log = AccessLog(config.observability.log_format, stage)
+        self.guard = Guard(config.security, self.role.stage, config.name)
         self.pipeline = None
         self.batcher = None  # runtime.batching: the transports submit inferences to it
         self._model_prefix = f"/v2/models/{config.name}"
@@ -112,6 +114,8 @@ class Service:
             self.metrics.execution_provider = provider
             self.model_metadata["parameters"] = {"execution_provider": provider}
             self._metadata = orjson.dumps(self.model_metadata)
+        if self.guard.tokens is not None:
+            self.guard.tokens.prefetch()
         self.metrics.model_load_seconds = time.perf_counter() - started
         self.metrics.model_ready = 1
         logger.info("%s %s loaded as stage %s in %.3fs", self.config.name, self.config.version,
@@ -139,7 +143,10 @@ class Service:
             if len(body) > self.config.runtime.max_body_bytes:
                 raise RequestError(413, f"body of {len(body)} bytes exceeds max_body_bytes "
                                         f"{self.config.runtime.max_body_bytes}")
-            exchange.route, handler = self._resolve(method, path.partition("?")[0])
+            bare_path = path.partition("?")[0]
+            if self.guard.enabled and bare_path not in OPEN_PATHS:
+                self.authenticate(headers, exchange)
+            exchange.route, handler = self._resolve(method, bare_path)
             result = handler(headers, body, exchange.request_id)
         except Exception as exc:
             exchange.response = self.error_response(exc, exchange)
@@ -161,16 +168,42 @@ class Service:
         """One model call for one request (batching calls the pipeline itself)."""
         return self.pipeline.run(inference.inputs, inference.context)
 
+    def authenticate(self, headers: dict[str, str], exchange: Exchange) -> None:
+        """Raise Refused (counted and logged, without the credential) unless the caller may call;
+        `headers` have lower-case names."""
+        try:
+            self.guard.check(headers)
+        except Refused as refused:
+            self.metrics.auth_failed(refused.reason)
+            log_refusal(refused, exchange.request_id, exchange.path)
+            raise
+
     def error_response(self, exc: Exception, exchange: Exchange) -> Response:
-        """The answer to a request that failed: its own status for a refusal, 500 otherwise."""
+        """The answer to a request that failed: its own status for a refusal, 500 otherwise. A 5xx
+        body says what happened in words that never change and the request id; exception text,
+        paths and internal URLs go to the log under the same id."""
+        request_id = exchange.request_id
         if isinstance(exc, RequestError):
-            return Response(exc.status, dict(_JSON), protocol.error_body(exc.message))
+            message = exc.message if exc.status < 500 else f"{exc.message} (request id {request_id})"
+            return Response(exc.status, {**_JSON, **exc.headers}, protocol.error_body(message))
         if isinstance(exc, ModelError):
-            return Response(500, dict(_JSON), protocol.error_body(str(exc)))
+            logger.error("%s %s failed: %s", exchange.method, exchange.path, exc, exc_info=exc.__cause__,
+                         extra={"request_id": request_id})
+            return Response(500, dict(_JSON), protocol.error_body(
+                f"the model could not answer this request (request id {request_id}); the service log has the details"))
         # A bug in the runtime itself: log it, answer without internals.
         logger.error("unexpected error handling %s %s", exchange.method, exchange.path, exc_info=exc,
-                     extra={"request_id": exchange.request_id})
-        return Response(500, dict(_JSON), protocol.error_body("internal error; see the service log"))
+                     extra={"request_id": request_id})
+        return Response(500, dict(_JSON), protocol.error_body(f"internal error (request id {request_id}); "
+                                                              "the service log has the details"))
+
+    def wrong_port(self, method: str, path: str, headers, admin: bool) -> Response | None:
+        """With runtime.admin_port, health and metrics answer only there and inference only on the
+        public port: the 404 for a request that came to the other one, else None."""
+        if self.config.runtime.admin_port is None or (path.partition("?")[0] in OPEN_PATHS) == admin:
+            return None
+        where = "runtime.admin_port" if not admin else "the public port"
+        return self.refused(method, path, headers, 404, f"no route {path.partition('?')[0]} on this port (it is served on {where})")
 
     def too_large(self, method: str, path: str, headers, size: int | None) -> Response:
         """The 413 a transport answers when it refuses a body before reading all of it."""
