@@ -22,11 +22,12 @@ SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 
 def derived_spec(tmp: Path, example: str, changes: dict) -> Path:
     """A copy of examples/<example>/spec.yaml with `changes` merged in (None deletes a key),
-    beside copies of the example's model and handler files."""
+    beside copies of the example's model and handler files. The example's lock stays behind: it
+    was made for the spec as written, and a changed spec renders unlocked (with a warning)."""
     source = EXAMPLES / example
     tmp.mkdir(parents=True, exist_ok=True)
     for item in source.iterdir():
-        if item.name in ("spec.yaml", "README.md", "__pycache__"):
+        if item.name in ("spec.yaml", "spec.lock.json", "README.md", "__pycache__"):
             continue
         target = tmp / item.name
         if item.is_dir():
