@@ -21,7 +21,7 @@ class TargetPlan:
 
 def plan_target(model: ServiceModel, name: str, renderer: Renderer) -> TargetPlan:
     target = targets.get(name)
-    fitness = target.fit(model) + lock_problems(model, target)
+    fitness = target.fit(model) + lock_problems(model, target) + security_problems(model, target)
     errors = [p for p in fitness if p.level is Level.ERROR]
     if errors:
         raise RenderError(errors)
@@ -30,6 +30,24 @@ def plan_target(model: ServiceModel, name: str, renderer: Renderer) -> TargetPla
     if duplicates:
         raise RenderError(Problem(f"target {name} planned {', '.join(duplicates)} twice"))
     return TargetPlan(name, files, tuple(p for p in fitness if p.level is Level.WARNING))
+
+
+def security_problems(model: ServiceModel, target: targets.Target) -> list[Problem]:
+    """A model anyone can call is a warning that says who; runtime.admin_port an error on a target
+    whose probes and health checks would still ask the public port."""
+    problems = []
+    callers = target.open_to(model) if target.open_to and model.security.public else None
+    if callers:
+        problems.append(model.problem(("security",), f"security.auth is none: {callers} can call the model ({target.name})",
+                                      hint=f"set security: {{auth: api_key, api_keys: [{{secret: {model.name}-api-keys}}]}}, or auth: jwt",
+                                      warning=True))
+    if model.runtime.admin_port is not None and not target.admin_port:
+        able = [name for name in targets.available() if targets.get(name).admin_port]
+        problems.append(model.problem(("runtime", "admin_port"), f"the {target.name} target does not route its probes and "
+                                      "health checks to runtime.admin_port yet",
+                                      hint=f"targets that do: {', '.join(able)}" if able else
+                                      "remove it for this target (mlgen serve and the runtime itself honour it)"))
+    return problems
 
 
 def lock_problems(model: ServiceModel, target: targets.Target) -> list[Problem]:

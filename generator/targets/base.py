@@ -61,6 +61,11 @@ class Target:
     # Where the bundle's Python environment is built (Python, OS and architecture) and from which
     # requirements: what `mlgen lock` resolves for this target. None: the target installs nothing.
     platform: Callable[[ServiceModel], Platform] | None = None
+    # Who can call the model when the spec asks for no credentials (security.auth none), in words
+    # for the warning; None from the function: only callers the platform already vets.
+    open_to: Callable[[ServiceModel], str | None] | None = None
+    # Routes its probes, health checks and scrapes to runtime.admin_port (else the field is refused).
+    admin_port: bool = False
 
     def all_variants(self) -> dict[str, Mapping]:
         """variant name → `targets.<name>` settings to merge over the spec's."""

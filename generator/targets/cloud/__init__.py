@@ -22,6 +22,14 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
     return user_data_files(model, cloud, renderer) + script_files(model, cloud, renderer) + monitoring(model, cloud, renderer)
 
 
+def open_to(model: ServiceModel) -> str:
+    """Who reaches the load balancer without credentials (security.auth none)."""
+    cidrs = model.target("cloud")["allowed_cidrs"]
+    everyone = {"0.0.0.0/0", "::/0"} & set(cidrs)
+    return "anyone on the internet (allowed_cidrs " + ", ".join(cidrs) + ")" if everyone else \
+        "anyone in " + ", ".join(cidrs)
+
+
 TARGET = Target(
     name="cloud",
     schema=schema_fragment(__file__),
@@ -46,6 +54,7 @@ TARGET = Target(
     summary="a VM fleet behind a load balancer with autoscaling, each VM running the on-prem service from cloud-init",
     plan=plan,
     fit=fit,
+    open_to=open_to,
     # The VMs install the on-prem host bundle, rendered from the on-prem templates.
     filters=HOST_FILTERS,
     checks=HOST_CHECKS,

@@ -41,6 +41,13 @@ def fit(model: ServiceModel) -> list[Problem]:
     return problems
 
 
+def open_to(model: ServiceModel) -> str | None:
+    """Who reaches the entry stage without credentials (security.auth none): the Ingress's clients;
+    without an Ingress only what the NetworkPolicy admits inside the cluster."""
+    host = model.target("kubernetes")["ingress"].get("host")
+    return f"anyone who reaches {host} through the Ingress" if host else None
+
+
 TARGET = Target(
     name="kubernetes",
     schema=schema_fragment(__file__),
@@ -54,6 +61,7 @@ TARGET = Target(
     variants={"": {}, "kserve": {"flavor": "kserve"}, "knative": {"flavor": "knative"}, "keda": {"autoscaling": "keda"}},
     plan=plan,
     fit=fit,
+    open_to=open_to,
     filters=FILTERS,
     platform=image_platform,
 )

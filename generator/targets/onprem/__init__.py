@@ -29,6 +29,16 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
     return files
 
 
+def open_to(model: ServiceModel) -> str | None:
+    """Who reaches the service without credentials (security.auth none)."""
+    settings = host_settings(model)
+    if settings.proxy:
+        return f"anyone who reaches this host's TLS proxy on port {settings.tls['port']}"
+    if settings.bind in ("127.0.0.1", "::1"):
+        return None
+    return f"anyone who reaches this host on port {settings.ports[0]}"
+
+
 TARGET = Target(
     name="onprem",
     schema=schema_fragment(__file__),
@@ -45,4 +55,5 @@ TARGET = Target(
     filters=FILTERS,
     checks=CHECKS,
     platform=host_platform,
+    open_to=open_to,
 )

@@ -24,6 +24,12 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
             requirements_file(settings), *function_app_files(model, settings)]
 
 
+def open_to(model: ServiceModel) -> str | None:
+    """Who calls the function without credentials (security.auth none): nobody the platform has not
+    authenticated (IAM, identity tokens, function keys) unless targets.serverless.public."""
+    return "anyone on the internet (targets.serverless.public)" if model.target("serverless")["public"] else None
+
+
 TARGET = Target(
     name="serverless",
     schema=schema_fragment(__file__),
@@ -36,6 +42,7 @@ TARGET = Target(
     summary="a function that loads the model once per instance and answers requests on demand",
     plan=plan,
     fit=fit,
+    open_to=open_to,
     platform=function_platform,
     providers={
         "aws": "AWS Lambda behind an API Gateway HTTP API, deployed with SAM (zip or container image)",
