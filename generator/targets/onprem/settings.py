@@ -11,6 +11,7 @@ from mlgen.bundle import requirements
 from mlgen.lock import Locked, Platform, locked
 from mlgen.targets.onprem.filters import systemd_word
 from mlgen.spec import ServiceModel
+from mlgen.spec.model import API_KEY_PREFIX
 
 CONFIG_ROOT = "/etc/mlgen"
 STATE_ROOT = "/var/lib/mlgen"
@@ -71,6 +72,12 @@ class HostSettings:
     unit_dir = UNIT_DIR
     quadlet_dir = QUADLET_DIR
     glibc_minors = GLIBC_MINORS
+
+    @property
+    def exported_credentials(self) -> tuple[Credential, ...]:
+        """The secrets the unit exports to the variables the user's code reads. The runtime reads
+        its API keys from $CREDENTIALS_DIRECTORY itself, so they never enter any environment."""
+        return tuple(c for c in self.credentials if not c.name.startswith(API_KEY_PREFIX))
 
     @property
     def instances(self) -> bool:
