@@ -12,10 +12,15 @@ from mlgen.render.filters import pretty_json
 from mlgen.resources import RUNTIME_DIR
 from mlgen.spec import ServiceModel
 from mlgen.spec.distributions import (
-    FORMAT_REQUIREMENTS, GPU_REQUIREMENTS, GRPC_REQUIREMENTS, JWT_REQUIREMENTS, RUNTIME_REQUIREMENTS, project_name,
+    FORMAT_REQUIREMENTS, GPU_REQUIREMENTS, GRPC_REQUIREMENTS, JWT_REQUIREMENTS, RUNTIME_REQUIREMENTS, STORE_REQUIREMENTS,
+    project_name,
 )
+from mlgen.spec.artifact_uri import parse_uri
 
 APP = "app"
+# Where a fetched model (model.uri) is cached, relative to app/; each platform points
+# MLGEN_MODEL_CACHE at its own writable place (systemd's CacheDirectory, an emptyDir, Lambda's /tmp).
+MODEL_CACHE = "../model-cache"
 
 
 def serving_config(model: ServiceModel, stage_urls: dict[str, str] | None = None) -> dict:
@@ -32,6 +37,10 @@ def serving_config(model: ServiceModel, stage_urls: dict[str, str] | None = None
             "format": model.model.format,
             "path": model.model.relpath,
             "sha256": model.model.sha256,
+            "version": model.model.version,
+            "uri": model.model.uri,
+            "max_bytes": model.model.max_bytes,
+            "cache_dir": MODEL_CACHE,
             "handler": model.model.handler,
             "inputs": tensors(model.model.inputs),
             "outputs": tensors(model.model.outputs),
@@ -103,6 +112,8 @@ def requirements(model: ServiceModel) -> list[str]:
         wanted += GRPC_REQUIREMENTS
     if model.security.auth == "jwt":
         wanted += JWT_REQUIREMENTS
+    if model.model.fetched:
+        wanted += STORE_REQUIREMENTS.get(parse_uri(model.model.uri).store, ())
     extra = [req for req in wanted if project_name(req) not in named]
     return user + extra
 
@@ -130,8 +141,13 @@ GATEWAY_MODULES = ("gateway.py",)  # the entry stage of a split pipeline
 JWT_MODULES = ("oidc.py",)  # security.auth jwt
 
 
+FETCH_MODULES = ("fetch.py",)  # model.uri
+
+
 def _unused_runtime_modules(model: ServiceModel) -> set[str]:
     unused = set()
+    if not model.model.fetched:
+        unused.update(FETCH_MODULES)
     if model.pipeline.topology != "microservices":
         unused.update(GATEWAY_MODULES)
     if model.runtime.grpc_port is None:
@@ -154,6 +170,8 @@ def write_app(model: ServiceModel, folder: Path) -> Path:
 
 
 def _model_files(model: ServiceModel, prefix: str) -> list[RenderedFile]:
+    if model.model.fetched:  # the service fetches it when it starts
+        return []
     source = model.model.path
     if source.is_file():
         return [RenderedFile(f"{prefix}/{model.model.relpath}", _read(source), generated=False)]

@@ -10,12 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from mlgen.errors import Level, Problem, SpecError
+from mlgen.spec.artifact_uri import uri_problems
 from mlgen.spec.artifacts import artifact_problems
 from mlgen.spec.handlers import Reference, handler_problems
 from mlgen.spec.load import SourceMap, load_yaml
 from mlgen.spec.model import (
     API_KEY_PREFIX, Batching, CodeFile, Example, ModelSpec, Observability, Pipeline, Resources, Runtime, Scaling,
-    SecretRef, Security, ServiceModel, Tensor, freeze,
+    SecretRef, Security, ServiceModel, Tensor, freeze, quantity_bytes,
 )
 from mlgen.spec.overlay import apply_overlays, apply_sets
 from mlgen.spec.validate import schema_problems, with_defaults
@@ -72,6 +73,7 @@ def _cross_field_problems(data: dict, sources: SourceMap) -> list[Problem]:
                                             hint="variables starting with MLGEN_ configure the runtime; pick another name"))
     if data["pipeline"]["topology"] == "microservices" and data["runtime"]["port"] + 3 > 65535:
         problems.append(sources.problem(("runtime", "port"), "split stages listen on port+1 to port+3, which passes 65535"))
+    problems += uri_problems(data, sources)
     problems += _runtime_problems(data, sources)
     problems += _security_problems(data, sources)
     problems += _example_problems(data, sources)
@@ -150,7 +152,9 @@ def _runtime_problems(data: dict, sources: SourceMap) -> list[Problem]:
 def _file_problems(data: dict, sources: SourceMap, spec_dir: Path) -> list[Problem]:
     problems: list[Problem] = []
     model = data["model"]
-    model_path = _inside(spec_dir, model["path"], ("model", "path"), sources, problems)
+    # A fetched model (`uri`) is never downloaded to validate a spec: its hash is checked by the
+    # service that fetches it, its size by `mlgen plan`.
+    model_path = _inside(spec_dir, model["path"], ("model", "path"), sources, problems) if "path" in model else None
     if model_path is not None:
         if not model_path.exists():
             problems.append(sources.problem(("model", "path"), f"{model['path']} does not exist",
@@ -258,9 +262,12 @@ def _build(data: dict, spec_path: Path, spec_dir: Path, warnings: tuple, sources
         labels=freeze(meta["labels"]),
         model=ModelSpec(
             format=model["format"],
-            path=(spec_dir / model["path"]).resolve(),
-            relpath=Path(os.path.normpath(model["path"])).as_posix(),
+            path=(spec_dir / model["path"]).resolve() if "path" in model else None,
+            relpath=Path(os.path.normpath(model["path"])).as_posix() if "path" in model else None,
             sha256=model.get("sha256"),
+            uri=model.get("uri"),
+            version=model.get("version", meta["version"]),
+            max_bytes=quantity_bytes(model["max_size"]),
             handler=model.get("handler"),
             inputs=_tensors(model["inputs"]),
             outputs=_tensors(model["outputs"]),

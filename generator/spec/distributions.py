@@ -24,6 +24,13 @@ GPU_REQUIREMENTS = {"onnxruntime>=1.17": "onnxruntime-gpu>=1.17"}
 GRPC_REQUIREMENTS = ("grpcio>=1.60", "protobuf>=6.33.5", "grpcio-health-checking>=1.60")
 # security.auth jwt: PyJWT verifies the tokens, cryptography the issuer's RSA, EC and EdDSA keys.
 JWT_REQUIREMENTS = ("PyJWT[crypto]>=2.10",)
+# model.uri: the SDK of the store the model is fetched from (its credentials come from the platform's
+# identity through it); https:// and file:// need nothing beyond the standard library.
+STORE_REQUIREMENTS = {
+    "s3": ("boto3>=1.34",),
+    "gs": ("google-cloud-storage>=2.14",),
+    "azure": ("azure-storage-blob>=12.19", "azure-identity>=1.15"),
+}
 
 # What a distribution installs along with it (its own Requires-Dist, for the versions the
 # examples pin: scikit-learn 1.9.1, scipy 1.17.1, onnxruntime 1.32.0, functions-framework 3.9),
@@ -34,6 +41,7 @@ DEPENDS_ON = {
     "onnxruntime": ("numpy", "protobuf", "flatbuffers", "packaging"),
     "onnxruntime-gpu": ("numpy", "protobuf", "flatbuffers", "packaging"),
     "functions-framework": ("flask", "werkzeug"),
+    "boto3": ("botocore", "s3transfer", "jmespath"),
 }
 
 # Import names that are not their distribution's name, from each distribution's top_level.txt

@@ -24,12 +24,20 @@ class Tensor:
 @dataclass(frozen=True)
 class ModelSpec:
     format: str
-    path: Path  # absolute and resolved
-    relpath: str  # posix path relative to the spec's folder; the same path inside app/
+    path: Path | None  # absolute and resolved; None for a model fetched from `uri`
+    relpath: str | None  # posix path relative to the spec's folder; the same path inside app/
     sha256: str | None
     handler: str | None
     inputs: tuple[Tensor, ...]
     outputs: tuple[Tensor, ...]
+    uri: str | None = None  # the artifact the service fetches when it starts (sha256 then set)
+    version: str = ""  # model.version, defaulting to metadata.version
+    max_bytes: int = 0  # model.max_size: the largest artifact the service fetches
+
+    @property
+    def fetched(self) -> bool:
+        """The model is not in the bundle: the service fetches it from `uri` when it starts."""
+        return self.uri is not None
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,11 @@ def _explain(error, sources: SourceMap) -> list[Problem]:
         missing = error.message.split("'")[1] if "'" in error.message else "?"
         return [sources.problem(path, f"required field {missing!r} is missing",
                                 hint=_describe(sub.get("properties", {}).get(missing)))]
+    if kind == "dependentRequired":
+        given = next((key for key, needed in error.validator_value.items() if key in error.instance), "?")
+        missing = [name for name in error.validator_value.get(given, ()) if name not in error.instance]
+        return [sources.problem(path + (given,), f"{given} needs {', '.join(missing)} beside it", key=True,
+                                hint=_describe(sub.get("properties", {}).get(missing[0])) if missing else None)]
     if kind == "propertyNames":
         key = error.instance
         meaning = _meaning(error.validator_value.get("pattern", "")) or ""

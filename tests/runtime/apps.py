@@ -28,7 +28,8 @@ def write_serving_json(app_dir: Path, model: dict, *, name: str = "iris", pipeli
                        security: dict | None = None) -> Path:
     document = {
         "format_version": 1, "name": name, "version": "1.0.0",
-        "model": {"execution_providers": ["CPUExecutionProvider"], **model},
+        "model": {"execution_providers": ["CPUExecutionProvider"], "version": "1.0.0", "uri": None,
+                  "max_bytes": 2**31, "cache_dir": "../model-cache", **model},
         "pipeline": pipeline or {"preprocess": None, "postprocess": None, "topology": "collocated",
                                  "stage_urls": {}},
         "runtime": {"port": 8080, "workers": 1, "timeout_s": 30, "max_body_bytes": 1_000_000, "grpc_port": None,

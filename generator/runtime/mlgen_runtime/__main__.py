@@ -33,7 +33,7 @@ def _serve(args) -> int:
 
     config = load_config(args.config)
     observability, runtime = config.observability, config.runtime
-    configure(observability.log_format, observability.log_level)
+    configure(observability.log_format, observability.log_level, config.model.version)
     options = dict(host=args.host, port=args.port or runtime.port, lifespan="on", access_log=False,
                    log_config=None, log_level=observability.log_level,
                    timeout_graceful_shutdown=runtime.shutdown_timeout_s or runtime.timeout_s)
@@ -82,7 +82,7 @@ def _predict(args) -> int:
     config = load_config(args.config)
     # stdout carries the answer; only warnings and errors go to stderr.
     level = config.observability.log_level if config.observability.log_level in ("warning", "error") else "warning"
-    configure(config.observability.log_format, level)
+    configure(config.observability.log_format, level, config.model.version)
     body = sys.stdin.buffer.read()
     service = load_service(args.config, args.stage)
     try:

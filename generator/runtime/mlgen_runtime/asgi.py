@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .auth import OPEN_PATHS
 from .config import ConfigError, load_config
-from .service import Response, Service, cores
+from .service import ModelUnavailable, Response, Service, cores
 
 logger = logging.getLogger("mlgen_runtime")
 
@@ -167,6 +167,10 @@ class ServingApp:
             self.service.load()
             if self.grpc is not None:
                 self.grpc.set_serving(True)
+        except ModelUnavailable as exc:
+            # The model's store said no (or nothing): the process stays live and says why it is not
+            # ready, so the cause is visible on the readiness probe, not only in a restart loop.
+            logger.error("%s", exc)
         except ConfigError as exc:
             self._fail(f"cannot load the service: {exc}", traceback=False)
         except Exception:
@@ -201,7 +205,7 @@ def app_from_environment() -> ServingApp:
     from .logs import configure
 
     service = Service(load_config(os.environ["MLGEN_CONFIG"]), os.environ.get("MLGEN_STAGE", "all"))
-    configure(service.config.observability.log_format, service.config.observability.log_level)
+    configure(service.config.observability.log_format, service.config.observability.log_level, service.config.model.version)
     grpc_port, admin_port = os.environ.get("MLGEN_GRPC_PORT"), os.environ.get("MLGEN_ADMIN_PORT")
     return ServingApp(service, os.environ.get("MLGEN_HOST", "0.0.0.0"), int(grpc_port) if grpc_port else None,
                       int(admin_port) if admin_port else None)

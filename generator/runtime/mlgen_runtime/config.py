@@ -44,6 +44,10 @@ class ModelConfig:
     outputs: tuple[TensorSpec, ...]
     # ONNX Runtime execution providers to try, in order ("CUDAExecutionProvider", "CPUExecutionProvider").
     execution_providers: tuple[str, ...]
+    version: str  # the model's version: model routes, metrics and logs report it
+    uri: str | None  # fetched into cache_dir when the service starts (path is then where it lands)
+    max_bytes: int  # the largest model a fetch accepts
+    cache_dir: Path  # where fetched models are kept, one folder per sha256 (MLGEN_MODEL_CACHE overrides)
 
 
 @dataclass(frozen=True)
@@ -149,13 +153,19 @@ def _build(raw: dict, app_dir: Path, environ) -> ServingConfig:
         raise ValueError(f"model.format {model_format!r} is not one of {', '.join(MODEL_FORMATS)}")
     model = ModelConfig(
         format=model_format,
-        path=(app_dir / model_raw["path"]) if model_raw["path"] else app_dir,
+        path=(app_dir / model_raw["path"]) if model_raw["path"] else app_dir,  # a fetched model: set once it is cached
         sha256=model_raw["sha256"] or None,
         handler=model_raw["handler"] or None,
         inputs=_tensor_specs(model_raw["inputs"], "model.inputs"),
         outputs=_tensor_specs(model_raw["outputs"], "model.outputs"),
         execution_providers=tuple(str(name) for name in model_raw["execution_providers"]),
+        version=str(model_raw["version"]),
+        uri=model_raw["uri"] or None,
+        max_bytes=int(model_raw["max_bytes"]),
+        cache_dir=app_dir / (environ.get("MLGEN_MODEL_CACHE") or model_raw["cache_dir"]),
     )
+    if model.uri and not model.sha256:
+        raise ValueError("model.uri needs model.sha256: a fetched model is verified, never trusted")
     if model_format == "python" and not model.handler:
         raise ValueError("model.handler (module:attr) is required for format 'python'")
 

@@ -22,6 +22,7 @@ HELP = {
     "mlgen_requests_in_flight": ("gauge", "Requests being handled right now."),
     "mlgen_model_load_seconds": ("gauge", "Seconds it took to load the model and handlers at startup."),
     "mlgen_model_ready": ("gauge", "1 when the service is ready to serve inference, else 0."),
+    "mlgen_model_info": ("gauge", "1, labelled with the version of the model the service serves (model.version)."),
     "mlgen_model_execution_provider": ("gauge", "1 for what the model computes on: the ONNX Runtime execution provider it got, cpu or handler."),
     "mlgen_batches_total": ("counter", "Model calls made by adaptive batching."),
     "mlgen_batched_rows_total": ("counter", "Rows (first-dimension entries) those model calls computed; over mlgen_batches_total: the mean batch size."),
@@ -53,6 +54,7 @@ class Metrics:
         self.model_load_seconds = 0.0
         self.model_ready = 0
         self.execution_provider: str | None = None
+        self.model_version: str | None = None
         self.batches = 0
         self.batched_rows = 0
         self._lock = threading.Lock()
@@ -100,6 +102,9 @@ class Metrics:
             lines.append(f'mlgen_model_load_seconds{{stage="{stage}"}} {self.model_load_seconds!r}')
             _header(lines, "mlgen_model_ready")
             lines.append(f'mlgen_model_ready{{stage="{stage}"}} {self.model_ready}')
+            if self.model_version is not None:
+                _header(lines, "mlgen_model_info")
+                lines.append(f'mlgen_model_info{{stage="{stage}",version="{_escape(self.model_version)}"}} 1')
             if self.execution_provider is not None:
                 _header(lines, "mlgen_model_execution_provider")
                 lines.append(f'mlgen_model_execution_provider{{stage="{stage}",provider="{_escape(self.execution_provider)}"}} 1')

@@ -19,7 +19,7 @@ import orjson
 
 from . import protocol, tensors
 from .auth import OPEN_PATHS, Guard, Refused, log_refusal
-from .config import ServingConfig, load_config
+from .config import ConfigError, ServingConfig, load_config
 from .errors import ModelError, RequestError
 from .handlers import RequestContext
 from .logs import AccessLog
@@ -61,6 +61,10 @@ class Exchange:
     response: Response | None = None
 
 
+class ModelUnavailable(ConfigError):
+    """The model of `model.uri` could not be fetched; the service stays live and not ready."""
+
+
 def load_service(config_path: str | os.PathLike, stage: str = "all") -> Service:
     """Read serving.json and load the model and handlers (once); raises ConfigError when it cannot."""
     service = Service(load_config(config_path), stage)
@@ -73,14 +77,17 @@ class Service:
         self.config = config
         self.role = role_for(config, stage)
         self.metrics = Metrics(stage, enabled=config.observability.metrics)
-        self.access_log = AccessLog(config.observability.log_format, stage)
+        self.access_log = AccessLog(config.observability.log_format, stage, config.model.version)
         self.guard = Guard(config.security, self.role.stage, config.name)
         self.pipeline = None
         self.batcher = None  # runtime.batching: the transports submit inferences to it
         self._model_prefix = f"/v2/models/{config.name}"
-        self._version_prefix = f"{self._model_prefix}/versions/{config.version}"
+        self._version_prefix = f"{self._model_prefix}/versions/{config.model.version}"
+        self.metrics.model_version = config.model.version
+        # Why the service is not ready yet (fetching the model, or why the fetch failed); None once loaded.
+        self.not_ready_reason: str | None = "the model is loading"
         self.model_metadata = {
-            "name": config.name, "versions": [config.version], "platform": config.model.format,
+            "name": config.name, "versions": [config.model.version], "platform": config.model.format,
             "inputs": [spec.as_metadata() for spec in self.role.input_specs or ()],
             "outputs": [spec.as_metadata() for spec in self.role.output_specs or ()]}
         self._metadata = orjson.dumps(self.model_metadata)
@@ -97,6 +104,8 @@ class Service:
         app_dir = str(self.config.app_dir)
         if app_dir not in sys.path:
             sys.path.insert(0, app_dir)
+        if self.config.model.uri and "predict" in self.role.steps and self.role.stage != "gateway":
+            self._fetch_model()
         if self.role.stage == "gateway":
             from .gateway import RemotePipeline  # http.client is only needed by a gateway
 
@@ -118,8 +127,25 @@ class Service:
             self.guard.tokens.prefetch()
         self.metrics.model_load_seconds = time.perf_counter() - started
         self.metrics.model_ready = 1
-        logger.info("%s %s loaded as stage %s in %.3fs", self.config.name, self.config.version,
+        self.not_ready_reason = None
+        logger.info("%s model %s loaded as stage %s in %.3fs", self.config.name, self.config.model.version,
                     self.role.stage, self.metrics.model_load_seconds)
+
+    def _fetch_model(self) -> None:
+        """Put the model of `model.uri` in the cache (or find it there) and load it from there. A
+        failure leaves the service live and not ready, saying why (ModelUnavailable)."""
+        from dataclasses import replace
+
+        from .fetch import FetchError, fetch_model
+
+        model = self.config.model
+        self.not_ready_reason = f"fetching the model from {model.uri}"
+        try:
+            path = fetch_model(model.uri, model.sha256, model.max_bytes, model.cache_dir)
+        except FetchError as exc:
+            self.not_ready_reason = f"the model could not be fetched: {exc}"
+            raise ModelUnavailable(self.not_ready_reason) from None
+        self.config = replace(self.config, model=replace(model, path=path))
 
     def close(self) -> None:
         """Stop background work (the batcher) once the transports have drained."""
@@ -255,7 +281,7 @@ class Service:
         elif path.startswith(self._model_prefix + "/") or path == self._model_prefix:
             rest = path[len(self._model_prefix):]
             if rest.startswith("/versions/"):
-                raise RequestError(404, f"unknown version of model '{self.config.name}'; serving {self.config.version}")
+                raise RequestError(404, f"unknown version of model '{self.config.name}'; serving {self.config.model.version}")
         else:
             raise RequestError(404, f"unknown model in {path}; this service serves '{self.config.name}'")
         if rest == "/infer":
@@ -286,7 +312,7 @@ class Service:
         request = protocol.parse_v2(body, headers, self.role.input_specs)
 
         def answer(outputs: list[tuple]) -> Response:
-            payload, response_headers = protocol.encode_v2(self.config.name, self.config.version,
+            payload, response_headers = protocol.encode_v2(self.config.name, self.config.model.version,
                                                            request.id or request_id, outputs, request.binary)
             return Response(200, response_headers, payload)
 
@@ -315,11 +341,14 @@ class Service:
     def require_ready(self) -> None:
         # A gateway does not probe its stages here: the stage call itself answers 503 naming the stage.
         if self.pipeline is None:
-            raise RequestError(503, "the model is still loading")
+            raise RequestError(503, "the model is still loading" if self.not_ready_reason == "the model is loading"
+                               else f"not ready: {self.not_ready_reason}")
 
     def _readiness(self) -> Response:
         ready = self.ready
-        return Response(200 if ready else 503, dict(_JSON), orjson.dumps({"ready": ready}))
+        if ready or self.not_ready_reason is None:
+            return Response(200 if ready else 503, dict(_JSON), orjson.dumps({"ready": ready}))
+        return Response(503, dict(_JSON), orjson.dumps({"ready": False, "reason": self.not_ready_reason}))
 
     def _live(self) -> Response:
         return Response(200, dict(_JSON), b'{"live":true}')
