@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import ssl
 import subprocess
 import threading
@@ -163,7 +162,7 @@ class AzureStore(Store):
     def __init__(self, folder: Path) -> None:
         blob = pytest.importorskip("azure.storage.blob")
         pytest.importorskip("azure.identity")
-        azurite = shutil.which("azurite-blob") or require_tool("azurite-blob")
+        azurite = require_tool("azurite-blob")
         ca = trustme.CA()
         cert = ca.issue_cert("127.0.0.1")
         (folder / "azurite").mkdir(exist_ok=True)
