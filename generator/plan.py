@@ -10,6 +10,7 @@ from mlgen.errors import Level, Problem, RenderError
 from mlgen.lock import Platform, locked
 from mlgen.render import RenderedFile, Renderer, check_files
 from mlgen.spec import ServiceModel
+from mlgen.spec.artifact_uri import access_problems
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class TargetPlan:
 
 def plan_target(model: ServiceModel, name: str, renderer: Renderer) -> TargetPlan:
     target = targets.get(name)
-    fitness = target.fit(model) + lock_problems(model, target) + security_problems(model, target)
+    fitness = target.fit(model) + lock_problems(model, target) + fetch_problems(model, name) + security_problems(model, target)
     errors = [p for p in fitness if p.level is Level.ERROR]
     if errors:
         raise RenderError(errors)
@@ -48,6 +49,24 @@ def security_problems(model: ServiceModel, target: targets.Target) -> list[Probl
                                       hint=f"targets that do: {', '.join(able)}" if able else
                                       "remove it for this target (mlgen serve and the runtime itself honour it)"))
     return problems
+
+
+# Targets whose bundles give the service what a fetched model needs (a writable cache, read access
+# for the platform's identity, a startup allowance for the download). None yet: each target's
+# wiring lands with its tests, and until then a `model.uri` spec is refused rather than rendered
+# into a bundle that cannot fetch its model.
+FETCHING_TARGETS: frozenset[str] = frozenset()
+
+
+def fetch_problems(model: ServiceModel, name: str) -> list[Problem]:
+    if not model.model.fetched:
+        return []
+    if name not in FETCHING_TARGETS:
+        return [model.problem(("model", "uri"), f"target {name} cannot deploy a model fetched from model.uri yet",
+                              hint="ship the model in the bundle with model.path (the runtime itself fetches, "
+                                   "verifies and caches model.uri: python -m mlgen_runtime serve)")]
+    provider = model.target(name).get("provider")
+    return access_problems(model, name, provider)
 
 
 def lock_problems(model: ServiceModel, target: targets.Target) -> list[Problem]:

@@ -94,6 +94,9 @@ def uri_problems(data: dict, sources) -> list[Problem]:
                                 hint="path: model/model.onnx (shipped in the bundle) or uri: s3://BUCKET/KEY with sha256")]
     if "uri" not in model:
         return []
+    if "sha256" not in model:  # the schema says so too, but its fast path does not read dependentRequired
+        return [sources.problem(("model", "uri"), "uri needs sha256 beside it", key=True,
+                                hint="what is fetched is verified, never trusted: sha256sum the artifact and set model.sha256")]
     try:
         parse_uri(model["uri"])
     except ValueError as exc:

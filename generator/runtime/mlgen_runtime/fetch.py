@@ -34,7 +34,7 @@ _AZURE_HOST = re.compile(r"^([a-z0-9]{3,24})\.blob\.core\.windows\.net$")
 
 class FetchError(Exception):
     """The model could not be fetched. `reason` is one of missing, denied, timeout, unavailable,
-    hash, too_large, no_sdk; the message names the URI and never a credential."""
+    hash, too_large, no_sdk, cache; the message names the URI and never a credential."""
 
     def __init__(self, reason: str, uri: str, detail: str) -> None:
         super().__init__(f"{uri}: {detail}")
@@ -59,7 +59,10 @@ def fetch_model(uri: str, sha256: str, max_bytes: int, cache_dir: Path, *, attem
             return target
         logger.warning("the cached copy of %s does not match its sha256: fetching it again", uri)
         target.unlink()
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FetchError("cache", uri, f"cannot create the model cache {target.parent} ({exc.strerror})") from None
     for attempt in range(1, attempts + 1):
         try:
             started = time.perf_counter()
@@ -90,6 +93,8 @@ def _download(uri: str, sha256: str, max_bytes: int, target: Path, timeout_s: fl
             raise FetchError("hash", uri, f"sha256 mismatch: fetched {digest.hexdigest()}, the spec expects {sha256}")
         os.replace(partial, target)
         return size
+    except OSError as exc:  # the cache folder is not writable, or full: the platform's to fix
+        raise FetchError("cache", uri, f"cannot write the model cache {target.parent} ({exc.strerror})") from None
     finally:
         partial.unlink(missing_ok=True)
 
