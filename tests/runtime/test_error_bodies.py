@@ -45,9 +45,11 @@ def assert_clean(status: int, body: bytes, request_id: str) -> None:
 def test_a_handler_that_raises_leaves_its_words_in_the_log_not_in_the_answer(tmp_path, caplog, where):
     from mlgen_runtime import load_service
 
-    pipeline = {"preprocess": "handler:preprocess" if where == "preprocess" else None, "postprocess": None,
+    # A module name of its own: in-process services of other tests import their own `handler`.
+    (tmp_path / "leaky_handler.py").write_text(RAISING_HANDLER)
+    pipeline = {"preprocess": "leaky_handler:preprocess" if where == "preprocess" else None, "postprocess": None,
                 "topology": "collocated", "stage_urls": {}}
-    service = load_service(apps.python_app(tmp_path, RAISING_HANDLER, pipeline=pipeline))
+    service = load_service(apps.python_app(tmp_path, "", handler="leaky_handler:Model", pipeline=pipeline))
     with caplog.at_level(logging.ERROR, logger="mlgen_runtime"):
         response = service.handle("POST", "/v2/models/iris/infer", {"x-request-id": "req-1"}, json.dumps(X).encode())
     assert_clean(response.status, response.body, "req-1")
