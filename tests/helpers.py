@@ -95,3 +95,15 @@ def _scratch() -> Path:
         _SCRATCH.append(Path(tempfile.mkdtemp(prefix="mlgen-tests-")))
         atexit.register(shutil.rmtree, _SCRATCH[0], ignore_errors=True)
     return _SCRATCH[0]
+
+
+def send_json(handler, document: dict, status: int = 200) -> None:
+    """Answer the request a test server's BaseHTTPRequestHandler is handling with a JSON document."""
+    import json
+
+    body = json.dumps(document).encode()
+    handler.send_response(status)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)

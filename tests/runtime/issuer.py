@@ -18,6 +18,8 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from helpers import send_json
+
 AUDIENCE = "iris-api"
 
 
@@ -43,12 +45,7 @@ class Issuer:
                 else:
                     self.send_error(404)
                     return
-                body = json.dumps(document).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                send_json(self, document)
 
             def log_message(self, *args):
                 pass

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from helpers import free_port, require_tool, stop_process
+from helpers import free_port, require_tool, send_json, stop_process
 
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development key (public, in Azure's documentation): the test's own uploads use it.
@@ -216,13 +216,8 @@ class _IdentityEndpoint:
                 claims = {"aud": "https://storage.azure.com", "iss": "https://sts.windows.net/ab1f708d-50f6-404c-a006-d71b2ac7a606/",
                           "nbf": now - 60, "iat": now - 60, "exp": now + 3600, "oid": "stand-in"}
                 token = ".".join(_b64(part) for part in ({"alg": "RS256", "typ": "JWT"}, claims)) + "." + _b64({"sig": 0})
-                body = json.dumps({"access_token": token, "expires_on": str(now + 3600),
-                                   "resource": "https://storage.azure.com", "token_type": "Bearer"}).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                send_json(self, {"access_token": token, "expires_on": str(now + 3600),
+                                 "resource": "https://storage.azure.com", "token_type": "Bearer"})
 
             def log_message(self, *args):
                 pass
