@@ -1,8 +1,9 @@
-"""The cloud section of docs/choosing-a-target.md: each provider's user-data limit, from the
-table the render checks (userdata.LIMITS)."""
+"""The cloud sections of docs/choosing-a-target.md: each provider's user-data limit, from the
+table the render checks (userdata.LIMITS), and how its balancer carries gRPC (balancers.GRPC)."""
 
 from __future__ import annotations
 
+from mlgen.targets.cloud.balancers import GRPC
 from mlgen.targets.cloud.userdata import LIMITS
 
 
@@ -10,5 +11,9 @@ def limits_markdown() -> str:
     lines = ["## VM user data (cloud target)", "", "| provider | limit | source |", "|---|---|---|",
              *(f"| {limit.provider} | {limit.what} | {limit.source} |" for limit in LIMITS.values()),
              "", "Over the limit, set `targets.cloud.artifact_url` (and `artifact_upload`): the VMs then "
-             "download the bundle and check its sha256."]
+             "download the bundle and check its sha256.",
+             "", "## gRPC through the fleet's load balancer (cloud target, runtime.grpc_port)", "",
+             "| provider | balancer | forwards gRPC | how | source |", "|---|---|---|---|---|",
+             *(f"| {g.provider} | {g.balancer} | {'yes' if g.forwards else 'no (refused at runtime.grpc_port)'} | "
+               f"{g.how} | {g.source} |" for g in GRPC.values())]
     return "\n".join(lines) + "\n"

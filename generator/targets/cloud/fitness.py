@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from mlgen.errors import Problem
 from mlgen.spec import ServiceModel
+from mlgen.targets.cloud.balancers import GRPC
 from mlgen.targets.cloud.settings import DEFAULT_IMAGES, cloud_settings
 
 # AWS names target groups and load balancers with at most 32 characters; ours end in -tg / -lb.
@@ -47,6 +48,16 @@ def fit(model: ServiceModel) -> list[Problem]:
     if model.pipeline.split:
         problems.append(model.problem(("pipeline", "topology"), "each VM runs the stages collocated in one process",
                                       hint="the kubernetes target runs each stage as its own service", warning=True))
+    if settings.grpc_port is not None:
+        grpc = GRPC[settings.provider]
+        if not grpc.forwards:
+            able = ", ".join(p for p, g in GRPC.items() if g.forwards)
+            problems.append(model.problem(("runtime", "grpc_port"), f"{settings.provider}'s {grpc.balancer}: {grpc.how} ({grpc.source})",
+                                          hint=f"remove runtime.grpc_port for {settings.provider}; provider {able}, or the onprem and "
+                                               "kubernetes targets, serve it"))
+        else:
+            problems.append(model.problem(("runtime", "grpc_port"), f"{settings.provider}'s {grpc.balancer}: {grpc.how}",
+                                          warning=True))
     if model.resources.gpu:
         problems.append(model.problem(("resources", "gpu"), "the VMs get no GPU drivers from cloud-init: choose a GPU instance_type and an image with the NVIDIA driver",
                                       warning=True))

@@ -46,6 +46,7 @@ class CloudSettings:
     allowed_cidrs: tuple[str, ...]
     lb_port: int
     port: int  # the service's port on each VM
+    grpc_port: int | None  # runtime.grpc_port on each VM, forwarded where the balancer can (balancers.GRPC)
     min_size: int
     max_size: int
     target_cpu_percent: int
@@ -98,6 +99,15 @@ class CloudSettings:
 
     def resource(self, suffix: str) -> str:
         return f"{self.name}-{suffix}"
+
+    @property
+    def service_ports(self) -> tuple[int, ...]:
+        """The ports the balancer forwards to each VM: HTTP, then gRPC when the spec serves it."""
+        return (self.port,) if self.grpc_port is None else (self.port, self.grpc_port)
+
+    @property
+    def gcp_firewall_rules(self) -> str:
+        return ",".join(f"tcp:{port}" for port in self.service_ports)
 
     @property
     def scale_in_cpu_percent(self) -> int:
@@ -172,6 +182,7 @@ def cloud_settings(model: ServiceModel) -> CloudSettings:
         allowed_cidrs=tuple(spec["allowed_cidrs"]),
         lb_port=spec["lb_port"],
         port=model.runtime.port,
+        grpc_port=model.runtime.grpc_port,
         min_size=max(1, model.scaling.min_replicas),
         max_size=max(1, model.scaling.min_replicas, model.scaling.max_replicas),
         target_cpu_percent=model.scaling.target_cpu_percent,

@@ -13,7 +13,7 @@ from mlgen.spec import ServiceModel
 from mlgen.targets.base import Target, TradeOff, schema_fragment
 from mlgen.targets.kubernetes.bundle import plan
 from mlgen.targets.kubernetes.filters import FILTERS
-from mlgen.targets.kubernetes.fitness import autoscaling_problems
+from mlgen.targets.kubernetes.fitness import autoscaling_problems, grpc_problems
 from mlgen.targets.kubernetes.settings import image_platform, kubernetes_settings
 
 
@@ -33,7 +33,7 @@ def fit(model: ServiceModel) -> list[Problem]:
             ("targets", "kubernetes", "base_image"), f"the Dockerfile builds FROM {settings.base_image}, a tag, which moves "
             "with every patch release: two builds of the same bundle can differ",
             hint="pin base_image by digest (name:tag@sha256:…) so every build starts from the same image", warning=True))
-    problems += autoscaling_problems(model, settings)
+    problems += autoscaling_problems(model, settings) + grpc_problems(model, settings)
     if settings.service_monitor and not model.observability.metrics:
         problems.append(model.problem(
             ("targets", "kubernetes", "service_monitor"), "a ServiceMonitor needs metrics",

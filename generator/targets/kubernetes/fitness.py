@@ -49,6 +49,19 @@ def autoscaling_problems(model: ServiceModel, settings: KubernetesSettings) -> l
     return problems
 
 
+def grpc_problems(model: ServiceModel, settings: KubernetesSettings) -> list[Problem]:
+    """Knative routes one port per container (its queue-proxy fronts only that port; the Service
+    refuses a second one), which carries the runtime's HTTP: gRPC on a port of its own cannot reach
+    a Knative pod."""
+    if model.runtime.grpc_port is None or not settings.on_knative:
+        return []
+    how = "flavor knative" if settings.flavor == "knative" else "flavor kserve with autoscaling: requests (Serverless mode)"
+    return [model.problem(("runtime", "grpc_port"), f"{how} runs on Knative, which routes one port per container: "
+                          "the runtime's HTTP port takes it, so gRPC on runtime.grpc_port would not be reachable",
+                          hint="use flavor: deployment, or flavor: kserve with autoscaling: cpu (RawDeployment, whose "
+                               "Service carries the second port); or remove runtime.grpc_port")]
+
+
 def _why_not_zero(flavor: str, autoscaling: str) -> str:
     if autoscaling == "cpu":
         what = {"deployment": "a HorizontalPodAutoscaler", "kserve": "KServe's CPU autoscaling (an HPA)",

@@ -82,6 +82,10 @@ class KubernetesSettings:
     compose_env: Mapping[str, str]  # the spec's env with `$` doubled: compose interpolates `$`
     compose_secrets: Mapping[str, str]  # env name → compose's "required from your shell" reference
     compose_port: str  # where compose publishes the entry stage: loopback only
+    # The entry stage's gRPC port (runtime.grpc_port; the runtime serves gRPC in the entry process
+    # only); None: HTTP only. Its readiness and startup probes ask the gRPC health service.
+    grpc_port: int | None
+    compose_grpc_port: str | None  # where compose publishes it: loopback only
     prometheus_service: str
     prometheus_image: str
     flavor: str  # deployment | kserve | knative
@@ -196,6 +200,9 @@ def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
         compose_env=_frozen({key: value.replace("$", "$$") for key, value in model.env.items()}),
         compose_secrets=_frozen({s.name: f"${{{s.name}:?set {s.name} (secret {s.secret})}}" for s in model.secrets}),
         compose_port=f"127.0.0.1:{port}:{port}",
+        grpc_port=model.runtime.grpc_port,
+        compose_grpc_port=(f"127.0.0.1:{model.runtime.grpc_port}:{model.runtime.grpc_port}"
+                           if model.runtime.grpc_port else None),
         prometheus_service=f"{name}-prometheus",
         prometheus_image=PROMETHEUS_IMAGE,
         flavor=flavor,

@@ -51,6 +51,9 @@ class HostSettings:
     user: str
     bind: str
     ports: tuple[int, ...]  # one per instance
+    # runtime.grpc_port: every instance listens on it (the runtime sets SO_REUSEPORT, so the kernel
+    # spreads connections over them); None: HTTP only.
+    grpc_port: int | None
     python: str  # "3.11"
     platform: str  # wheel platform of the host: x86_64 or aarch64
     air_gapped: bool
@@ -193,6 +196,7 @@ def host_settings(model: ServiceModel, platform: Platform | None = None, **overr
         # Behind the TLS proxy the service answers on loopback only, so nothing bypasses TLS.
         bind=spec.get("bind") or ("127.0.0.1" if tls else "0.0.0.0"),
         ports=tuple(range(port, port + instances)),
+        grpc_port=model.runtime.grpc_port,
         python=model.runtime.python,
         platform=spec["platform"],
         air_gapped=spec["air_gapped"],

@@ -108,6 +108,9 @@ bundle=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 readonly bundle
 readonly USER_DATA_FILE=$bundle/cloud-init.yaml
 readonly SERVICE_PORT=8080
+# The ports the passthrough balancer forwards: HTTP.
+readonly SERVICE_PORTS=8080
+readonly FIREWALL_RULES=tcp:8080
 readonly HEALTH_PATH=/v2/health/ready
 readonly MIN_SIZE=2
 readonly MAX_SIZE=10
@@ -129,11 +132,11 @@ main() {
 
   if exists compute firewall-rules "$NAME-allow"; then
     say "update firewall rule $NAME-allow"
-    run gcloud --project "$project" compute firewall-rules update "$NAME-allow" --rules "tcp:$SERVICE_PORT" --source-ranges "$SOURCE_RANGES"
+    run gcloud --project "$project" compute firewall-rules update "$NAME-allow" --rules "$FIREWALL_RULES" --source-ranges "$SOURCE_RANGES"
   else
-    say "create firewall rule $NAME-allow (tcp:$SERVICE_PORT)"
+    say "create firewall rule $NAME-allow ($FIREWALL_RULES)"
     run gcloud --project "$project" compute firewall-rules create "$NAME-allow" --network "$NETWORK" --direction INGRESS \
-      --action allow --rules "tcp:$SERVICE_PORT" --source-ranges "$SOURCE_RANGES" --target-tags "$NAME"
+      --action allow --rules "$FIREWALL_RULES" --source-ranges "$SOURCE_RANGES" --target-tags "$NAME"
   fi
 
   if exists compute instance-templates "$template"; then
@@ -177,9 +180,9 @@ main() {
     run gcloud --project "$project" compute addresses create "$NAME-ip" --region "$region"
   fi
   if ! exists compute forwarding-rules "$NAME"; then
-    say "create forwarding rule $NAME (tcp:$SERVICE_PORT)"
+    say "create forwarding rule $NAME (tcp:$SERVICE_PORTS)"
     run gcloud --project "$project" compute forwarding-rules create "$NAME" --region "$region" --load-balancing-scheme EXTERNAL \
-      --ip-protocol TCP --ports "$SERVICE_PORT" --address "$NAME-ip" --backend-service "$NAME" --backend-service-region "$region"
+      --ip-protocol TCP --ports "$SERVICE_PORTS" --address "$NAME-ip" --backend-service "$NAME" --backend-service-region "$region"
   fi
   address=$(gcp_get 203.0.113.10 compute addresses describe "$NAME-ip" --region "$region" --format 'value(address)')
   say "deployed: http://$address:$SERVICE_PORT/v2/models/$NAME/infer (VMs answer once cloud-init finished, a few minutes)"

@@ -104,6 +104,7 @@ readonly bundle
 readonly USER_DATA_FILE=$bundle/cloud-init.yaml
 readonly LB_PORT=80
 readonly SERVICE_PORT=8080
+readonly SERVICE_PORTS=(8080)
 readonly HEALTH_PATH=/v2/health/ready
 readonly MIN_SIZE=1
 readonly MAX_SIZE=4
@@ -121,11 +122,11 @@ main() {
 
   say "resource group $RESOURCE_GROUP in $region"
   run az group create --name "$RESOURCE_GROUP" --location "$region" --tags "${TAGS[@]}" --output none
-  say "network security group $NAME-nsg: port $SERVICE_PORT from ${ALLOWED_CIDRS[*]}"
+  say "network security group $NAME-nsg: ports ${SERVICE_PORTS[*]} from ${ALLOWED_CIDRS[*]}"
   run az network nsg create --resource-group "$RESOURCE_GROUP" --name "$NAME-nsg" --location "$region" --tags "${TAGS[@]}" --output none
   run az network nsg rule create --resource-group "$RESOURCE_GROUP" --nsg-name "$NAME-nsg" --name allow-clients \
     --priority 100 --direction Inbound --access Allow --protocol Tcp --source-address-prefixes "${ALLOWED_CIDRS[@]}" \
-    --destination-port-ranges "$SERVICE_PORT" --output none
+    --destination-port-ranges "${SERVICE_PORTS[@]}" --output none
 
   if [[ -z $(az_get '' vmss list --resource-group "$RESOURCE_GROUP" --query "[?name=='$SCALE_SET'].name") ]]; then
     say "create scale set $SCALE_SET ($MIN_SIZE VMs) behind load balancer $LOAD_BALANCER"
