@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -69,6 +68,8 @@ def _bash_problems(scripts: list[RenderedFile], target: str) -> list[Problem]:
     scripts = [script for script in scripts if not parsed.seen(script.content)]
     if not scripts:
         return []
+    import subprocess  # only when a script is new to this bash: most renders find every one parsed before
+
     combined = b"".join(b"__mlgen_script_%d() {\n%s\n}\n" % (index, script.content) for index, script in enumerate(scripts))
     if subprocess.run(["bash", "-n"], input=combined, capture_output=True).returncode == 0:
         parsed.remember(script.content for script in scripts)

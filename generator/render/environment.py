@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Mapping
 
 import jinja2
-import jinja2.sandbox
 
 from mlgen import __version__
 from mlgen.errors import Problem, RenderError
@@ -65,7 +64,7 @@ class Renderer:
             raise RenderError(Problem(f"template uses an undefined value: {exc.message}", file=template)) from None
         except jinja2.TemplateSyntaxError as exc:
             raise RenderError(Problem(f"template syntax error: {exc.message}", file=exc.filename or template, line=exc.lineno)) from None
-        except jinja2.sandbox.SecurityError as exc:
+        except jinja2.exceptions.SecurityError as exc:  # from the sandbox of --templates
             raise RenderError(Problem(f"template tried an unsafe operation: {exc}", file=template)) from None
 
     def file(self, path: str, template: str, mode: int = 0o644, **context) -> RenderedFile:
@@ -86,7 +85,9 @@ def _environment(user_templates: str | None, filters: dict, options: dict,
     folders = [str(target_templates)] if target_templates else []
     builtin = jinja2.FileSystemLoader([*folders, str(templates_dir())])
     if user_templates:
-        cls = jinja2.sandbox.ImmutableSandboxedEnvironment
+        from jinja2.sandbox import ImmutableSandboxedEnvironment  # only for a user's --templates
+
+        cls = ImmutableSandboxedEnvironment
         loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(user_templates), builtin])
     else:
         cls, loader = jinja2.Environment, builtin
