@@ -149,3 +149,20 @@ def tree_state(root: Path) -> dict[str, tuple]:
         state[path.relative_to(root).as_posix()] = (info.st_mode, info.st_size, info.st_mtime_ns, digest,
                                                     os.readlink(path) if path.is_symlink() else None)
     return state
+
+
+def throwaway_certificate(tmp: Path, name: str = "diagnostics.hospital.internal") -> tuple[Path, Path]:
+    """A self-signed certificate and its key for `name`, valid one day, under tmp/tls/."""
+    certificate, key = tmp / "tls" / "diagnostics.pem", tmp / "tls" / "diagnostics.key"
+    certificate.parent.mkdir()
+    subprocess.run([require_tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    f"/CN={name}", "-keyout", str(key), "-out", str(certificate)], check=True, capture_output=True)
+    return certificate, key
+
+
+def nginx_test(site: Path, tmp: Path) -> subprocess.CompletedProcess:
+    """`nginx -t` on a main configuration that includes the rendered site in its http block."""
+    conf = tmp / "nginx.conf"
+    conf.write_text(f"pid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\nevents {{}}\n"
+                    f"http {{\n    access_log off;\n    include {site};\n}}\n")
+    return subprocess.run([require_tool("nginx"), "-t", "-p", str(tmp), "-c", str(conf)], capture_output=True, text=True)

@@ -16,7 +16,7 @@ import yaml
 
 from azure_cli import check_script, dry_run_commands
 from helpers import render_spec, require_tool, run_mlgen
-from onprem_bundle import derived_spec, render
+from onprem_bundle import derived_spec, nginx_test, render, throwaway_certificate
 from test_target_cloud import PROVIDER_SETTINGS
 from test_target_cloud import render as render_cloud
 from test_target_kubernetes import KUBERNETES_VERSIONS, checkov, docs, kustomize
@@ -144,12 +144,7 @@ def test_knative_which_routes_one_port_per_container_refuses_grpc_port_at_its_li
 
 
 def test_the_onprem_tls_proxy_passes_grpc_to_the_runtime_and_nginx_accepts_it(tmp_path):
-    nginx, openssl = require_tool("nginx"), require_tool("openssl")
-    certificate, key = tmp_path / "tls" / "diagnostics.pem", tmp_path / "tls" / "diagnostics.key"
-    certificate.parent.mkdir()
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=diagnostics.hospital.internal", "-keyout", str(key), "-out", str(certificate)],
-                   check=True, capture_output=True)
+    certificate, key = throwaway_certificate(tmp_path)
     spec = derived_spec(tmp_path / "spec", "hospital-diagnostics",
                         {**GRPC, "targets": {"onprem": {"tls": {"certificate": str(certificate), "key": str(key)}}}})
     bundle = render(spec, tmp_path / "out")
@@ -157,10 +152,7 @@ def test_the_onprem_tls_proxy_passes_grpc_to_the_runtime_and_nginx_accepts_it(tm
     assert f"server 127.0.0.1:{GRPC_PORT} " in site and "listen 443 ssl http2;" in site
     for service in ("inference.GRPCInferenceService", "grpc.health.v1.Health"):
         assert f"location /{service}/ {{\n        grpc_pass grpc://hospital-diagnostics_grpc;" in site
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
-                    f"http {{\n    access_log off;\n    include {bundle / 'hospital-diagnostics.nginx.conf'};\n}}\n")
-    result = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf)], capture_output=True, text=True)
+    result = nginx_test(bundle / "hospital-diagnostics.nginx.conf", tmp_path)
     assert result.returncode == 0 and "test is successful" in result.stderr, result.stderr
     assert f"{GRPC_PORT} on 127.0.0.1" in (bundle / "INSTALL.md").read_text()
 

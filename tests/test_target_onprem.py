@@ -12,7 +12,8 @@ import pytest
 
 from helpers import EXAMPLES, require_tool
 from nspawn import QUADLET_PACKAGES, QUADLET_SUITE, cached_root
-from onprem_bundle import derived_spec, directive, render, security_exposure, systemd_verify, unit_files
+from onprem_bundle import (derived_spec, directive, nginx_test, render, security_exposure, systemd_verify,
+                           throwaway_certificate, unit_files)
 
 from mlgen.errors import Level, RenderError
 from mlgen.plan import plan_target
@@ -116,21 +117,11 @@ def test_shellcheck_passes_every_script(bundles, variant) -> None:
 
 
 def test_nginx_accepts_the_tls_site_with_a_throwaway_certificate(tmp_path) -> None:
-    nginx = require_tool("nginx")
-    openssl = require_tool("openssl")
-    certificate, key = tmp_path / "tls" / "diagnostics.pem", tmp_path / "tls" / "diagnostics.key"
-    certificate.parent.mkdir()
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=diagnostics.hospital.internal", "-keyout", str(key), "-out", str(certificate)],
-                   check=True, capture_output=True)
+    certificate, key = throwaway_certificate(tmp_path)
     spec = derived_spec(tmp_path / "spec", "hospital-diagnostics",
                         {"targets": {"onprem": {"tls": {"certificate": str(certificate), "key": str(key),
                                                         "server_names": ["diagnostics.hospital.internal"]}}}})
-    site = render(spec, tmp_path / "out") / "hospital-diagnostics.nginx.conf"
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
-                    f"http {{\n    access_log off;\n    include {site};\n}}\n")
-    result = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf)], capture_output=True, text=True)
+    result = nginx_test(render(spec, tmp_path / "out") / "hospital-diagnostics.nginx.conf", tmp_path)
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
 
