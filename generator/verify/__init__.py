@@ -10,6 +10,7 @@ is "not verified" with the reason, never passed."""
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 import tempfile
 import time
@@ -97,11 +98,28 @@ def _verify_target(model: ServiceModel, name: str, result: Result, progress) -> 
                 for how, status, body in answers:
                     wrong = judge(model, probe, status, body)
                     if wrong:
+                        wrong += logged_cause(scratch, wrong)
                         failures.append(f"{wrong} ({how})" if len(answers) > 1 else wrong)
         finally:
             service.stop()
     if failures:
         result.status, result.reason = FAILED, "; ".join(failures)
+
+
+_REQUEST_ID = re.compile(r"request id ([0-9a-f]{8,64})")
+
+
+def logged_cause(scratch: Path, failure: str) -> str:
+    """A 5xx body names only the request id (the service keeps internals out of answers): what the
+    service logged for that id, so the verify report says what went wrong."""
+    found = _REQUEST_ID.search(failure)
+    if not found:
+        return ""
+    for log in sorted(scratch.glob("*.log")):
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            if found.group(1) in line and ("error" in line.lower() or "exception" in line.lower()):
+                return f"; the service logged: {line.strip()[:400]}"
+    return ""
 
 
 def _environment(platform, requirements: Path, result: Result, lambda_package: bool = False) -> environment.Environment:
