@@ -17,6 +17,8 @@ class Level(str, Enum):
 
 @dataclass(frozen=True)
 class Problem:
+    """One thing wrong (or worth a warning) with a spec, a file or a render, located where it can be."""
+
     message: str
     file: str | None = None
     line: int | None = None  # 1-based

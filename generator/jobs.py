@@ -15,12 +15,16 @@ from mlgen.errors import DriftError, MlgenError, Problem, UsageError
 
 @dataclass(frozen=True)
 class SpecInputs:
+    """What is layered over every spec of a command: --overlay files, then --set values."""
+
     overlays: tuple[Path, ...] = ()
     sets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class RenderOptions:
+    """What `mlgen render` (and `mlgen diff`) asks of each spec."""
+
     targets: tuple[str, ...]
     out: Path
     nested: bool  # OUT/<name>/<target> (several specs) instead of OUT/<target>
@@ -32,6 +36,8 @@ class RenderOptions:
 
 @dataclass
 class Outcome:
+    """What happened to one spec: a record per target (or one for validate), its problems and its exit code."""
+
     spec: str
     records: list[dict] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)

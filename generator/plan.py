@@ -15,6 +15,8 @@ from mlgen.spec.artifact_uri import access_problems
 
 @dataclass(frozen=True)
 class TargetPlan:
+    """One target's files for a spec, rendered and fitted, with the warnings to print."""
+
     target: str
     files: list[RenderedFile]
     warnings: tuple[Problem, ...]

@@ -50,6 +50,8 @@ class Platform:
 
 @dataclass(frozen=True)
 class Artifact:
+    """One file of a locked package, as the index serves it."""
+
     file: str  # the wheel's (or sdist's) file name
     sha256: str
     size: int  # bytes, as the index reports them
@@ -57,6 +59,8 @@ class Artifact:
 
 @dataclass(frozen=True)
 class Package:
+    """One pinned distribution of a platform's environment."""
+
     name: str
     version: str
     files: tuple[Artifact, ...]  # the platform's wheels; the sdist only where no wheel fits
@@ -69,6 +73,8 @@ class Package:
 
 @dataclass(frozen=True)
 class Entry:
+    """The lock of one platform: what it was resolved from, and the packages it installs."""
+
     python: str
     tag: str
     requirements: tuple[str, ...]
@@ -84,6 +90,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class Lock:
+    """A lock file as read: its entries by platform label."""
+
     path: Path
     resolver: str
     entries: dict[str, Entry]  # by platform label

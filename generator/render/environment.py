@@ -22,6 +22,8 @@ from mlgen.resources import templates_dir
 
 @dataclass(frozen=True)
 class RenderedFile:
+    """One file of a target's output, in memory until it is written."""
+
     path: str  # posix, relative to the target's output folder
     content: bytes
     mode: int = 0o644

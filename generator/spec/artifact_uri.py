@@ -34,6 +34,8 @@ _FOREIGN_HINT = {
 
 @dataclass(frozen=True)
 class ArtifactURI:
+    """A `model.uri`, taken apart."""
+
     uri: str
     store: str  # s3 | gs | azure | https | file
     bucket: str  # the bucket, the Azure container, the https host; "" for file

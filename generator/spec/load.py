@@ -26,6 +26,8 @@ _LEADING_TAB = re.compile(r"^[ ]*\t", re.MULTILINE)
 
 @dataclass(frozen=True)
 class Position:
+    """A place in a file: 1-based line and column."""
+
     file: str
     line: int
     column: int

@@ -16,6 +16,8 @@ STAGES = ("preprocess", "predict", "postprocess")
 
 @dataclass(frozen=True)
 class Tensor:
+    """One tensor of the service's interface (the spec's `model.inputs` and `model.outputs`)."""
+
     name: str
     datatype: str
     shape: tuple[int, ...]
@@ -23,6 +25,8 @@ class Tensor:
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """The trained model (the spec's `model`): its file or URI, and its interface."""
+
     format: str
     path: Path | None  # absolute and resolved; None for a model fetched from `uri`
     relpath: str | None  # posix path relative to the spec's folder; the same path inside app/
@@ -42,6 +46,8 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class Pipeline:
+    """The stages around the model and how they are deployed (the spec's `pipeline`)."""
+
     preprocess: str | None
     postprocess: str | None
     topology: str
@@ -58,12 +64,16 @@ class Pipeline:
 
 @dataclass(frozen=True)
 class Batching:
+    """Adaptive batching of inference requests (the spec's `runtime.batching`)."""
+
     max_batch_size: int  # rows in one model call
     max_latency_ms: float  # longest wait for batch mates
 
 
 @dataclass(frozen=True)
 class Runtime:
+    """How the serving runtime runs (the spec's `runtime`)."""
+
     python: str
     requirements: tuple[str, ...]
     port: int
@@ -77,6 +87,8 @@ class Runtime:
 
 @dataclass(frozen=True)
 class Resources:
+    """What one instance of the service needs (the spec's `resources`)."""
+
     cpu: str  # a Kubernetes quantity: "1", "0.5", "500m"
     memory: str  # a Kubernetes quantity: "512Mi"
     gpu: int
@@ -98,6 +110,8 @@ class Resources:
 
 @dataclass(frozen=True)
 class Scaling:
+    """How many instances run and when to add more (the spec's `scaling`)."""
+
     min_replicas: int
     max_replicas: int
     target_cpu_percent: int
@@ -105,6 +119,8 @@ class Scaling:
 
 @dataclass(frozen=True)
 class SecretRef:
+    """A secret the service reads from an environment variable (one of the spec's `secrets`)."""
+
     name: str  # the environment variable the code reads
     secret: str  # the secret's name in the platform's store
     key: str  # the key inside that secret
@@ -130,6 +146,8 @@ class Security:
 
 @dataclass(frozen=True)
 class Observability:
+    """Metrics, logs, SLOs and alerts (the spec's `observability`)."""
+
     metrics: bool
     log_format: str
     log_level: str
@@ -158,6 +176,8 @@ class CodeFile:
 
 @dataclass(frozen=True)
 class ServiceModel:
+    """One validated spec, defaults applied: everything a target renders from."""
+
     name: str
     version: str
     description: str

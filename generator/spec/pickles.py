@@ -60,6 +60,8 @@ class Blob:
 
 @dataclass(frozen=True)
 class PickleFacts:
+    """What the opcodes of a scikit-learn pickle say about the estimator, read without unpickling."""
+
     estimator: str | None  # "sklearn.pipeline.Pipeline"
     sklearn_version: str | None  # of the outermost estimator, or the first one the scan met
     n_features_in: int | None  # columns the estimator was fitted on, where the state says

@@ -36,6 +36,8 @@ class TradeOff:
 
 @dataclass(frozen=True)
 class Target:
+    """One way of deploying: how it plans its files and everything else mlgen needs to know about it."""
+
     name: str
     summary: str  # one line: what this target is for
     plan: Callable[[ServiceModel, Renderer], list[RenderedFile]]
