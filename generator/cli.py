@@ -16,6 +16,11 @@ import click
 from mlgen import __version__
 from mlgen.errors import Level, MlgenError
 
+# A click.Path looks its name up in the message catalogues when it is made (gettext: a few stats
+# each); the commands share one of each kind rather than making one per option.
+PATH = click.Path(path_type=Path)
+EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
 FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
                       help="text for people, json for machines.")
 
@@ -33,7 +38,7 @@ def spec_inputs(command):
     """--overlay and --set, shared by every command that reads specs."""
     command = click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
                            help="Set one field (value typed as YAML), after overlays; repeatable.")(command)
-    return click.option("--overlay", "overlays", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    return click.option("--overlay", "overlays", multiple=True, type=EXISTING_FILE,
                         help="YAML file deep-merged onto the spec (lists replace); repeatable, applied in order.")(command)
 
 
@@ -42,10 +47,10 @@ JOBS = click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_
 
 
 @cli.command()
-@click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("specs", nargs=-1, required=True, type=PATH)
 @click.option("--target", "-t", "selection", default="all", show_default=True,
               help="Target name, a comma-separated list, or all (see `mlgen targets`).")
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("deploy"), show_default=True,
+@click.option("--out", "-o", type=PATH, default=Path("deploy"), show_default=True,
               help="Output folder: OUT/<target>/ for one spec, OUT/<name>/<target>/ for several.")
 @click.option("--force", is_flag=True, help="Overwrite or remove files edited since the last render.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 with a diff if anything would change.")
@@ -72,7 +77,7 @@ def render(specs, selection, out, force, check, dry_run, templates, overlays, se
 
 
 @cli.command()
-@click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("specs", nargs=-1, required=True, type=PATH)
 @spec_inputs
 @JOBS
 @FORMAT
@@ -87,7 +92,7 @@ def validate(specs, overlays, sets, jobs, fmt) -> None:
 
 
 @cli.command("plan")
-@click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("specs", nargs=-1, required=True, type=PATH)
 @click.option("--no-measure", is_flag=True, help="Skip loading the model to measure its load time, memory and time per request.")
 @click.option("--rps", type=click.FloatRange(min=0, min_open=True),
               help="Average requests a second: price every target for this traffic.")
@@ -98,7 +103,7 @@ def validate(specs, overlays, sets, jobs, fmt) -> None:
 @click.option("--request-ms", type=click.FloatRange(min=0, min_open=True),
               help="Time of one prediction on one core, instead of the measured one.")
 @click.option("--free-tier", is_flag=True, help="Subtract the providers' monthly free tiers (shared by the whole account).")
-@click.option("--prices", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--prices", type=EXISTING_FILE,
               help="YAML file of prices (and CPU factors) that replace or extend the built-in table.")
 @click.option("--node-price", type=click.FloatRange(min=0), help="Kubernetes: USD an hour for one node.")
 @click.option("--node-cpu", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
@@ -152,7 +157,7 @@ def plan_command(specs, no_measure, rps, peak_rps, hours_per_day, request_ms, fr
 
 
 @cli.command()
-@click.argument("spec", type=click.Path(path_type=Path))
+@click.argument("spec", type=PATH)
 @spec_inputs
 def lock(spec, overlays, sets) -> None:
     """Resolve SPEC's requirements (and the runtime's own) for every platform it deploys to, with
@@ -174,7 +179,7 @@ def lock(spec, overlays, sets) -> None:
 
 
 @cli.command()
-@click.argument("spec", type=click.Path(path_type=Path))
+@click.argument("spec", type=PATH)
 @click.option("--target", "-t", "selection", default="all", show_default=True,
               help="Target name, a comma-separated list, or all (the targets the spec configures).")
 @spec_inputs
@@ -196,7 +201,7 @@ def verify(spec, selection, overlays, sets, fmt) -> None:
 
 
 @cli.command()
-@click.argument("spec", type=click.Path(path_type=Path))
+@click.argument("spec", type=PATH)
 @click.argument("field")
 @spec_inputs
 @FORMAT
@@ -228,9 +233,9 @@ def explain(spec, field, overlays, sets, fmt) -> None:
 
 
 @cli.command()
-@click.argument("spec", type=click.Path(path_type=Path))
+@click.argument("spec", type=PATH)
 @click.option("--target", "-t", "selection", required=True, help="Target name, a comma-separated list, or all.")
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("deploy"), show_default=True)
+@click.option("--out", "-o", type=PATH, default=Path("deploy"), show_default=True)
 @spec_inputs
 def diff(spec, selection, out, overlays, sets) -> None:
     """Show the unified diff between OUT and what would be rendered (exit 1 when they differ)."""
@@ -272,7 +277,7 @@ def init(folder, name, model_format, description, yes, force) -> None:
 
 
 @cli.command()
-@click.argument("spec", type=click.Path(path_type=Path))
+@click.argument("spec", type=PATH)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", "-p", type=click.IntRange(0, 65535), help="Port (default: runtime.port from the spec).")
 @click.option("--stage", type=click.Choice(["all", "preprocess", "predict", "postprocess", "gateway"]), default="all",
