@@ -119,12 +119,14 @@ def requirements(model: ServiceModel) -> list[str]:
 
 
 def app_files(model: ServiceModel, prefix: str = APP, stage_urls: dict[str, str] | None = None,
-              requirements_text: str | None = None) -> list[RenderedFile]:
+              requirements_text: str | None = None, functions: bool = False) -> list[RenderedFile]:
     """`requirements_text`: the target's requirements file (pinned with hashes from the lock);
-    by default the plain requirements."""
+    by default the plain requirements. `functions`: the bundle runs on a function platform, so it
+    carries the platform adapters (mlgen_runtime/adapters/), which a server never imports."""
     left_out = _unused_runtime_modules(model)
     files = [RenderedFile(f"{prefix}/mlgen_runtime/{name}", content, generated=False)
-             for name, content in runtime_sources() if name not in left_out]
+             for name, content in runtime_sources()
+             if name not in left_out and (functions or not name.startswith(ADAPTERS))]
     config = pretty_json(serving_config(model, stage_urls))
     files.append(RenderedFile.text(f"{prefix}/serving.json", config))
     files.append(RenderedFile.text(f"{prefix}/requirements.txt", requirements_text or "\n".join(requirements(model))))
@@ -142,6 +144,7 @@ JWT_MODULES = ("oidc.py",)  # security.auth jwt
 
 
 FETCH_MODULES = ("fetch.py",)  # model.uri
+ADAPTERS = "adapters/"  # the function platforms' entry points: only function bundles carry them
 
 
 def _unused_runtime_modules(model: ServiceModel) -> set[str]:

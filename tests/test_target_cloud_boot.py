@@ -15,6 +15,10 @@ from helpers import free_port
 from nspawn import BASE_PACKAGES, boot, cached_root, copy_root, enable, oneshot_unit
 from onprem_bundle import derived_spec
 
+# The bundle inside the user data, as a GCP VM receives it (a custom image: the root here is Debian).
+INLINE_GCP = {"provider": "gcp", "region": "europe-west1", "project": "ml-serving-1",
+              "image": "projects/ml-serving-1/global/images/family/mlgen-base", "artifact_url": None, "artifact_upload": None}
+
 SERVICE = "shop-recs"
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -42,8 +46,8 @@ def test_cloud_init_installs_the_hardened_service_and_it_answers_v2_inference(tm
     port = free_port()  # the container shares the host's network: a free port, not 8080
     spec = derived_spec(tmp_path / "spec", "ecommerce-recommendations", {
         "runtime": {"port": port},
-        # Inline: the bundle travels in the user data (Azure takes 64 KB of base64).
-        "targets": {"cloud": {"provider": "azure", "region": "westeurope", "artifact_url": None, "artifact_upload": None}},
+        # Inline: the bundle travels in the user data (GCP takes 256 KB per metadata value).
+        "targets": {"cloud": INLINE_GCP},
     })
     from mlgen.targets.cloud.userdata import USER_DATA
 
@@ -92,7 +96,7 @@ def render_cloud(spec, out):
 def test_the_seed_is_the_rendered_user_data(tmp_path) -> None:
     """cloud-init reads the seed as the provider would deliver it: the file mlgen rendered."""
     spec = derived_spec(tmp_path / "spec", "ecommerce-recommendations",
-                        {"targets": {"cloud": {"provider": "azure", "artifact_url": None, "artifact_upload": None}}})
+                        {"targets": {"cloud": INLINE_GCP}})
     bundle = render_cloud(spec, tmp_path / "out")
     data = yaml.safe_load((bundle / "cloud-init.yaml").read_text())
     assert (bundle / "cloud-init.yaml").read_text().startswith("#cloud-config\n")

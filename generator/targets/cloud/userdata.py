@@ -22,8 +22,10 @@ from mlgen.lock import Platform
 from mlgen.targets.onprem import HostSettings, host_files, host_platform, host_settings
 
 USER_DATA = "cloud-init.yaml"
-# What a VM needs from the host bundle: the air-gap wheelhouse builder and the host guide stay home.
-HOST_ONLY = ("build-offline-bundle.sh", "INSTALL.md")
+# What a VM needs from the host bundle: the air-gap wheelhouse builder, the host guide and the
+# uninstaller stay home (a fleet's VMs are replaced, never uninstalled; and Azure's 64 KB of
+# base64 custom data leaves no room for what a VM never runs).
+HOST_ONLY = ("build-offline-bundle.sh", "INSTALL.md", "uninstall.sh")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,8 @@ def function_app_files(model: ServiceModel, settings: FunctionSettings) -> list[
     """app/ with serving.json's body limit lowered to what the platform delivers, so the
     adapter answers 413 itself instead of the platform failing the call."""
     runtime = dataclasses.replace(model.runtime, max_body_bytes=settings.max_body_bytes)
-    return app_files(dataclasses.replace(model, runtime=runtime), requirements_text=settings.locked.text)
+    return app_files(dataclasses.replace(model, runtime=runtime), requirements_text=settings.locked.text,
+                     functions=True)
 
 
 def model_mb(model: ServiceModel) -> float:
