@@ -25,7 +25,8 @@ def _with_provider(spec: Path, tmp: Path, provider: str) -> Path:
     data["targets"]["cloud"] = {**data["targets"].get("cloud", {}), "provider": provider}
     data["targets"]["cloud"].pop("artifact_upload", None) if provider != "aws" else None
     if provider != "aws":
-        data["targets"]["cloud"].pop("artifact_url", None)
+        # The VMs download the bundle (inline, it is over Azure's 64 KB of base64 custom data).
+        data["targets"]["cloud"]["artifact_url"] = "https://bundles.example.com/iris/bundle.tar.gz"
         data["targets"]["cloud"].pop("instance_type", None)
         data["targets"]["cloud"]["project"] = "demo-project" if provider == "gcp" else None
         data["targets"]["cloud"] = {k: v for k, v in data["targets"]["cloud"].items() if v is not None}
