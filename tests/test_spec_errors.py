@@ -169,18 +169,3 @@ def test_a_trailing_newline_cannot_slip_past_an_anchored_pattern(tmp_path: Path)
     spec = write_spec(tmp_path, GOOD.replace("name: demo", 'name: "demo\\n"'))
     (error,) = errors_of(spec)
     assert "metadata.name: 'demo\\n' is not a DNS-1123 label" in error
-
-
-def test_a_cpu_onnxruntime_pin_on_a_gpu_spec_is_refused_at_its_line(tmp_path: Path) -> None:
-    """With resources.gpu the bundle installs onnxruntime-gpu; a pin of the CPU build installs the
-    same package beside it, so CUDA could silently disappear."""
-    (tmp_path / "model.onnx").write_bytes(MODEL_BYTES)
-    spec = write_spec(tmp_path, GOOD.replace("format: sklearn", "format: onnx").replace("model.joblib", "model.onnx") + """\
-resources: {gpu: 1}
-runtime:
-  requirements:
-    - onnxruntime==1.32.0
-""")
-    errors = [error for error in errors_of(spec) if "runtime.requirements" in error]
-    assert errors and "spec.yaml:15:7: runtime.requirements[0]: 'onnxruntime==1.32.0' is the CPU build" in errors[0], errors
-    assert "onnxruntime-gpu==1.32.0" in errors[0]

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from mlgen.errors import Level, Problem, SpecError
 from mlgen.spec.artifact_uri import uri_problems
-from mlgen.spec.distributions import project_name
 from mlgen.spec.artifacts import artifact_problems
 from mlgen.spec.handlers import Reference, handler_problems
 from mlgen.spec.load import SourceMap, load_yaml
@@ -52,7 +51,7 @@ def load_merged(path: str | os.PathLike, overlays: tuple = (), sets: tuple = ())
 
 
 def _cross_field_problems(data: dict, sources: SourceMap) -> list[Problem]:
-    problems = _gpu_wheel_problems(data, sources)
+    problems = []
     scaling = data["scaling"]
     if scaling["min_replicas"] > scaling["max_replicas"]:
         problems.append(sources.problem(("scaling", "min_replicas"),
@@ -148,19 +147,6 @@ def _runtime_problems(data: dict, sources: SourceMap) -> list[Problem]:
                         f"'{tensor['name']}' has shape {tensor['shape']}",
                         hint=f"declare model.{side}[{index}].shape with -1 first (for example [-1, 4]), or remove runtime.batching"))
     return problems
-
-
-def _gpu_wheel_problems(data: dict, sources: SourceMap) -> list[Problem]:
-    """A GPU spec runs ONNX on onnxruntime-gpu; a user pin of the CPU onnxruntime would install the
-    same `onnxruntime` package beside it, and whichever lands last wins: CUDA may silently go."""
-    if data["resources"]["gpu"] <= 0 or data["model"]["format"] != "onnx":
-        return []
-    return [sources.problem(("runtime", "requirements", index),
-                            f"{requirement!r} is the CPU build; with resources.gpu the bundle installs onnxruntime-gpu, "
-                            "and both install the same onnxruntime package",
-                            hint=f"pin onnxruntime-gpu instead: {requirement.replace('onnxruntime', 'onnxruntime-gpu', 1)!r}")
-            for index, requirement in enumerate(data["runtime"]["requirements"])
-            if project_name(requirement) == "onnxruntime"]
 
 
 def _file_problems(data: dict, sources: SourceMap, spec_dir: Path) -> list[Problem]:
