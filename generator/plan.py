@@ -11,6 +11,7 @@ from mlgen.lock import Platform, locked
 from mlgen.render import RenderedFile, Renderer, check_files
 from mlgen.spec import ServiceModel
 from mlgen.spec.artifact_uri import access_problems
+from mlgen.spec.distributions import project_name
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class TargetPlan:
 def plan_target(model: ServiceModel, name: str, renderer: Renderer) -> TargetPlan:
     target = targets.get(name)
     fitness = target.fit(model) + lock_problems(model, target) + fetch_problems(model, name) + security_problems(model, target)
+    if not any(p.field == "resources.gpu" and p.level is Level.ERROR for p in fitness):
+        fitness += gpu_wheel_problems(model)  # only where the target runs the GPU at all
     errors = [p for p in fitness if p.level is Level.ERROR]
     if errors:
         raise RenderError(errors)
@@ -69,6 +72,20 @@ def fetch_problems(model: ServiceModel, name: str) -> list[Problem]:
                                    "verifies and caches model.uri: python -m mlgen_runtime serve)")]
     provider = model.target(name).get("provider")
     return access_problems(model, name, provider)
+
+
+def gpu_wheel_problems(model: ServiceModel) -> list[Problem]:
+    """A GPU bundle runs ONNX on onnxruntime-gpu (bundle.requirements); a user pin of the CPU
+    onnxruntime would install the same `onnxruntime` package beside it, and whichever lands last
+    wins: CUDA could silently go."""
+    if model.resources.gpu <= 0 or model.model.format != "onnx":
+        return []
+    return [model.problem(("runtime", "requirements", index),
+                          f"{requirement!r} is the CPU build; with resources.gpu the bundle installs onnxruntime-gpu, "
+                          "and both install the same onnxruntime package",
+                          hint=f"pin onnxruntime-gpu instead: {requirement.replace('onnxruntime', 'onnxruntime-gpu', 1)!r}")
+            for index, requirement in enumerate(model.runtime.requirements)
+            if project_name(requirement) == "onnxruntime"]
 
 
 def lock_problems(model: ServiceModel, target: targets.Target) -> list[Problem]:

@@ -169,3 +169,21 @@ def test_a_trailing_newline_cannot_slip_past_an_anchored_pattern(tmp_path: Path)
     spec = write_spec(tmp_path, GOOD.replace("name: demo", 'name: "demo\\n"'))
     (error,) = errors_of(spec)
     assert "metadata.name: 'demo\\n' is not a DNS-1123 label" in error
+
+
+@pytest.mark.parametrize("target, expected, absent", [
+    # kubernetes installs onnxruntime-gpu for a GPU spec: the CPU pin beside it is refused at its line
+    ("kubernetes", "runtime.requirements[0]: 'onnxruntime==1.32.0' is the CPU build", "no GPUs"),
+    # serverless has no GPU at all: it says so, and nothing about wheels it would never install
+    ("serverless", "no GPUs", "is the CPU build"),
+])
+def test_a_cpu_onnxruntime_pin_on_a_gpu_spec_is_refused_only_where_the_gpu_is_used(tmp_path: Path, target, expected,
+                                                                                     absent) -> None:
+    """With resources.gpu the bundle installs onnxruntime-gpu; a pin of the CPU build installs the
+    same `onnxruntime` package beside it, so CUDA could silently disappear."""
+    spec = Path(__file__).parent.parent / "examples" / "image-classifier-serverless" / "spec.yaml"
+    result = run_mlgen("render", spec, "--target", target, "--set", "resources.gpu=1", "-o", tmp_path / "out")
+    assert result.returncode == 1, result.stdout
+    assert expected in result.stderr and absent not in result.stderr, result.stderr
+    assert "spec.yaml:34:7:" in result.stderr or target == "serverless"
+    assert "onnxruntime-gpu==1.32.0" in result.stderr or target == "serverless"
