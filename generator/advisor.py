@@ -24,7 +24,8 @@ from mlgen.lock import locked
 from mlgen.plan import target_renderer
 from mlgen.pricing.report import CostRequest, Costs, price, recommendation as cost_advice, render as render_costs
 from mlgen.render import Renderer
-from mlgen.spec import ServiceModel, load_spec
+from mlgen.spec.build import SpecInputs
+from mlgen.spec import ServiceModel
 from mlgen.targets.onprem.settings import host_settings
 
 _PROBE = r"""
@@ -77,18 +78,26 @@ class Assessment:
                 "costs": self.costs.as_json() if isinstance(self.costs, Costs) else self.costs}
 
 
-def assess(spec: Path, overlays: tuple = (), sets: tuple = (), measure: bool = True,
+def assess(spec: Path, inputs: SpecInputs = SpecInputs(), measure: bool = True,
            cost: CostRequest | None = None) -> Assessment:
-    base = load_spec(spec, overlays, sets)
+    base = inputs.load(spec)
+    size_note = None
+    if base.model.fetched and base.model.size_bytes is None:
+        probed, size_note = _artifact_size(base.model.uri)
+        if probed is not None:
+            inputs = replace(inputs, model_size=probed)
+            base = inputs.load(spec)
     options = []
     for name in targets.available():
         target = targets.get(name)
         for provider in target.providers or [None]:
             extra = (f"targets.{name}.provider={provider}",) if provider else ()
-            options.append(_option(spec, overlays, sets + extra, name, provider))
-    measured = _measure(base) if measure else None
+            options.append(_option(spec, inputs, extra, name, provider))
+    # A model.uri model is fetched by the service: plan never downloads it to measure it.
+    measured = _measure(base) if measure and not base.model.fetched else None
     # The spec's own warnings (a GPU the model will not use, ...) belong to the advice too.
-    advice = [problem.render() for problem in base.warnings] + _recommend(base, options, measured)
+    advice = [problem.render() for problem in base.warnings] + ([size_note] if size_note else []) \
+        + _recommend(base, options, measured)
     priced = None
     if cost is not None:
         cloud_bundle = next((o.bundle_mb for o in options if o.label == f"cloud/{base.target('cloud')['provider']}"), None)
@@ -98,10 +107,10 @@ def assess(spec: Path, overlays: tuple = (), sets: tuple = (), measure: bool = T
     return Assessment(str(spec), options, measured, advice, priced)
 
 
-def _option(spec, overlays, sets, name, provider) -> Option:
+def _option(spec, inputs: SpecInputs, extra_sets: tuple, name, provider) -> Option:
     option = Option(name, provider, fits=True)
     try:
-        model = load_spec(spec, overlays, sets)
+        model = inputs.load(spec, *extra_sets)
         target = targets.get(name)
         for problem in target.fit(model):
             option.reasons.append(("does not fit: " if problem.level is Level.ERROR else "note: ")
@@ -114,6 +123,34 @@ def _option(spec, overlays, sets, name, provider) -> Option:
         option.fits = False
         option.reasons.extend(p.message for p in error.problems)
     return option
+
+
+def _artifact_size(uri: str) -> tuple[int | None, str]:
+    """A model.uri artifact's size without downloading it: a file's stat, or the Content-Length of
+    a HEAD request to a plain https URL. Object stores need credentials plan does not use: those
+    are sized by --model-size, else by model.max_size."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import unquote, urlsplit
+
+    from mlgen.spec.artifact_uri import parse_uri
+
+    unknown = (f"model: the size of {uri} is unknown here, so the limits are checked against model.max_size "
+               "(pass --model-size to check the real one)")
+    parts, store = urlsplit(uri), parse_uri(uri).store
+    if store == "file":
+        path = Path(unquote(parts.path))
+        return (path.stat().st_size, f"model: {uri} is {path.stat().st_size / 1e6:.1f} MB") if path.is_file() else (None, unknown)
+    if store != "https":
+        return None, unknown
+    try:
+        with urllib.request.urlopen(urllib.request.Request(uri, method="HEAD"), timeout=5) as response:
+            length = response.headers.get("Content-Length")
+    except (OSError, ValueError, urllib.error.URLError):
+        return None, unknown
+    if length is None or not length.isdigit():
+        return None, unknown
+    return int(length), f"model: {uri} is {int(length) / 1e6:.1f} MB (HEAD)"
 
 
 def _dependencies_bytes(model: ServiceModel, target, option: Option) -> int:

@@ -34,12 +34,41 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
+class Quantity(click.ParamType):
+    """A size as the spec writes one: bytes, or with a unit (500Mi, 2Gi, 1.5G)."""
+
+    name = "QUANTITY"
+
+    def convert(self, value, param, ctx) -> int:
+        import re
+
+        from mlgen.spec.model import quantity_bytes
+
+        if isinstance(value, int):
+            return value
+        if not re.fullmatch(r"[0-9]+(\.[0-9]+)?(K|M|G|T|Ki|Mi|Gi|Ti)?", value):
+            self.fail(f"{value!r} is not a size (bytes, or with a unit: 500Mi, 2Gi)", param, ctx)
+        return quantity_bytes(value)
+
+
 def spec_inputs(command):
-    """--overlay and --set, shared by every command that reads specs."""
-    command = click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
-                           help="Set one field (value typed as YAML), after overlays; repeatable.")(command)
+    """--overlay, --set and --model-size, shared by every command that reads specs; the command
+    gets them as one `inputs` (jobs.SpecInputs)."""
+    import functools
+
+    @functools.wraps(command)
+    def with_inputs(*args, overlays, sets, model_size, **kwargs):
+        from mlgen.spec.build import SpecInputs
+
+        return command(*args, inputs=SpecInputs(tuple(overlays), tuple(sets), model_size), **kwargs)
+
+    with_inputs = click.option("--model-size", type=Quantity(),
+                               help="Size of a model.uri artifact (mlgen never downloads it to find out): "
+                                    "the limits are checked against it instead of model.max_size.")(with_inputs)
+    with_inputs = click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
+                               help="Set one field (value typed as YAML), after overlays; repeatable.")(with_inputs)
     return click.option("--overlay", "overlays", multiple=True, type=EXISTING_FILE,
-                        help="YAML file deep-merged onto the spec (lists replace); repeatable, applied in order.")(command)
+                        help="YAML file deep-merged onto the spec (lists replace); repeatable, applied in order.")(with_inputs)
 
 
 JOBS = click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True,
@@ -60,7 +89,7 @@ JOBS = click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_
 @spec_inputs
 @JOBS
 @FORMAT
-def render(specs, selection, out, force, check, dry_run, templates, overlays, sets, jobs, fmt) -> None:
+def render(specs, selection, out, force, check, dry_run, templates, inputs, jobs, fmt) -> None:
     """Render SPEC(s) (files, folders or globs) into deployment bundles."""
     from functools import partial
 
@@ -71,8 +100,7 @@ def render(specs, selection, out, force, check, dry_run, templates, overlays, se
     files = batch.expand(specs)
     options = batch.RenderOptions(
         targets=tuple(targets.resolve(selection)), out=out, nested=len(files) > 1,
-        mode="check" if check else "dry-run" if dry_run else "write", force=force, templates=templates,
-        inputs=batch.SpecInputs(tuple(overlays), tuple(sets)))
+        mode="check" if check else "dry-run" if dry_run else "write", force=force, templates=templates, inputs=inputs)
     _Report(fmt).run(files, partial(batch.render_one, options=options), jobs)
 
 
@@ -81,13 +109,12 @@ def render(specs, selection, out, force, check, dry_run, templates, overlays, se
 @spec_inputs
 @JOBS
 @FORMAT
-def validate(specs, overlays, sets, jobs, fmt) -> None:
+def validate(specs, inputs, jobs, fmt) -> None:
     """Check SPEC(s) against the schema and the files they name."""
     from functools import partial
 
     from mlgen import jobs as batch
 
-    inputs = batch.SpecInputs(tuple(overlays), tuple(sets))
     _Report(fmt).run(batch.expand(specs), partial(batch.validate_one, inputs=inputs), jobs)
 
 
@@ -120,8 +147,7 @@ def validate(specs, overlays, sets, jobs, fmt) -> None:
 @spec_inputs
 @FORMAT
 def plan_command(specs, no_measure, rps, peak_rps, hours_per_day, request_ms, free_tier, prices, node_price, node_cpu,
-                 node_memory, hardware_cost, amortise_months, power_watts, power_price, today, overlays, sets,
-                 fmt) -> None:
+                 node_memory, hardware_cost, amortise_months, power_watts, power_price, today, inputs, fmt) -> None:
     """Which target fits SPEC(s), with evidence: limits, bundle size, measured load time and memory;
     with --rps, what each target costs a month and where functions stop being cheaper."""
     from mlgen import jobs as batch
@@ -133,16 +159,16 @@ def plan_command(specs, no_measure, rps, peak_rps, hours_per_day, request_ms, fr
 
         if peak_rps is not None and peak_rps < rps:
             raise click.UsageError("--peak-rps is below --rps")
-        inputs = Inputs(node=Node(node_price, node_cpu, node_memory) if node_price is not None else None,
+        costed = Inputs(node=Node(node_price, node_cpu, node_memory) if node_price is not None else None,
                         host=Host(hardware_cost, amortise_months, power_watts, power_price)
                         if hardware_cost is not None else None)
-        cost = CostRequest(Traffic(rps, peak_rps or 2 * rps, hours_per_day, free_tier), prices, inputs, request_ms,
+        cost = CostRequest(Traffic(rps, peak_rps or 2 * rps, hours_per_day, free_tier), prices, costed, request_ms,
                            **({"today": today.date()} if today else {}))
     failed = 0
     results = []
     for spec in batch.expand(specs):
         try:
-            assessment = assess(spec, tuple(overlays), tuple(sets), measure=not no_measure, cost=cost)
+            assessment = assess(spec, inputs, measure=not no_measure, cost=cost)
         except MlgenError as error:
             failed = max(failed, error.exit_code)
             for problem in error.problems:
@@ -159,14 +185,12 @@ def plan_command(specs, no_measure, rps, peak_rps, hours_per_day, request_ms, fr
 @cli.command()
 @click.argument("spec", type=PATH)
 @spec_inputs
-def lock(spec, overlays, sets) -> None:
+def lock(spec, inputs) -> None:
     """Resolve SPEC's requirements (and the runtime's own) for every platform it deploys to, with
     hashes, into SPEC.lock.json beside it; bundles then install from it with --require-hashes."""
     from mlgen.lock.resolve import lock_document, write_lock
     from mlgen.plan import deployed_platforms
-    from mlgen.spec import load_spec
-
-    model = load_spec(spec, tuple(overlays), tuple(sets))
+    model = inputs.load(spec)
     platforms = deployed_platforms(model)
     if not platforms:
         raise click.UsageError(f"{spec} configures no target that installs Python packages (see `mlgen targets`)")
@@ -184,14 +208,14 @@ def lock(spec, overlays, sets) -> None:
               help="Target name, a comma-separated list, or all (the targets the spec configures).")
 @spec_inputs
 @FORMAT
-def verify(spec, selection, overlays, sets, fmt) -> None:
+def verify(spec, selection, inputs, fmt) -> None:
     """Build each target's environment from the lock, start the bundle as its platform would, send
     the spec's examples and compare the answers. Exit 1 when any target fails."""
     from mlgen import targets
     from mlgen.verify import FAILED, report, verify as run
 
     chosen = [] if selection == "all" else targets.resolve(selection)
-    results = run(spec, chosen, tuple(overlays), tuple(sets),
+    results = run(spec, chosen, inputs,
                   progress=(lambda line: click.echo(line, err=True)) if fmt == "text" else (lambda line: None))
     if fmt == "json":
         click.echo(json.dumps([r.as_json() for r in results], indent=2, ensure_ascii=False))
@@ -205,7 +229,7 @@ def verify(spec, selection, overlays, sets, fmt) -> None:
 @click.argument("field")
 @spec_inputs
 @FORMAT
-def explain(spec, field, overlays, sets, fmt) -> None:
+def explain(spec, field, inputs, fmt) -> None:
     """Print FIELD's final value in SPEC and where it came from (default, base, overlay, --set)."""
     from mlgen.spec.build import load_merged
     from mlgen.spec.overlay import origin, parse_path
@@ -213,7 +237,7 @@ def explain(spec, field, overlays, sets, fmt) -> None:
 
     from mlgen.errors import SpecError
 
-    data, sources = load_merged(spec, tuple(overlays), tuple(sets))
+    data, sources = load_merged(spec, inputs.overlays, inputs.sets)
     problems = schema_problems(data, sources)
     if problems:
         raise SpecError(problems)
@@ -237,12 +261,12 @@ def explain(spec, field, overlays, sets, fmt) -> None:
 @click.option("--target", "-t", "selection", required=True, help="Target name, a comma-separated list, or all.")
 @click.option("--out", "-o", type=PATH, default=Path("deploy"), show_default=True)
 @spec_inputs
-def diff(spec, selection, out, overlays, sets) -> None:
+def diff(spec, selection, out, inputs) -> None:
     """Show the unified diff between OUT and what would be rendered (exit 1 when they differ)."""
     from mlgen import jobs as batch, targets
 
     options = batch.RenderOptions(targets=tuple(targets.resolve(selection)), out=out, nested=False, mode="check",
-                                  inputs=batch.SpecInputs(tuple(overlays), tuple(sets)))
+                                  inputs=inputs)
     outcome = batch.render_one(spec, options)
     for record in outcome.records:
         for text in record.get("diffs", {}).values():

@@ -11,14 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from mlgen.errors import DriftError, MlgenError, Problem, UsageError
-
-
-@dataclass(frozen=True)
-class SpecInputs:
-    """What is layered over every spec of a command: --overlay files, then --set values."""
-
-    overlays: tuple[Path, ...] = ()
-    sets: tuple[str, ...] = ()
+from mlgen.spec.build import SpecInputs
 
 
 @dataclass(frozen=True)
@@ -91,11 +84,9 @@ def run(specs: list[Path], work: Callable[[Path], Outcome], jobs: int = 1) -> It
 
 
 def validate_one(spec: Path, inputs: SpecInputs) -> Outcome:
-    from mlgen.spec import load_spec
-
     outcome = Outcome(str(spec))
     with _collect(outcome):
-        model = load_spec(spec, inputs.overlays, inputs.sets)
+        model = inputs.load(spec)
         outcome.problems.extend(model.warnings)
         outcome.records.append({"spec": str(spec), "ok": True, "name": model.name, "version": model.version})
     return outcome
@@ -105,11 +96,10 @@ def render_one(spec: Path, options: RenderOptions) -> Outcome:
     from mlgen import output
     from mlgen.plan import parse_back, plan_target
     from mlgen.render import Renderer
-    from mlgen.spec import load_spec
 
     outcome = Outcome(str(spec))
     with _collect(outcome):
-        model = load_spec(spec, options.inputs.overlays, options.inputs.sets)
+        model = options.inputs.load(spec)
         outcome.problems.extend(model.warnings)
         renderer = Renderer(options.templates)
     if outcome.exit_code:

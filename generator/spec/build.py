@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mlgen.errors import Level, Problem, SpecError
@@ -24,7 +24,10 @@ from mlgen.spec.validate import schema_problems, with_defaults
 MAX_MODEL_FILES = 10_000
 
 
-def load_spec(path: str | os.PathLike, overlays: tuple = (), sets: tuple = ()) -> ServiceModel:
+def load_spec(path: str | os.PathLike, overlays: tuple = (), sets: tuple = (), *,
+              model_size: int | None = None) -> ServiceModel:
+    """`model_size`: the size of a `model.uri` artifact, from the command line (--model-size):
+    mlgen never downloads the model to learn it."""
     data, sources = load_merged(path, overlays, sets)
     spec_path = Path(path)
     problems = schema_problems(data, sources)
@@ -32,11 +35,46 @@ def load_spec(path: str | os.PathLike, overlays: tuple = (), sets: tuple = ()) -
         raise SpecError(problems)
     data = with_defaults(data)
     spec_dir = spec_path.resolve().parent
-    problems = _cross_field_problems(data, sources) + _file_problems(data, sources, spec_dir)
+    problems = (_cross_field_problems(data, sources) + _file_problems(data, sources, spec_dir)
+                + _model_size_problems(data, sources, model_size))
     errors = [p for p in problems if p.level is Level.ERROR]
     if errors:
         raise SpecError(errors)
-    return _build(data, spec_path, spec_dir, warnings=tuple(problems), sources=sources)
+    return _build(data, spec_path, spec_dir, warnings=tuple(problems), sources=sources, model_size=model_size)
+
+
+def _model_size_problems(data: dict, sources: SourceMap, model_size: int | None) -> list[Problem]:
+    if model_size is None:
+        return []
+    model = data["model"]
+    if "uri" not in model:
+        return [sources.problem(("model", "path"), "--model-size is for a model fetched from model.uri",
+                                hint="the size of model.path is read from its file")]
+    if model_size > quantity_bytes(model["max_size"]):
+        return [sources.problem(("model", "max_size"), f"the artifact is {model_size} bytes (--model-size), "
+                                f"more than max_size {model['max_size']}: the service would stop its download",
+                                hint="raise model.max_size")]
+    return []
+
+
+def _bytes_on_disk(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+@dataclass(frozen=True)
+class SpecInputs:
+    """What is layered over every spec of a command: --overlay files, then --set values; and
+    --model-size, the size of a model.uri artifact."""
+
+    overlays: tuple[Path, ...] = ()
+    sets: tuple[str, ...] = ()
+    model_size: int | None = None
+
+    def load(self, spec: Path, *more_sets: str):
+        """The spec's ServiceModel with these inputs (and `more_sets` after the command's own)."""
+        return load_spec(spec, self.overlays, self.sets + more_sets, model_size=self.model_size)
 
 
 def load_merged(path: str | os.PathLike, overlays: tuple = (), sets: tuple = ()) -> tuple[dict, SourceMap]:
@@ -250,7 +288,8 @@ def _tensors(items: list[dict]) -> tuple[Tensor, ...]:
     return tuple(Tensor(name=item["name"], datatype=item["datatype"], shape=tuple(item["shape"])) for item in items)
 
 
-def _build(data: dict, spec_path: Path, spec_dir: Path, warnings: tuple, sources: SourceMap) -> ServiceModel:
+def _build(data: dict, spec_path: Path, spec_dir: Path, warnings: tuple, sources: SourceMap,
+           model_size: int | None) -> ServiceModel:
     meta, model, pipeline, runtime = data["metadata"], data["model"], data["pipeline"], data["runtime"]
     resources, scaling, obs = data["resources"], data["scaling"], data["observability"]
     cpu = resources["cpu"]
@@ -268,6 +307,7 @@ def _build(data: dict, spec_path: Path, spec_dir: Path, warnings: tuple, sources
             uri=model.get("uri"),
             version=model.get("version", meta["version"]),
             max_bytes=quantity_bytes(model["max_size"]),
+            size_bytes=model_size if "uri" in model else _bytes_on_disk(spec_dir / model["path"]),
             handler=model.get("handler"),
             inputs=_tensors(model["inputs"]),
             outputs=_tensors(model["outputs"]),

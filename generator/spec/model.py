@@ -37,11 +37,18 @@ class ModelSpec:
     uri: str | None = None  # the artifact the service fetches when it starts (sha256 then set)
     version: str = ""  # model.version, defaulting to metadata.version
     max_bytes: int = 0  # model.max_size: the largest artifact the service fetches
+    size_bytes: int | None = None  # the artifact's size when known: model.path's files, or --model-size
 
     @property
     def fetched(self) -> bool:
         """The model is not in the bundle: the service fetches it from `uri` when it starts."""
         return self.uri is not None
+
+    @property
+    def expected_bytes(self) -> int:
+        """What the artifact weighs as far as mlgen knows, for the limits it must fit (a function's
+        /tmp, an emptyDir): its real size when known, else model.max_size, the most the service fetches."""
+        return self.size_bytes if self.size_bytes is not None else self.max_bytes
 
 
 @dataclass(frozen=True)

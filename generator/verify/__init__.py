@@ -24,7 +24,8 @@ from mlgen import targets
 from mlgen.errors import MlgenError
 from mlgen.plan import configured_targets, plan_target
 from mlgen.render import Renderer
-from mlgen.spec import ServiceModel, load_spec
+from mlgen.spec.build import SpecInputs
+from mlgen.spec import ServiceModel
 from mlgen.verify import environment, launch
 from mlgen.verify.probe import infer_path, judge, probes
 
@@ -46,9 +47,9 @@ class Result:
         return dict(self.__dict__)
 
 
-def verify(spec: Path, selection: list[str], overlays: tuple = (), sets: tuple = (),
+def verify(spec: Path, selection: list[str], inputs: SpecInputs = SpecInputs(),
            progress: Callable[[str], None] = lambda line: None) -> list[Result]:
-    model = load_spec(spec, overlays, sets)
+    model = inputs.load(spec)
     names = list(selection) or configured_targets(model)
     results = []
     for name in names:
