@@ -70,8 +70,10 @@ def fetch_problems(model: ServiceModel, name: str) -> list[Problem]:
         return [model.problem(("model", "uri"), f"target {name} cannot deploy a model fetched from model.uri yet",
                               hint="ship the model in the bundle with model.path (the runtime itself fetches, "
                                    "verifies and caches model.uri: python -m mlgen_runtime serve)")]
-    provider = model.target(name).get("provider")
-    return access_problems(model, name, provider)
+    target = targets.get(name)
+    if target.model_access:
+        return target.model_access(model)
+    return access_problems(model, name, model.target(name).get("provider"))
 
 
 def gpu_wheel_problems(model: ServiceModel) -> list[Problem]:

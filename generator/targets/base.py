@@ -68,6 +68,10 @@ class Target:
     open_to: Callable[[ServiceModel], str | None] | None = None
     # Routes its probes, health checks and scrapes to runtime.admin_port (else the field is refused).
     admin_port: bool = False
+    # Warnings on whether the platform's identity can read model.uri, for a target whose identity
+    # comes from its own settings (Kubernetes' ServiceAccount annotations); None: the store's cloud
+    # against the target's `provider`.
+    model_access: Callable[[ServiceModel], list[Problem]] | None = None
 
     def all_variants(self) -> dict[str, Mapping]:
         """variant name → `targets.<name>` settings to merge over the spec's."""
