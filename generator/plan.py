@@ -25,7 +25,8 @@ class TargetPlan:
 
 def plan_target(model: ServiceModel, name: str, renderer: Renderer) -> TargetPlan:
     target = targets.get(name)
-    fitness = target.fit(model) + lock_problems(model, target) + fetch_problems(model, name) + security_problems(model, target)
+    fitness = (target.fit(model) + lock_problems(model, target) + fetch_problems(model, name)
+               + security_problems(model, target) + rollout_problems(model, target))
     if not any(p.field == "resources.gpu" and p.level is Level.ERROR for p in fitness):
         fitness += gpu_wheel_problems(model)  # only where the target runs the GPU at all
     errors = [p for p in fitness if p.level is Level.ERROR]
@@ -60,7 +61,7 @@ def security_problems(model: ServiceModel, target: targets.Target) -> list[Probl
 # for the platform's identity, a startup allowance for the download). None yet: each target's
 # wiring lands with its tests, and until then a `model.uri` spec is refused rather than rendered
 # into a bundle that cannot fetch its model.
-FETCHING_TARGETS: frozenset[str] = frozenset()
+FETCHING_TARGETS: frozenset[str] = frozenset({"cloud", "kubernetes"})
 
 
 def fetch_problems(model: ServiceModel, name: str) -> list[Problem]:
@@ -74,6 +75,16 @@ def fetch_problems(model: ServiceModel, name: str) -> list[Problem]:
     if target.model_access:
         return target.model_access(model)
     return access_problems(model, name, model.target(name).get("provider"))
+
+
+def rollout_problems(model: ServiceModel, target: targets.Target) -> list[Problem]:
+    strategy = model.rollout.strategy
+    if strategy in target.rollouts:
+        return []
+    able = [name for name in targets.available() if strategy in targets.get(name).rollouts]
+    return [model.problem(("rollout", "strategy"), f"the {target.name} target cannot release with {strategy}",
+                          hint=f"targets that can: {', '.join(able)}" if able else
+                          "no target renders it yet: use all_at_once")]
 
 
 def gpu_wheel_problems(model: ServiceModel) -> list[Problem]:

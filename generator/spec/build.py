@@ -16,7 +16,7 @@ from mlgen.spec.handlers import Reference, handler_problems
 from mlgen.spec.load import SourceMap, load_yaml
 from mlgen.spec.model import (
     API_KEY_PREFIX, Batching, CodeFile, Example, ModelSpec, Observability, Pipeline, Resources, Runtime, Scaling,
-    SecretRef, Security, ServiceModel, Tensor, freeze, quantity_bytes,
+    Rollout, RolloutStep, SecretRef, Security, ServiceModel, Tensor, duration_seconds, freeze, quantity_bytes,
 )
 from mlgen.spec.overlay import apply_overlays, apply_sets
 from mlgen.spec.validate import schema_problems, with_defaults
@@ -115,6 +115,35 @@ def _cross_field_problems(data: dict, sources: SourceMap) -> list[Problem]:
     problems += _runtime_problems(data, sources)
     problems += _security_problems(data, sources)
     problems += _example_problems(data, sources)
+    problems += _rollout_problems(data, sources)
+    return problems
+
+
+def _rollout_problems(data: dict, sources: SourceMap) -> list[Problem]:
+    rollout, given = data["rollout"], getattr(sources, "values", {})
+    strategy = rollout["strategy"]
+    unused = {"steps": "canary", "preview": "blue_green"}
+    problems = [sources.problem(("rollout", name), f"{name} is for rollout.strategy {wanted}, not {strategy}", key=True,
+                                hint=f"remove it, or set strategy: {wanted}")
+                for name, wanted in unused.items() if ("rollout", name) in given and strategy != wanted]
+    if strategy != "canary":
+        return problems
+    steps = rollout["steps"]
+    for index, step in enumerate(steps):
+        if index and step["weight"] <= steps[index - 1]["weight"]:
+            problems.append(sources.problem(("rollout", "steps", index, "weight"),
+                                            f"weight {step['weight']} does not increase on the step before ({steps[index - 1]['weight']})"))
+        last = index == len(steps) - 1
+        if not last and "pause" not in step:
+            problems.append(sources.problem(("rollout", "steps", index), "every step but the last needs a pause",
+                                            hint="the analysis runs during the pause: pause: 5m"))
+        if last and "pause" in step:
+            problems.append(sources.problem(("rollout", "steps", index, "pause"), "the last step needs no pause: "
+                                            "the release ends there", key=True, hint="remove its pause"))
+    if steps[-1]["weight"] != 100:
+        problems.append(sources.problem(("rollout", "steps", len(steps) - 1, "weight"),
+                                        f"the last step has weight {steps[-1]['weight']}: a canary ends with all the traffic",
+                                        hint="end with - weight: 100"))
     return problems
 
 
@@ -288,6 +317,20 @@ def _tensors(items: list[dict]) -> tuple[Tensor, ...]:
     return tuple(Tensor(name=item["name"], datatype=item["datatype"], shape=tuple(item["shape"])) for item in items)
 
 
+def _rollout(rollout: dict, slo: dict) -> Rollout:
+    analysis = rollout["analysis"]
+    error_percent = analysis.get("max_error_percent", round(100 - slo["availability_percent"], 6))
+    return Rollout(
+        strategy=rollout["strategy"],
+        steps=tuple(RolloutStep(step["weight"], duration_seconds(step.get("pause", "0s")) if "pause" in step else 0)
+                    for step in rollout["steps"]) if rollout["strategy"] == "canary" else (),
+        preview_s=duration_seconds(rollout["preview"]) if rollout["strategy"] == "blue_green" else 0,
+        max_error_ratio=error_percent / 100,
+        max_latency_p99_ms=analysis.get("max_latency_p99_ms", slo["latency_p99_ms"]),
+        interval_s=duration_seconds(analysis["interval"]),
+    )
+
+
 def _build(data: dict, spec_path: Path, spec_dir: Path, warnings: tuple, sources: SourceMap,
            model_size: int | None) -> ServiceModel:
     meta, model, pipeline, runtime = data["metadata"], data["model"], data["pipeline"], data["runtime"]
@@ -330,6 +373,7 @@ def _build(data: dict, spec_path: Path, spec_dir: Path, warnings: tuple, sources
         observability=Observability(metrics=obs["metrics"], log_format=obs["log_format"], log_level=obs["log_level"],
                                     slo=freeze(obs["slo"]), alerts=freeze(obs["alerts"])),
         targets=freeze(data["targets"]),
+        rollout=_rollout(data["rollout"], obs["slo"]),
         examples=tuple(Example(inputs=freeze(e["inputs"]), outputs=freeze(e.get("outputs", {})), tolerance=e["tolerance"])
                        for e in data["examples"]),
         code_files=_code_files(spec_dir, data),

@@ -165,6 +165,30 @@ class Observability:
 
 
 @dataclass(frozen=True)
+class RolloutStep:
+    """One canary step: the share of traffic on the new version, held for `pause_s` (0: the last)."""
+
+    weight: int  # percent
+    pause_s: int
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """How a new version reaches traffic (the spec's `rollout`), with its gate drawn from the SLO."""
+
+    strategy: str  # all_at_once | canary | blue_green
+    steps: tuple[RolloutStep, ...]  # canary only
+    preview_s: int  # blue_green: checked this long before it takes the traffic
+    max_error_ratio: float  # 5xx answers of the new version, as a ratio (0.005 for 0.5%)
+    max_latency_p99_ms: int
+    interval_s: int  # how often the analysis is measured
+
+    @property
+    def gradual(self) -> bool:
+        return self.strategy != "all_at_once"
+
+
+@dataclass(frozen=True)
 class Example:
     """A request and the answer it must get (the spec's `examples`), sent by `mlgen verify`."""
 
@@ -203,6 +227,7 @@ class ServiceModel:
     spec_digest: str  # sha256 of the validated spec data, recorded in manifests
     examples: tuple[Example, ...] = ()
     security: Security = Security("none", "authorization")
+    rollout: Rollout = Rollout("all_at_once", (), 0, 0.005, 500, 60)
     warnings: tuple = field(default=(), compare=False)
     sources: object = field(default=None, compare=False, repr=False)  # SourceMap of the spec
 
@@ -224,6 +249,11 @@ class ServiceModel:
 
 _UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def duration_seconds(duration: str) -> int:
+    """Seconds of a schema `duration` (30s, 5m, 1h)."""
+    return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600}[duration[-1]]
 
 
 def quantity_bytes(quantity: str) -> int:

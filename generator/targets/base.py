@@ -72,6 +72,8 @@ class Target:
     # comes from its own settings (Kubernetes' ServiceAccount annotations); None: the store's cloud
     # against the target's `provider`.
     model_access: Callable[[ServiceModel], list[Problem]] | None = None
+    # The rollout strategies its bundles carry out (rollout.strategy; others are refused at that line).
+    rollouts: tuple[str, ...] = ("all_at_once",)
 
     def all_variants(self) -> dict[str, Mapping]:
         """variant name → `targets.<name>` settings to merge over the spec's."""
