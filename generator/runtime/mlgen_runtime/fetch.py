@@ -11,6 +11,11 @@ workload's service account), DefaultAzureCredential (managed identity, workload 
 store's emulator is reached through its SDK's own setting (AWS_ENDPOINT_URL, STORAGE_EMULATOR_HOST)
 or, for Azure Blob, MLGEN_AZURE_BLOB_ENDPOINT (an endpoint that replaces
 https://ACCOUNT.blob.core.windows.net, such as Azurite's https://127.0.0.1:10000/ACCOUNT).
+
+Run as a script, it fetches the model of a serving.json into a cache folder ahead of time (what an
+offline bundle's builder does on a connected machine): `python fetch.py --config app/serving.json
+--cache-dir model-cache` prints the cached file's path. It needs only the standard library and the
+store's SDK, not the rest of the runtime's requirements.
 """
 
 from __future__ import annotations
@@ -261,3 +266,39 @@ def _import(module: str, uri: str):
     except ImportError:
         raise FetchError("no_sdk", uri, f"the bundle lacks {_EXTRAS[module]} (mlgen adds it to the requirements "
                                              "of a spec whose model.uri needs it: render again)") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(prog="fetch.py", description="Fetch the model of serving.json's model.uri into a cache folder.")
+    parser.add_argument("--config", required=True, type=Path, help="path to serving.json")
+    parser.add_argument("--cache-dir", required=True, type=Path, help="the cache folder (one folder per sha256 inside)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="fetch.py: %(message)s", stream=sys.stderr)
+    try:
+        model = json.loads(args.config.read_text(encoding="utf-8"))["model"]
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"fetch.py: error: cannot read the model of {args.config} ({exc})", file=sys.stderr)
+        return 1
+    if not model.get("uri") or not model.get("sha256"):
+        print(f"fetch.py: error: {args.config} names no model.uri with its sha256: its model is in the bundle", file=sys.stderr)
+        return 1
+    try:
+        path = fetch_model(model["uri"], model["sha256"], int(model["max_bytes"]), args.cache_dir)
+    except FetchError as exc:
+        print(f"fetch.py: error: {exc}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    # Run as a script, this folder comes first on sys.path: the runtime's other modules (config,
+    # errors, ...) must not stand in for a same-named module an SDK imports.
+    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+    sys.exit(main())

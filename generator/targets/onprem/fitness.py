@@ -44,7 +44,24 @@ def fit(model: ServiceModel) -> list[Problem]:
     if settings.mode == "container" and model.scaling.min_replicas > 1:
         problems.append(model.problem(("scaling", "min_replicas"), "mode container runs one container per host",
                                       hint="use mode venv for several instances behind the proxy", warning=True))
-    return problems
+    return problems + fetch_problems(model, settings)
+
+
+def fetch_problems(model: ServiceModel, settings) -> list[Problem]:
+    """A model fetched from model.uri: the offline bundle carries it only in venv mode, and the
+    service fetches it itself only where its IP filter lets it reach the store."""
+    if not model.model.fetched:
+        return []
+    where = ("targets", "onprem")
+    if settings.air_gapped and settings.mode == "container":
+        return [model.problem(("model", "uri"), "an air-gapped container host cannot fetch model.uri, and its offline "
+                              "bundle carries only the image",
+                              hint="use mode venv (its offline bundle carries the model), or model.path with the model in the image")]
+    if not settings.air_gapped and "any" in settings.ip_address_deny and "any" not in settings.ip_address_allow:
+        return [model.problem(where + ("ip_address_deny",), f"the service fetches {model.model.uri} when it starts, but "
+                              "IPAddressDeny=any keeps it from the store unless ip_address_allow lists the store's addresses",
+                              hint="set air_gapped: true and install the offline bundle, which carries the model", warning=True)]
+    return []
 
 
 def _is_network(text: str) -> bool:

@@ -31,7 +31,8 @@ def host_files(model: ServiceModel, renderer: Renderer, settings: HostSettings |
     else:
         files.append(renderer.file(settings.unit_file, "onprem/service.j2", **context))
         app = app_files(model, requirements_text=settings.locked.text)
-        files.append(RenderedFile.text(MODEL_SUMS, model_sums(model, app)))
+        if not model.model.fetched:  # a fetched model is checked against model.sha256 by the runtime and install.sh
+            files.append(RenderedFile.text(MODEL_SUMS, model_sums(model, app)))
         files.extend(app)
     if settings.proxy:
         files.append(renderer.file(f"{settings.name}.nginx.conf", "onprem/nginx.conf.j2", **context))

@@ -11,10 +11,13 @@ from mlgen.bundle import requirements
 from mlgen.lock import Locked, Platform, locked
 from mlgen.targets.onprem.filters import systemd_word
 from mlgen.spec import ServiceModel
+from mlgen.spec.artifact_uri import parse_uri
+from mlgen.spec.distributions import STORE_REQUIREMENTS
 from mlgen.spec.model import API_KEY_PREFIX
 
 CONFIG_ROOT = "/etc/mlgen"
 STATE_ROOT = "/var/lib/mlgen"
+CACHE_ROOT = "/var/cache/mlgen"  # systemd's CacheDirectory= root for system services
 UNIT_DIR = "/etc/systemd/system"
 QUADLET_DIR = "/etc/containers/systemd"
 READY_PATH = "/v2/health/ready"
@@ -23,6 +26,10 @@ LOOPBACK = {"127.0.0.1": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::1": "[::1]", ":
 NVIDIA_CONTROL_DEVICES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
 # What uvicorn needs beyond runtime.timeout_s to drain in-flight requests after SIGTERM.
 STOP_GRACE_S = 5
+# How long install.sh waits for readiness by default; a service that fetches model.uri at its first
+# start downloads the model before it is ready (the unit itself is Type=exec: systemd never waits).
+READY_TIMEOUT_S = 120
+FETCH_READY_TIMEOUT_S = 600
 # Wheels the offline bundle accepts: manylinux for glibc 2.17 up to 2.28 (RHEL 8, Debian 10 and
 # every newer distribution run them), plus the legacy names older wheels carry.
 GLIBC_MINORS = tuple(range(28, 16, -1))
@@ -67,6 +74,12 @@ class HostSettings:
     cpu_percent: int  # CPUQuota=: 100 per core
     request_deadline_s: int  # a request's time limit plus the grace to drain it (unit stop, proxy)
     locked: Locked  # app/requirements.txt: pinned with hashes when the spec's lock covers this host
+    # model.uri: the service fetches the model into its cache (None: the model ships in app/).
+    fetched_sha256: str | None
+    # What build-offline-bundle.sh installs beside the runtime's fetch.py to download the model
+    # once for the offline bundle: the store's SDK (none for https:// and file://).
+    fetch_requirements: tuple[str, ...]
+    ready_timeout_s: int  # install.sh's default --timeout
 
     @property
     def require_hashes(self) -> bool:
@@ -109,6 +122,11 @@ class HostSettings:
     @property
     def state_dir(self) -> str:
         return f"{STATE_ROOT}/{self.name}"
+
+    @property
+    def model_cache(self) -> str:
+        """The service's CacheDirectory=: the runtime keeps each fetched model in <sha256>/ here."""
+        return f"{CACHE_ROOT}/{self.name}"
 
     @property
     def local_host(self) -> str:
@@ -212,4 +230,7 @@ def host_settings(model: ServiceModel, platform: Platform | None = None, **overr
         cpu_percent=max(1, round(model.resources.millicores / 10)),
         request_deadline_s=model.runtime.timeout_s + STOP_GRACE_S,
         locked=locked(model, platform or host_platform(model)),
+        fetched_sha256=model.model.sha256 if model.model.fetched else None,
+        fetch_requirements=STORE_REQUIREMENTS.get(parse_uri(model.model.uri).store, ()) if model.model.fetched else (),
+        ready_timeout_s=FETCH_READY_TIMEOUT_S if model.model.fetched else READY_TIMEOUT_S,
     )
