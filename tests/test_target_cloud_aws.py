@@ -18,6 +18,7 @@ import pytest
 
 from helpers import free_port, render_spec, require_tool, stop_process
 from onprem_bundle import derived_spec
+from test_target_kubernetes import checkov
 
 REGION = "eu-central-1"
 BUCKET = "shop-ml-bundles"
@@ -165,7 +166,8 @@ def test_without_an_artifact_url_the_bundle_lives_in_a_private_bucket_the_vms_re
     assert trust["Principal"] == {"Service": "ec2.amazonaws.com"} and trust["Action"] == "sts:AssumeRole"
     (policy_name,) = aws(moto, "iam", "list-role-policies", "--role-name", f"{NAME}-vm")["PolicyNames"]
     document = aws(moto, "iam", "get-role-policy", "--role-name", f"{NAME}-vm", "--policy-name", policy_name)["PolicyDocument"]
-    assert document["Statement"] == [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/{key}"}]
+    assert document["Statement"] == [{"Sid": "ReadServiceBundle", "Effect": "Allow", "Action": "s3:GetObject",
+                                      "Resource": [f"arn:aws:s3:::{bucket}/{key}"]}]
     profile = aws(moto, "iam", "get-instance-profile", "--instance-profile-name", f"{NAME}-vm")["InstanceProfile"]
     assert [r["RoleName"] for r in profile["Roles"]] == [f"{NAME}-vm"]
     (template,) = fleet(moto)["templates"]
@@ -193,3 +195,65 @@ def test_preflight_says_when_not_logged_in(moto, network, tmp_path) -> None:
     env.pop("AWS_ACCESS_KEY_ID"), env.pop("AWS_SECRET_ACCESS_KEY")
     result = subprocess.run([str(bundle / "deploy.sh")], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 1 and "not logged in to AWS" in result.stderr, result.stderr
+
+
+MODEL_URI = "s3://shop-models/recs/v7/model*.joblib"  # a '*' in a key is a character, never a wildcard
+
+
+@pytest.mark.slow
+def test_the_vms_role_reads_exactly_the_bundle_the_model_and_the_named_secrets(moto, network, tmp_path) -> None:
+    """A spec fetching its model from S3 with a secret and an API key: deploy.sh finds each
+    secret's exact ARN and allows the VMs' role s3:GetObject on the bundle and model objects and
+    secretsmanager:GetSecretValue on those ARNs, nothing wildcard (checkov agrees); the VMs read the
+    secrets at boot into systemd credentials on tmpfs; teardown removes the role and its policy."""
+    secrets = {name: aws(moto, "secretsmanager", "create-secret", "--name", name, "--secret-string", value)["ARN"]
+               for name, value in (("shop-db", '{"password": "s3cret-db-password"}'), ("shop-api-keys", "k" * 32))}
+    aws(moto, "secretsmanager", "create-secret", "--name", "shop-db-other", "--secret-string", "not for these VMs")
+    spec = derived_spec(tmp_path / "spec", "ecommerce-recommendations", {
+        "model": {"path": None, "uri": MODEL_URI},
+        "secrets": [{"name": "DB_PASSWORD", "secret": "shop-db", "key": "password"}],
+        "security": {"auth": "api_key", "api_keys": [{"secret": "shop-api-keys"}]},
+        "targets": {"cloud": {**network, "artifact_url": None, "artifact_upload": None}}})
+    bundle = render_spec(spec, "cloud", tmp_path / "out", force=True)
+    output = run(bundle / "deploy.sh", moto)
+    assert f"role {NAME}-vm may read the service bundle, the model, the secrets" in output, output
+
+    account = aws(moto, "sts", "get-caller-identity")["Account"]
+    key = f"{NAME}/{hashlib.sha256((bundle / 'bundle.tar.gz').read_bytes()).hexdigest()}.tar.gz"
+    (policy_name,) = aws(moto, "iam", "list-role-policies", "--role-name", f"{NAME}-vm")["PolicyNames"]
+    document = aws(moto, "iam", "get-role-policy", "--role-name", f"{NAME}-vm", "--policy-name", policy_name)["PolicyDocument"]
+    assert document["Statement"] == [
+        {"Sid": "ReadServiceBundle", "Effect": "Allow", "Action": "s3:GetObject",
+         "Resource": [f"arn:aws:s3:::{NAME}-{account}-{REGION}/{key}"]},
+        {"Sid": "ReadModel", "Effect": "Allow", "Action": "s3:GetObject",
+         "Resource": ["arn:aws:s3:::shop-models/recs/v7/model${*}.joblib"]},
+        {"Sid": "ReadSecrets", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+         "Resource": [secrets["shop-db"], secrets["shop-api-keys"]]}]
+    assert not [r for s in document["Statement"] for r in s["Resource"] if "*" in r.replace("${*}", "")]
+    # checkov reads the policy the role really got, as CloudFormation would declare it.
+    template = tmp_path / "vm-policy.json"
+    template.write_text(json.dumps({"AWSTemplateFormatVersion": "2010-09-09", "Resources": {"VmReads": {
+        "Type": "AWS::IAM::Policy", "Properties": {"PolicyName": policy_name, "Roles": [f"{NAME}-vm"],
+                                                   "PolicyDocument": document}}}}))
+    summary = checkov([template], "cloudformation", {})
+    assert summary["resources"] == 1 and summary["passed"] >= 5, summary
+    (template_data,) = fleet(moto)["templates"]
+    data = aws(moto, "ec2", "describe-launch-template-versions", "--launch-template-id", template_data["LaunchTemplateId"],
+               "--versions", "$Default")["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    assert data["IamInstanceProfile"] == {"Name": f"{NAME}-vm"}
+
+    output = run(bundle / "teardown.sh", moto)
+    assert f"delete role {NAME}-vm" in output, output
+    assert f"{NAME}-vm" not in [r["RoleName"] for r in aws(moto, "iam", "list-roles")["Roles"]]
+    output = run(bundle / "teardown.sh", moto)
+    assert output.count("already gone") == 9, output
+
+
+def test_a_missing_secret_stops_deploy_before_anything_changes(moto, network, tmp_path) -> None:
+    spec = derived_spec(tmp_path / "spec", "ecommerce-recommendations", {
+        "secrets": [{"name": "DB_PASSWORD", "secret": "shop-db-never-created"}], "targets": {"cloud": network}})
+    bundle = render_spec(spec, "cloud", tmp_path / "out", force=True)
+    result = subprocess.run([str(bundle / "deploy.sh")], capture_output=True, text=True, timeout=120, env=moto)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "secret shop-db-never-created is not in Secrets Manager in eu-central-1" in result.stderr, result.stderr
+    assert "create" not in result.stdout and not fleet(moto)["templates"], result.stdout

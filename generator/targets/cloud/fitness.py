@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from mlgen.errors import Problem
 from mlgen.spec import ServiceModel
+from mlgen.spec.artifact_uri import parse_uri
 from mlgen.targets.cloud.balancers import GRPC
-from mlgen.targets.cloud.settings import DEFAULT_IMAGES, cloud_settings
+from mlgen.targets.cloud.identity import SECRET_STORES
+from mlgen.targets.cloud.settings import DEFAULT_IMAGES, CloudSettings, cloud_settings
 
 # AWS names target groups and load balancers with at most 32 characters; ours end in -tg / -lb.
 AWS_NAME_MAX = 32 - len("-tg")
@@ -42,9 +44,8 @@ def fit(model: ServiceModel) -> list[Problem]:
         for key in sorted(set(settings.tags) - set(settings.gcp_labels)):
             problems.append(model.problem(where + ("tags",), f"tag {key}={settings.tags[key]} is not a valid GCP label (lowercase letters, digits, _ and -): it is left out",
                                           warning=True))
-    if model.secrets:
-        problems.append(model.problem(("secrets",), "the VMs have no way to receive secrets yet: install.sh would wait for credential files nobody fills",
-                                      hint="bake the credential files into targets.cloud.image, or serve this spec with the kubernetes target"))
+    problems += secret_problems(model, settings)
+    problems += model_problems(model, settings)
     if model.pipeline.split:
         problems.append(model.problem(("pipeline", "topology"), "each VM runs the stages collocated in one process",
                                       hint="the kubernetes target runs each stage as its own service", warning=True))
@@ -62,3 +63,39 @@ def fit(model: ServiceModel) -> list[Problem]:
         problems.append(model.problem(("resources", "gpu"), "the VMs get no GPU drivers from cloud-init: choose a GPU instance_type and an image with the NVIDIA driver",
                                       warning=True))
     return problems
+
+
+def secret_where(model: ServiceModel, name: str) -> tuple:
+    """The spec line of a secret reference: its entry in `secrets`, or in `security.api_keys`."""
+    for index, secret in enumerate(model.secrets):
+        if secret.name == name:
+            keys = [key.name for key in model.security.api_keys]
+            if name in keys:
+                return ("security", "api_keys", keys.index(name), "secret")
+            return ("secrets", index, "secret")
+    return ("secrets",)
+
+
+def secret_problems(model: ServiceModel, settings: CloudSettings) -> list[Problem]:
+    """Each secret is read under its own name from the provider's store: a name that store cannot
+    hold is an error at its line, and Azure needs the vault."""
+    store, pattern, allowed = SECRET_STORES[settings.provider]
+    problems = [model.problem(secret_where(model, secret.name), f"{store} secret names hold only {allowed}: {secret.secret!r} cannot name one",
+                              hint=f"create the secret in {store} under a name of {allowed} and reference that name")
+                for secret in settings.secrets if not pattern.fullmatch(secret.secret)]
+    if settings.secrets and settings.provider == "azure" and not settings.key_vault:
+        problems.append(model.problem(secret_where(model, settings.secrets[0].name), "on Azure the VMs read their secrets from a Key Vault: targets.cloud.key_vault names none",
+                                      hint="set targets.cloud.key_vault to the vault (RBAC permission model) that holds these secrets"))
+    if settings.key_vault and settings.provider != "azure":
+        problems.append(model.problem(("targets", "cloud", "key_vault"), f"key_vault is for Azure only: {settings.provider} ignores it", warning=True))
+    return problems
+
+
+def model_problems(model: ServiceModel, settings: CloudSettings) -> list[Problem]:
+    """A file:// model is read from each VM's own disk (the other stores need nothing more, or get
+    the access_problems warning for another cloud's storage)."""
+    if model.model.uri is None or parse_uri(model.model.uri).store != "file":
+        return []
+    return [model.problem(("model", "uri"), "a file:// model is read from each VM's own disk: nothing puts it there",
+                          hint="bake the file into targets.cloud.image, or keep the model in the provider's storage "
+                               "(the VMs' identity is then allowed to read it)", warning=True)]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from mlgen.spec import ServiceModel
+from mlgen.targets.cloud.identity import CREDSTORE, ModelObject, VmSecret, gcp_service_account, model_object, vm_secrets
 
 HEALTH_PATH = "/v2/health/ready"
 # Where the first boot unpacks the service bundle on each VM.
@@ -58,6 +59,9 @@ class CloudSettings:
     project: str | None
     resource_group: str
     tags: Mapping[str, str]  # mlgen-service, the spec's labels, targets.cloud.tags (last wins)
+    model_object: ModelObject | None  # model.uri in the provider's own store: the VMs' identity reads it
+    secrets: tuple[VmSecret, ...]  # read at boot with the VMs' identity (identity.py)
+    key_vault: str | None  # Azure: the Key Vault holding the secrets
 
     health_path = HEALTH_PATH
     archive = ARCHIVE
@@ -76,9 +80,55 @@ class CloudSettings:
         return self.provider == "aws" and self.artifact_url is None
 
     @property
+    def vm_identity(self) -> bool:
+        """The VMs read something private with an identity of their own (AWS: role and instance
+        profile; GCP: service account; Azure: user-assigned managed identity), which deploy.sh
+        creates before the VMs and allows exactly that, and teardown.sh removes. Without one, GCP
+        VMs run with no service account at all."""
+        return self.owned_bucket or self.model_object is not None or bool(self.secrets)
+
+    @property
+    def vm_reads(self) -> str:
+        """What the VMs' identity may read, in words."""
+        return ", ".join(what for what, reads in (("the service bundle", self.owned_bucket),
+                                                     ("the model", self.model_object is not None),
+                                                     ("the secrets", bool(self.secrets))) if reads)
+
+    @property
+    def signs_aws_requests(self) -> bool:
+        """The bootstrap signs requests with the instance role's credentials (SigV4): the bundle
+        from the fleet's own bucket, the secrets from Secrets Manager."""
+        return self.provider == "aws" and (self.owned_bucket or bool(self.secrets))
+
+    @property
+    def store_secrets(self) -> tuple[str, ...]:
+        """The secrets' names in the provider's store, each once: deploy.sh grants read on these."""
+        return tuple(dict.fromkeys(secret.secret for secret in self.secrets))
+
+    @property
+    def secrets_unit(self) -> str:
+        """The oneshot unit that reads the secrets at every boot, before the service (which requires it)."""
+        return f"{self.name}-secrets.service"
+
+    @property
+    def service_unit(self) -> str:
+        return f"{self.name}.service"
+
+    @property
     def vm_role(self) -> str:
-        """The IAM role and instance profile of the VMs (owned_bucket only)."""
+        """The name of the VMs' identity: the IAM role and instance profile (AWS), the managed
+        identity (Azure)."""
         return self.resource("vm")
+
+    @property
+    def gcp_service_account(self) -> str:
+        """The account id of the VMs' service account (GCP): NAME-vm@PROJECT.iam.gserviceaccount.com."""
+        return gcp_service_account(self.name)
+
+    @property
+    def credentials_dir(self) -> str:
+        """Where the bootstrap writes the secrets on each VM (tmpfs): the unit's LoadCredential= reads them."""
+        return f"{CREDSTORE}/{self.name}"
 
     @property
     def aws_vm_trust_policy(self) -> dict:
@@ -158,7 +208,7 @@ class CloudSettings:
             # IMDSv2 only: a request forwarded by the service cannot read instance credentials.
             "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
             "TagSpecifications": self.aws_tag_specifications("instance", "volume"),
-            **({"IamInstanceProfile": {"Name": self.vm_role}} if self.owned_bucket else {}),
+            **({"IamInstanceProfile": {"Name": self.vm_role}} if self.vm_identity else {}),
         }
 
     @property
@@ -194,4 +244,7 @@ def cloud_settings(model: ServiceModel) -> CloudSettings:
         project=spec.get("project"),
         resource_group=spec.get("resource_group") or f"mlgen-{model.name}",
         tags={"mlgen-service": model.name, **model.labels, **spec["tags"]},
+        model_object=model_object(model, provider),
+        secrets=vm_secrets(model),
+        key_vault=spec.get("key_vault"),
     )

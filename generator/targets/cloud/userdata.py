@@ -17,6 +17,7 @@ import yaml
 from mlgen.errors import Problem, RenderError
 from mlgen.render import RenderedFile, Renderer
 from mlgen.spec import ServiceModel
+from mlgen.targets.cloud.identity import vm_secrets
 from mlgen.targets.cloud.settings import ARCHIVE, CloudSettings
 from mlgen.lock import Platform
 from mlgen.targets.onprem import HostSettings, host_files, host_platform, host_settings
@@ -57,10 +58,14 @@ def vm_platform(model: ServiceModel) -> Platform:
 def vm_host(model: ServiceModel) -> HostSettings:
     """The on-prem host layout as a VM behind a load balancer runs it: one instance on the
     service port, bound to every interface (the load balancer's health checks come from outside),
-    no TLS proxy (the load balancer fronts it), packages from the index (the VM has internet)."""
+    no TLS proxy (the load balancer fronts it), packages from the index (the VM has internet), and
+    each secret's credential file on tmpfs, where the bootstrap writes what it read with the VM's
+    identity (identity.py)."""
     host = host_settings(model, vm_platform(model), mode="venv", bind="0.0.0.0", tls=None, air_gapped=False,
                          ip_address_allow=[], ip_address_deny=[])
-    return dataclasses.replace(host, ports=(model.runtime.port,))
+    credentials = tuple(dataclasses.replace(credential, path=secret.path(model.name))
+                        for credential, secret in zip(host.credentials, vm_secrets(model), strict=True))
+    return dataclasses.replace(host, ports=(model.runtime.port,), credentials=credentials)
 
 
 def bundle_archive(files: list[RenderedFile]) -> bytes:
