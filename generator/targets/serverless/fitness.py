@@ -4,9 +4,11 @@ that breaks it, before anything is rendered (the figures are in limits.py)."""
 from __future__ import annotations
 
 import datetime
+import math
 
 from mlgen.spec import ServiceModel
 from mlgen.targets.serverless import limits
+from mlgen.targets.serverless.artifact import CACHE_COPIES
 from mlgen.targets.serverless.package import bundle_estimate
 from mlgen.targets.serverless.settings import FunctionSettings, function_settings
 
@@ -34,6 +36,7 @@ def fit(model: ServiceModel) -> list:
         problems.append(model.problem(("runtime", "batching"), f"{name} hands each instance one request at a time: nothing to batch",
                                       hint="the onprem, cloud and kubernetes targets batch; remove runtime.batching for serverless"))
     problems += _size_problems(model, f)
+    problems += _fetched_model_problems(model, f)
     problems += _timeout_problems(model, f)
     problems += _memory_problems(model, f)
     # Bodies over the platform's limit get 413 from the handler: function_app_files caps
@@ -82,6 +85,76 @@ def _size_problems(model: ServiceModel, f: FunctionSettings) -> list:
                           f"dependencies {deps:.0f} MB{unknown_note}), over {f.limits.platform}'s {limit} "
                           f"({limit.note}; {limit.source}, as of {limit.as_of})",
                           hint=f"{way_out}, or serve the model from object storage")]
+
+
+def _fetched_model_problems(model: ServiceModel, f: FunctionSettings) -> list:
+    """A model.uri model is not in the package: it must fit where the instance caches it (Lambda's
+    /tmp, Cloud Functions' /tmp, which is memory), and every cold start downloads it."""
+    if not model.model.fetched:
+        return []
+    size_mb = model.model.expected_bytes / limits.MB
+    known = model.model.size_bytes is not None
+    what = f"the model ({size_mb:,.0f} MB{'' if known else ', its model.max_size'})"
+    unknown_hint = "" if known else "; pass --model-size with the artifact's real size, or lower model.max_size"
+    if f.provider == "aws":
+        return _lambda_tmp_problems(model, f, size_mb, what, known, unknown_hint)
+    if f.provider == "gcp":
+        return _gcf_memory_problems(model, f, size_mb, what, known, unknown_hint)
+    return []
+
+
+def _lambda_tmp_problems(model: ServiceModel, f: FunctionSettings, size_mb: float, what: str, known: bool,
+                         unknown_hint: str) -> list:
+    most, tmp_mb = limits.LAMBDA_TMP_MAX_MB, f.ephemeral_storage_mb
+    where = WHERE + ("ephemeral_storage_mb",)
+    model_field = ("model", "uri") if known else ("model", "max_size")
+    problems = []
+    if size_mb > most.value:
+        problems.append(model.problem(model_field, f"{what} does not fit in Lambda's /tmp, at most {most} "
+                                                   f"({most.note}; {most.source}, as of {most.as_of})",
+                                      hint="use the cloud or kubernetes target" + unknown_hint, warning=not known))
+    elif size_mb > tmp_mb:
+        problems.append(model.problem(where, f"ephemeral_storage_mb {tmp_mb} cannot hold {what}: the function "
+                                             "could never fetch it", hint=f"raise it to {_tmp_for(size_mb)}" + unknown_hint,
+                                      warning=not known))
+    elif CACHE_COPIES * size_mb > tmp_mb:
+        problems.append(model.problem(where, f"ephemeral_storage_mb {tmp_mb} holds {what} but not also the partial "
+                                             "file of a download a timeout cut off, which the next cold start in that "
+                                             "environment would need room beside", hint=f"raise it to {_tmp_for(size_mb)}",
+                                      warning=True))
+    deps_mb = bundle_estimate(model, f)[1]
+    package = f.limits.package_mb
+    if package.value is not None and deps_mb <= package.value < deps_mb + size_mb:
+        # Said where plan and render show it: this is what lets a large model use a zip package.
+        problems.append(model.problem(("model", "uri"), f"{what} would not fit in the {package} package with its "
+                                      f"dependencies ({deps_mb:.0f} MB); it is not in the package but fetched into "
+                                      "/tmp on each cold start", hint=_cold_start_hint(f), warning=True))
+    return problems
+
+
+def _tmp_for(size_mb: float) -> int:
+    return min(limits.LAMBDA_TMP_MAX_MB.value, max(limits.LAMBDA_TMP_MIN_MB.value, math.ceil(CACHE_COPIES * size_mb)))
+
+
+def _cold_start_hint(f: FunctionSettings) -> str:
+    init = limits.LAMBDA_INIT_S
+    return (f"a cold start that takes over {init} is run again inside the first invocation, which then waits up to "
+            f"timeout_s {f.timeout_s}; warm_instances keep instances with the model ready")
+
+
+def _gcf_memory_problems(model: ServiceModel, f: FunctionSettings, size_mb: float, what: str, known: bool,
+                         unknown_hint: str) -> list:
+    memory, in_memory = f.memory_mb, limits.GCF_TMP_IN_MEMORY
+    where = WHERE + ("memory_mb",)
+    if size_mb > memory:
+        return [model.problem(where, f"memory_mb {memory} cannot hold {what} in /tmp ({in_memory.note}; "
+                                     f"{in_memory.source})", hint=f"raise memory_mb above {math.ceil(2 * size_mb)}" + unknown_hint,
+                              warning=not known)]
+    if 2 * size_mb > memory:
+        return [model.problem(where, f"{what} takes memory twice: its file in /tmp ({in_memory.note}) and the loaded "
+                                     f"model, together about {2 * size_mb:,.0f} MB of memory_mb {memory}",
+                              hint=f"raise memory_mb above {math.ceil(2 * size_mb)}" + unknown_hint, warning=True)]
+    return []
 
 
 def _timeout_problems(model: ServiceModel, f: FunctionSettings) -> list:

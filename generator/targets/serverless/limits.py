@@ -119,6 +119,21 @@ FLEX_INSTANCE_MEMORY_MB = (512, 2048, 4096)
 PREMIUM_SKUS = ((3584, "EP1"), (7168, "EP2"), (14336, "EP3"))
 
 
+# Where a model fetched from model.uri is cached (mlgen_runtime.adapters.platform_cache), and how
+# long a cold start may take to fetch it.
+_LAMBDA_TMP = "https://docs.aws.amazon.com/lambda/latest/dg/API_EphemeralStorage.html"
+_LAMBDA_LIFECYCLE = "https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html"
+_GCF_ENVIRONMENT = "https://cloud.google.com/functions/docs/concepts/execution-environment"
+_READ_2026 = "2026-11-30"
+LAMBDA_TMP_MIN_MB = Limit(512, "MB", _LAMBDA_TMP, _READ_2026, "/tmp (ephemeral storage) by default")
+LAMBDA_TMP_MAX_MB = Limit(10240, "MB", _LAMBDA_TMP, _READ_2026, "/tmp (ephemeral storage), set in 1 MB steps")
+LAMBDA_INIT_S = Limit(10, "s", _LAMBDA_LIFECYCLE, _READ_2026,
+                      "init phase of an on-demand function; past it Lambda runs the init again inside the first "
+                      "invocation, under the function's timeout (provisioned concurrency: up to 15 minutes)")
+GCF_TMP_IN_MEMORY = Limit(None, "MB", _GCF_ENVIRONMENT, _READ_2026,
+                          "/tmp is an in-memory file system: what is written there counts against the instance's memory")
+
+
 def serverless_limits(provider: str, packaging: str = "zip", plan: str = "consumption") -> PlatformLimits:
     if provider == "aws":
         return LAMBDA_IMAGE if packaging == "image" else LAMBDA_ZIP
@@ -137,6 +152,8 @@ INSTALLED_MB = {
     "narwhals": 2.0, "onnxruntime": 72.1, "protobuf": 2.2, "flatbuffers": 0.1, "packaging": 0.3,
     "orjson": 0.3, "pillow": 19.3, "prometheus-client": 0.2, "sympy": 16.2, "mpmath": 1.4,
     "functions-framework": 3.0, "flask": 1.5, "werkzeug": 1.5, "azure-functions": 1.0,
+    # model.uri on S3 (measured 2026-11-30 the same way, botocore 1.43)
+    "boto3": 0.9, "botocore": 18.4, "s3transfer": 0.3, "jmespath": 0.1,
 }
 UNKNOWN_PACKAGE_MB = 5.0  # counted for a requirement not in the table above
 

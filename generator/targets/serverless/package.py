@@ -28,6 +28,9 @@ def function_app_files(model: ServiceModel, settings: FunctionSettings) -> list[
 
 
 def model_mb(model: ServiceModel) -> float:
+    """What the model adds to the package: nothing when the function fetches it from model.uri."""
+    if model.model.fetched:
+        return 0.0
     path = model.model.path
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
     return sum(p.stat().st_size for p in files) / limits.MB

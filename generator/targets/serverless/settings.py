@@ -12,6 +12,7 @@ from mlgen.bundle import requirements
 from mlgen.lock import Locked, Platform, locked
 from mlgen.spec import ServiceModel
 from mlgen.targets.serverless import limits, monitoring
+from mlgen.targets.serverless.artifact import ModelGrant, lambda_tmp_mb, model_grant
 from mlgen.targets.serverless.limits import PlatformLimits
 
 DEFAULT_REGION = {"aws": "us-east-1", "gcp": "us-central1", "azure": "eastus"}
@@ -46,9 +47,11 @@ class FunctionSettings:
     tracing: bool
     limits: PlatformLimits
     max_body_bytes: int  # serving.json's limit: the spec's, lowered to what the platform delivers
+    model_grant: ModelGrant | None  # read access to model.uri in the provider's own store; None: nothing to grant
     # AWS Lambda
     stack_name: str
     lambda_runtime: str  # python3.12
+    ephemeral_storage_mb: int | None  # Lambda's /tmp; None: Lambda's default (the model is in the package)
     wheel_platforms: tuple[str, ...]
     http_timeout_ms: int  # the HTTP API integration's wait: timeout_s, capped by the front door
     throttle_per_s: int
@@ -77,6 +80,24 @@ class FunctionSettings:
         return self.locked.hashed
 
     @property
+    def s3_model_object(self) -> str:
+        """bucket/key of the model the Lambda role may read (IAM-escaped); "" when nothing is granted."""
+        grant = self.model_grant
+        return grant.iam_object if grant and grant.store == "s3" else ""
+
+    @property
+    def gcs_model_bucket(self) -> str:
+        """gs://BUCKET the function's service account may read; "" when nothing is granted."""
+        grant = self.model_grant
+        return f"gs://{grant.bucket}" if grant and grant.store == "gs" else ""
+
+    @property
+    def blob_model(self) -> ModelGrant | None:
+        """The Azure Blob container (and its account) the app's managed identity may read; None when nothing is granted."""
+        grant = self.model_grant
+        return grant if grant and grant.store == "azure" else None
+
+    @property
     def policy_names(self) -> dict[str, str]:
         return {path: policy["displayName"] for path, policy in self.policies.items()}
 
@@ -102,8 +123,10 @@ def function_settings(model: ServiceModel) -> FunctionSettings:
         tracing=s["tracing"],
         limits=platform,
         max_body_bytes=min(model.runtime.max_body_bytes, platform.request_bytes.value),
+        model_grant=model_grant(model, provider),
         stack_name=f"mlgen-{name}",
         lambda_runtime=f"python{python}",
+        ephemeral_storage_mb=lambda_tmp_mb(model, s.get("ephemeral_storage_mb")),
         wheel_platforms=wheel_platforms(python, s["architecture"]),
         http_timeout_ms=min(s["timeout_s"], platform.http_timeout_s.value) * 1000,
         throttle_per_s=max_instances * THROTTLE_PER_INSTANCE,

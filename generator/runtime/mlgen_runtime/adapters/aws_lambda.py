@@ -1,6 +1,7 @@
 """AWS Lambda: API Gateway HTTP API (payload 2.0) and REST API (1.0) proxy events, and direct
 invocations (`aws lambda invoke`, Step Functions) whose event is an inference request
-({"inputs": [...]}). The model loads once per container, when handler.py is imported."""
+({"inputs": [...]}). The model loads once per container, when handler.py is imported (Lambda's
+init phase; a model fetched from `model.uri` lands in /tmp, which a warm container keeps)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import binascii
 import json
 import os
 
-from ..service import Response, Service, load_service
-from . import refuse_oversized
+from ..service import Response, Service
+from . import FunctionInstance, refuse_oversized
 
 _TEXT_TYPES = ("application/json", "text/")
 
@@ -19,7 +20,7 @@ def lambda_handler(config_path):
     """The `handler(event, context)` Lambda calls: secrets first (handlers may read them at import),
     then the model."""
     load_secrets()
-    return LambdaFunction(load_service(config_path)).handle
+    return LambdaFunction(FunctionInstance(config_path)).handle
 
 
 def load_secrets() -> None:
@@ -42,38 +43,39 @@ def load_secrets() -> None:
 
 
 class LambdaFunction:
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.infer_path = f"/v2/models/{service.config.name}/infer"
+    def __init__(self, instance: FunctionInstance) -> None:
+        self.instance = instance
+        self.infer_path = f"/v2/models/{instance.service.config.name}/infer"
 
     def handle(self, event, context=None) -> dict:
+        service = self.instance.ready_service()
         if isinstance(event, dict) and ("httpMethod" in event or "requestContext" in event):
-            return self._http(event)
-        return self._direct(event)
+            return self._http(service, event)
+        return self._direct(service, event)
 
-    def _http(self, event: dict) -> dict:
+    def _http(self, service: Service, event: dict) -> dict:
         method, path = _method_and_path(event)
         headers = {key: value for key, value in (event.get("headers") or {}).items() if value is not None}
         body = event.get("body") or ""
         encoded = bool(event.get("isBase64Encoded"))
-        refused = refuse_oversized(self.service, method, path, headers, _size_before_decoding(body, encoded))
+        refused = refuse_oversized(service, method, path, headers, _size_before_decoding(body, encoded))
         if refused is not None:
             return _proxy_response(refused)
         if encoded:
             try:
                 body = base64.b64decode(body, validate=True)
             except (binascii.Error, ValueError):
-                return _proxy_response(self.service.refused(method, path, headers, 400, "the request body is not valid base64"))
+                return _proxy_response(service.refused(method, path, headers, 400, "the request body is not valid base64"))
         elif isinstance(body, str):
             body = body.encode("utf-8")
-        return _proxy_response(self.service.handle(method, path, headers, body))
+        return _proxy_response(service.handle(method, path, headers, body))
 
-    def _direct(self, event) -> dict:
+    def _direct(self, service: Service, event) -> dict:
         """The answer is {"statusCode": ..., "body": <the JSON response>}."""
         if not isinstance(event, dict) or "inputs" not in event:
             return {"statusCode": 400, "body": {"error": "a direct invocation's event must be an inference request with \"inputs\""}}
-        response = self.service.handle("POST", self.infer_path, {"content-type": "application/json"},
-                                       json.dumps(event).encode("utf-8"))
+        response = service.handle("POST", self.infer_path, {"content-type": "application/json"},
+                                  json.dumps(event).encode("utf-8"))
         return {"statusCode": response.status, "body": json.loads(response.body)}
 
 

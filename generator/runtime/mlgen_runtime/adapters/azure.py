@@ -1,24 +1,25 @@
 """Azure Functions (Python v2 programming model): a FunctionApp with one catch-all HTTP trigger.
-The model loads once per worker, when function_app.py is imported; host.json sets routePrefix to
+The model loads once per worker, when function_app.py is imported (a model fetched from `model.uri`
+lands in the worker's temp folder, since wwwroot is read-only); host.json sets routePrefix to
 "" so the paths are the runtime's own (/v2/models/NAME/infer)."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ..service import load_service
-from . import declared_size, refuse_oversized
+from . import FunctionInstance, declared_size, refuse_oversized
 
 
 def function_app(config_path, public: bool):
     """The FunctionApp the host indexes: anonymous when `public`, function keys otherwise."""
     import azure.functions as func
 
-    service = load_service(config_path)
+    instance = FunctionInstance(config_path)
     app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS if public else func.AuthLevel.FUNCTION)
 
     @app.route(route="{*path}", methods=["GET", "POST"])
     def serve(req: func.HttpRequest) -> func.HttpResponse:
+        service = instance.ready_service()
         path, headers = urlsplit(req.url).path or "/", dict(req.headers)
         response = refuse_oversized(service, req.method, path, headers, declared_size(headers))
         if response is None:

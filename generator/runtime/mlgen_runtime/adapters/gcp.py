@@ -1,10 +1,10 @@
 """Google Cloud Functions (2nd gen): an HTTP function for functions-framework. The model loads
-once per instance, when main.py is imported."""
+once per instance, when main.py is imported: functions-framework imports it before it listens, so
+the first request waits for a model fetched from `model.uri` (into /tmp, in the instance's memory)."""
 
 from __future__ import annotations
 
-from ..service import load_service
-from . import declared_size, refuse_oversized
+from . import FunctionInstance, declared_size, refuse_oversized
 
 
 def http_function(config_path, entry_point: str):
@@ -12,10 +12,11 @@ def http_function(config_path, entry_point: str):
     function under that name)."""
     import functions_framework
 
-    service = load_service(config_path)
-    limit = service.config.runtime.max_body_bytes
+    instance = FunctionInstance(config_path)
+    limit = instance.service.config.runtime.max_body_bytes
 
     def serve(request):
+        service = instance.ready_service()
         headers = dict(request.headers)
         response = refuse_oversized(service, request.method, request.path, headers, declared_size(headers))
         if response is None:
