@@ -61,7 +61,7 @@ def security_problems(model: ServiceModel, target: targets.Target) -> list[Probl
 # for the platform's identity, a startup allowance for the download). None yet: each target's
 # wiring lands with its tests, and until then a `model.uri` spec is refused rather than rendered
 # into a bundle that cannot fetch its model.
-FETCHING_TARGETS: frozenset[str] = frozenset({"cloud", "kubernetes", "serverless"})
+FETCHING_TARGETS: frozenset[str] = frozenset({"cloud", "kubernetes", "onprem", "serverless"})
 
 
 def fetch_problems(model: ServiceModel, name: str) -> list[Problem]:
