@@ -87,7 +87,7 @@ def test_a_new_model_version_changes_only_the_uri_and_the_sha256(tmp_path) -> No
     old, new = files(first), files(second)
     assert old.keys() == new.keys()
     changed = {path for path in old if old[path] != new[path]}
-    assert changed == {"app/serving.json", "install.sh"}
+    assert changed == {"INSTALL.md", "app/serving.json", "install.sh"}
     for path in changed:
         assert (old[path].replace(SHA256, other_sha).replace("/1.0.0/", "/1.1.0/")) == new[path], path
 
