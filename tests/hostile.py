@@ -141,11 +141,17 @@ _CLOUD_TAGS = SCHEMA["properties"]["targets"]["properties"]["cloud"]["properties
 _cloud_extra = (st.fixed_dictionaries({"tags": st.dictionaries(from_schema(_CLOUD_TAGS["propertyNames"], 30),
                                                              from_schema(_CLOUD_TAGS["additionalProperties"]), max_size=2)})
                 if _CLOUD_TAGS else st.just({}))
+_ANNOTATIONS = SCHEMA["properties"]["targets"]["properties"]["kubernetes"]["properties"]["service_account_annotations"]
+# Free-text ServiceAccount annotations (the identity keys have patterns of their own).
+_kubernetes_extra = st.fixed_dictionaries({"service_account_annotations": st.dictionaries(
+    from_schema(_ANNOTATIONS["propertyNames"], 40).filter(lambda key: key not in _ANNOTATIONS["properties"]),
+    free_text(_ANNOTATIONS["additionalProperties"]["maxLength"], forbidden=VERSION_FORBIDDEN), max_size=2)})
 # What the hostile tests add to each target's own variants (Target.variants: every provider and
 # mode): settings drawn per example, the Python its scripts run with here, whether it takes secrets.
 EXTRAS = {
     "cloud": {"extra": _cloud_extra, "secrets": False},  # the cloud target refuses secret references
     "onprem": {"python": THIS_PYTHON},
+    "kubernetes": {"extra": _kubernetes_extra},
 }
 
 

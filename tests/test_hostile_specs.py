@@ -67,7 +67,7 @@ def assert_names_the_field(error: MlgenError, spec: Path) -> None:
         assert problem.file == str(spec) and problem.line, f"an error that does not point into the spec: {problem.render()}"
 
 
-def assert_values_come_back(name: str, changes: dict, files: dict[str, bytes]) -> None:
+def assert_values_come_back(name: str, changes: dict, files: dict[str, bytes], extra: dict | None = None) -> None:
     parsed = parsed_documents(files)
     env = changes.get("env", {})
     for path in ENV_FILES.get(name, []):
@@ -89,6 +89,9 @@ def assert_values_come_back(name: str, changes: dict, files: dict[str, bytes]) -
         for document in parsed["base/namespace.yaml"]:
             labels = document["metadata"]["labels"]
             assert {k: labels.get(k) for k in changes["labels"]} == changes["labels"]
+        (account,) = parsed["base/serviceaccount.yaml"]
+        wanted = (extra or {}).get("service_account_annotations") or {}
+        assert (account["metadata"].get("annotations") or {}) == wanted
     if name == "serverless-aws":
         description = f"mlgen iris {version}: {changes['description']}"[:1024]
         assert ("Description", description) in pairs(parsed["template.yaml"])
@@ -117,7 +120,7 @@ def hostile_test(name: str, changes: dict, extra: dict, tmp: Path) -> dict[str, 
         OUTCOMES[name, "refused"] += 1
         return None
     files = {f.path: f.content for f in result.files if f.generated}
-    assert_values_come_back(name, with_marker(changes, tmp / "marker"), files)
+    assert_values_come_back(name, with_marker(changes, tmp / "marker"), files, extra)
     OUTCOMES[name, "rendered"] += 1
     return files
 
@@ -246,7 +249,8 @@ def test_jinja_in_values_is_never_evaluated(tmp_path):
 
 
 # Names under which free text reaches templates (spec fields and the loop variables over them).
-FREE_TEXT_NAMES = {"version", "description", "env", "labels", "tags", "requirements", "compose_env", "value"}
+FREE_TEXT_NAMES = {"version", "description", "env", "labels", "tags", "requirements", "compose_env", "value",
+                   "service_account_annotations"}
 
 
 def test_free_text_reaches_templates_only_through_an_escaping_filter():

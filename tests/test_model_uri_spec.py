@@ -1,8 +1,8 @@
 """A spec names its model by `model.uri` instead of `model.path`: the mistakes a person makes with
 one (both fields, neither, no sha256, a credential or signed query in the URI, a bucket name no
-store accepts) are located errors from `mlgen validate`, never a download; and a target whose
-bundles cannot fetch the model yet refuses the spec at model.uri instead of rendering a bundle
-that would never become ready."""
+store accepts) are located errors from `mlgen validate`, never a download; and each target either
+renders a model.uri spec or, while its bundles cannot fetch the model, refuses it at model.uri
+instead of rendering a bundle that would never become ready."""
 
 from __future__ import annotations
 
@@ -49,35 +49,18 @@ def test_a_model_uri_mistake_is_a_located_error(tmp_path, fields, expected):
     assert "secret@" not in result.stderr or "user name or password" in result.stderr
 
 
-def test_a_target_that_cannot_fetch_the_model_refuses_the_spec_at_model_uri(tmp_path):
+@pytest.mark.parametrize("target", ["cloud", "kubernetes", "onprem", "serverless"])
+def test_each_target_renders_a_model_uri_spec_or_refuses_it_at_model_uri(tmp_path, target):
+    """A target whose bundles fetch the model renders the spec; one that cannot yet refuses it at
+    model.uri instead of rendering a bundle that would never become ready."""
+    from mlgen.plan import FETCHING_TARGETS
+
     spec = iris_with(tmp_path, uri="s3://acme-models/iris/1.0.0/model.joblib", sha256=SHA)
-    result = run_mlgen("render", spec, "--target", "kubernetes", "-o", tmp_path / "out")
+    result = run_mlgen("render", spec, "--target", target, "-o", tmp_path / "out")
+    if target in FETCHING_TARGETS:
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "out" / target).is_dir()
+        return
     assert result.returncode == 1
-    assert "model.uri: target kubernetes cannot deploy a model fetched from model.uri yet" in result.stderr
-    assert not (tmp_path / "out" / "kubernetes").exists()
-
-
-def test_the_limits_use_the_artifact_size_from_model_size_else_max_size(tmp_path):
-    from mlgen.spec import load_spec
-
-    spec = iris_with(tmp_path, uri="s3://acme-models/iris/model.joblib", sha256=SHA, max_size="64Mi")
-    assert load_spec(spec).model.expected_bytes == 64 * 2**20  # unknown: at most what the service fetches
-    assert load_spec(spec, model_size=5_000).model.expected_bytes == 5_000
-    path_model = load_spec(EXAMPLES / "iris" / "spec.yaml").model
-    assert path_model.expected_bytes == (EXAMPLES / "iris" / "model" / "model.joblib").stat().st_size
-
-
-@pytest.mark.parametrize("size, expected", [
-    ("3Gi", ":13: model.max_size: the artifact is 3221225472 bytes (--model-size), more than max_size 64Mi"),
-    ("12Mx", "'12Mx' is not a size"),
-])
-def test_a_model_size_the_service_could_not_fetch_is_refused(tmp_path, size, expected):
-    spec = iris_with(tmp_path, uri="s3://acme-models/iris/model.joblib", sha256=SHA, max_size="64Mi")
-    result = run_mlgen("validate", spec, "--model-size", size)
-    assert result.returncode in (1, 2) and expected in result.stderr, result.stderr
-
-
-def test_model_size_on_a_model_in_the_bundle_is_refused_at_model_path():
-    result = run_mlgen("validate", EXAMPLES / "iris" / "spec.yaml", "--model-size", "3Mi")
-    assert result.returncode == 1
-    assert "spec.yaml:13:9: model.path: --model-size is for a model fetched from model.uri" in result.stderr
+    assert f"model.uri: target {target} cannot deploy a model fetched from model.uri yet" in result.stderr
+    assert not (tmp_path / "out" / target).exists()

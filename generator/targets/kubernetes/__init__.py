@@ -11,9 +11,10 @@ from __future__ import annotations
 from mlgen.errors import Problem
 from mlgen.spec import ServiceModel
 from mlgen.targets.base import Target, TradeOff, schema_fragment
+from mlgen.targets.kubernetes.artifact import access_warnings
 from mlgen.targets.kubernetes.bundle import plan
 from mlgen.targets.kubernetes.filters import FILTERS
-from mlgen.targets.kubernetes.fitness import autoscaling_problems, grpc_problems
+from mlgen.targets.kubernetes.fitness import autoscaling_problems, grpc_problems, network_problems
 from mlgen.targets.kubernetes.settings import image_platform, kubernetes_settings
 
 
@@ -33,12 +34,16 @@ def fit(model: ServiceModel) -> list[Problem]:
             ("targets", "kubernetes", "base_image"), f"the Dockerfile builds FROM {settings.base_image}, a tag, which moves "
             "with every patch release: two builds of the same bundle can differ",
             hint="pin base_image by digest (name:tag@sha256:…) so every build starts from the same image", warning=True))
-    problems += autoscaling_problems(model, settings) + grpc_problems(model, settings)
+    problems += autoscaling_problems(model, settings) + grpc_problems(model, settings) + network_problems(model, settings)
     if settings.service_monitor and not model.observability.metrics:
         problems.append(model.problem(
             ("targets", "kubernetes", "service_monitor"), "a ServiceMonitor needs metrics",
             hint="set observability.metrics: true, or service_monitor: false"))
     return problems
+
+
+def model_access(model: ServiceModel) -> list[Problem]:
+    return access_warnings(model, model.target("kubernetes")["service_account_annotations"])
 
 
 def open_to(model: ServiceModel) -> str | None:
@@ -62,6 +67,7 @@ TARGET = Target(
     plan=plan,
     fit=fit,
     open_to=open_to,
+    model_access=model_access,
     filters=FILTERS,
     platform=image_platform,
 )

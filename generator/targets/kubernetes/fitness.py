@@ -6,6 +6,7 @@ from __future__ import annotations
 from mlgen.errors import Problem
 from mlgen.spec import ServiceModel
 from mlgen.targets.kubernetes.flavors import KNATIVE_RESERVED_PORTS, sidecar_ports
+from mlgen.targets.kubernetes.network import cidr_problem
 from mlgen.targets.kubernetes.settings import KubernetesSettings
 
 TARGET = ("targets", "kubernetes")
@@ -71,3 +72,25 @@ def _why_not_zero(flavor: str, autoscaling: str) -> str:
         return "a HorizontalPodAutoscaler on the request metric cannot scale to zero replicas"
     return ("the default KEDA query reads the pods' own request rate, which is 0 while no pod runs: "
             "nothing would wake the service")
+
+
+def network_problems(model: ServiceModel, settings: KubernetesSettings) -> list[Problem]:
+    """Egress destinations that are not networks, two certificate issuers, and a public Ingress
+    host served over plain HTTP."""
+    problems = []
+    for index, rule in enumerate(settings.egress):
+        why = cidr_problem(rule.cidr)
+        if why:
+            problems.append(model.problem((*TARGET, "egress", index, "cidr"), f"{rule.cidr} is not a network: {why}",
+                                          hint="write the network address with its prefix length, such as 10.20.0.0/16"))
+    ingress = model.target("kubernetes")["ingress"]
+    if ingress.get("cluster_issuer") and ingress.get("issuer"):
+        problems.append(model.problem((*TARGET, "ingress", "issuer"), "ingress has both cluster_issuer and issuer",
+                                      hint="cert-manager takes one: keep cluster_issuer (cluster-wide) or issuer (in the namespace)"))
+    host = settings.ingress
+    if host.host and settings.flavor == "deployment" and host.public and not host.tls_secret:
+        problems.append(model.problem(
+            (*TARGET, "ingress", "host"), f"the Ingress serves {host.host} over plain HTTP: requests and answers cross "
+            "the network readable by anyone on the path", warning=True,
+            hint="set ingress.cluster_issuer (or issuer) for a cert-manager certificate, or ingress.tls_secret"))
+    return problems

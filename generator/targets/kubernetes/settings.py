@@ -16,13 +16,18 @@ from mlgen.lock import Locked, Platform, locked
 from mlgen.render.filters import pretty_json
 from mlgen.spec import ServiceModel
 from mlgen.targets.kubernetes import flavors
+from mlgen.targets.kubernetes.artifact import ModelFetch, identity_pod_labels, model_fetch
 from mlgen.targets.kubernetes.flavors import KServe, Keda, PatchTarget
+from mlgen.targets.kubernetes.network import EgressRule, egress_rules, public_host
 from mlgen.targets.kubernetes.workloads import APP_DIR, LIVE, SERVING_PATH, Workload, command, workloads
 
 CONTAINER = "runtime"  # the container's name in every Deployment (the dashboard's cAdvisor queries select it)
 RUN_AS = 10001  # numeric, non-root: restricted Pod Security and hadolint both want a number
 MANAGED_BY = "mlgen"
 NAME_LABEL = "app.kubernetes.io/name"
+VERSION_LABEL = "app.kubernetes.io/version"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+STARTUP_FAILURE_THRESHOLD = 60  # 5-second periods: five minutes for a model in the image to load
 GRAFANA_SIDECAR_LABEL = "grafana_dashboard"  # what the Grafana Helm chart's dashboard sidecar looks for
 PROMETHEUS_IMAGE = "docker.io/prom/prometheus:v3.5.0"  # compose only: a local look at the metrics and alerts
 DRAIN_MARGIN_S = 10  # after SIGTERM the runtime drains for timeout_s; the pod gets this much longer
@@ -34,10 +39,12 @@ DEFAULT_BASE_IMAGE = "docker.io/library/python:{python}-slim-bookworm"
 @dataclass(frozen=True)
 class Ingress:
     host: str | None  # None: no Ingress is rendered
-    tls_secret: str | None  # None: plain HTTP
+    tls_secret: str | None  # None: plain HTTP; with a cert-manager issuer, the Secret cert-manager writes
     class_name: str
     path_type: str
     controller_namespace: str  # the entry stage's NetworkPolicy admits traffic from here, Ingress or not
+    annotations: Mapping[str, str]  # cert-manager's issuer annotation, when one issues the certificate
+    public: bool  # the host resolves outside the cluster's private names (plain HTTP there is a warning)
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,7 @@ class Overlay:
     """What a kustomize overlay changes in the base."""
 
     environment: str
+    instance: str  # app.kubernetes.io/instance: `<name>-<environment>`
     min_replicas: int
     max_replicas: int
     requests: Mapping[str, str] | None  # None: the base's requests stay
@@ -103,6 +111,12 @@ class KubernetesSettings:
     platform_namespaces: tuple[str, ...]  # KServe/Knative: where the traffic to the pods comes from
     replica_patch: PatchTarget  # what the overlays patch for min/max replicas
     requests_patch: PatchTarget  # and for the requests
+    # model.uri: the cache volume, startup allowance and store egress of the stage that loads the
+    # model (predict, or the whole pipeline); None for a model in the image.
+    model_fetch: ModelFetch | None
+    service_account_annotations: Mapping[str, str]  # the platform identity (IRSA, Workload Identity)
+    identity_pod_labels: Mapping[str, str]  # what that identity's webhook looks for on the pods
+    egress: tuple[EgressRule, ...]  # targets.kubernetes.egress: where the pods may call beside DNS
     locked: Locked  # app/requirements.txt: pinned with hashes when the spec's lock covers the image
     base_image: str  # the Dockerfile's FROM: targets.kubernetes.base_image, or the official python image
     image_repository: str  # the image without tag or digest: what build-image.sh pushes and the overlays pin
@@ -130,6 +144,18 @@ class KubernetesSettings:
     def resource(self, suffix: str) -> str:
         return f"{self.name}-{suffix}"
 
+    @property
+    def loader(self) -> Workload:
+        """The stage that runs the model (and fetches a model.uri one)."""
+        return next(w for w in self.workloads if w.loads_model)
+
+    def fetches(self, workload: Workload) -> bool:
+        """This stage fetches model.uri when it starts: it gets the cache and the longer startup."""
+        return self.model_fetch is not None and workload.loads_model
+
+    def startup_failure_threshold(self, workload: Workload) -> int:
+        return self.model_fetch.startup_failure_threshold if self.fetches(workload) else STARTUP_FAILURE_THRESHOLD
+
 
 def image_platform(model: ServiceModel) -> Platform:
     """The image's Python environment as `mlgen lock` resolves it."""
@@ -151,9 +177,14 @@ def _digest(image: str | None) -> str | None:
 def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
     spec = model.target("kubernetes")
     name, port = model.name, model.runtime.port
-    # The spec's labels first: the recommended app.kubernetes.io labels mlgen relies on win.
-    labels = {**model.labels, NAME_LABEL: name, "app.kubernetes.io/part-of": name,
+    # The spec's labels first: the recommended app.kubernetes.io labels mlgen relies on win. Version
+    # and instance are on every object and pod template but in no selector: selectors are immutable,
+    # and a version there would make every new version a new Deployment instead of a rolling update.
+    labels = {**model.labels, NAME_LABEL: name, INSTANCE_LABEL: name, "app.kubernetes.io/part-of": name,
               "app.kubernetes.io/managed-by": MANAGED_BY}
+    version = label_value(model.model.version)
+    if version:
+        labels[VERSION_LABEL] = version
     stages = workloads(model, labels)
     flavor, autoscaling = spec["flavor"], spec["autoscaling"]
     namespace = spec.get("namespace") or name
@@ -181,8 +212,7 @@ def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
         serving_checksum=hashlib.sha256(serving.encode()).hexdigest(),
         serving_config_map=f"{name}-serving",
         serving_path=SERVING_PATH,
-        ingress=Ingress(ingress.get("host"), ingress.get("tls_secret"), ingress["class_name"], ingress["path_type"],
-                        ingress["controller_namespace"]),
+        ingress=_ingress(name, ingress),
         service_monitor=spec["service_monitor"],
         monitoring_namespace=spec["monitoring_namespace"],
         gpu_node_selector=spec["gpu_node_selector"],
@@ -223,12 +253,34 @@ def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
         else (ingress["controller_namespace"],),
         replica_patch=flavors.replica_patch(flavor, autoscaling, kserve),
         requests_patch=flavors.requests_patch(flavor, kserve),
+        model_fetch=model_fetch(model, spec["service_account_annotations"]),
+        service_account_annotations=_frozen(dict(spec["service_account_annotations"])),
+        identity_pod_labels=_frozen(identity_pod_labels(spec["service_account_annotations"])),
+        egress=egress_rules(spec["egress"]),
         locked=locked(model, image_platform(model)),
         base_image=spec.get("base_image") or DEFAULT_BASE_IMAGE.format(python=model.runtime.python),
         image_repository=image_repository(spec.get("image") or f"{name}:local"),
         image_digest=_digest(spec.get("image")),
         image_tag=model.version if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", model.version) else "latest",
     )
+
+
+def label_value(text: str) -> str:
+    """A version as a label value (at most 63 of [A-Za-z0-9._-], starting and ending alphanumeric):
+    every run of other characters becomes one `_`; empty when nothing is left."""
+    value = re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:63]
+    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", value)
+
+
+def _ingress(name: str, ingress: Mapping) -> Ingress:
+    """cert-manager writes the certificate of a cluster_issuer or issuer into tls_secret
+    (default `<name>-tls`), which the Ingress's TLS section names."""
+    issuer = {key: ingress[field] for key, field in (("cert-manager.io/cluster-issuer", "cluster_issuer"),
+                                                     ("cert-manager.io/issuer", "issuer")) if ingress.get(field)}
+    secret = ingress.get("tls_secret") or (f"{name}-tls" if issuer else None)
+    host = ingress.get("host")
+    return Ingress(host, secret, ingress["class_name"], ingress["path_type"], ingress["controller_namespace"],
+                   _frozen(issuer), bool(host) and public_host(host))
 
 
 def _stage_urls(stages: tuple[Workload, ...], port: int, flavor: str, kserve: KServe | None,
@@ -248,7 +300,7 @@ def _dev(model: ServiceModel, scale_to_zero: bool) -> Overlay:
     memory requested, so a small cluster holds it (limits stay, so it still runs at full speed when
     it can)."""
     resources = model.resources
-    return Overlay("dev", 0 if scale_to_zero else 1, 1, _frozen({"cpu": f"{max(resources.millicores // 4, 50)}m",
+    return Overlay("dev", f"{model.name}-dev", 0 if scale_to_zero else 1, 1, _frozen({"cpu": f"{max(resources.millicores // 4, 50)}m",
                                          "memory": f"{max(resources.memory_mib // 2, 64)}Mi"}))
 
 
@@ -256,7 +308,7 @@ def _prod(model: ServiceModel, scale_to_zero: bool) -> Overlay:
     """At least two replicas, so a drain or a failed node never takes a stage away; none while idle
     where the spec chose to scale to zero."""
     low = 0 if scale_to_zero else max(model.scaling.min_replicas, 2)
-    return Overlay("prod", low, max(model.scaling.max_replicas, low), None)
+    return Overlay("prod", f"{model.name}-prod", low, max(model.scaling.max_replicas, low), None)
 
 
 def _frozen(mapping: dict) -> Mapping:

@@ -33,6 +33,11 @@ class Workload:
     # stage is down, it could not answer the 503 that names the missing stage.
     ready_path: str
 
+    @property
+    def loads_model(self) -> bool:
+        """Runs the model (and so fetches a model.uri one): predict, or the whole pipeline."""
+        return self.stage in ("predict", "all")
+
 
 def workloads(model: ServiceModel, labels: Mapping[str, str]) -> tuple[Workload, ...]:
     """The entry stage first: the Ingress, the NetworkPolicies and compose's published port all
