@@ -64,3 +64,29 @@ def test_each_target_renders_a_model_uri_spec_or_refuses_it_at_model_uri(tmp_pat
     assert result.returncode == 1
     assert f"model.uri: target {target} cannot deploy a model fetched from model.uri yet" in result.stderr
     assert not (tmp_path / "out" / target).exists()
+
+
+def test_the_limits_use_the_artifact_size_from_model_size_else_max_size(tmp_path):
+    from mlgen.spec import load_spec
+
+    spec = iris_with(tmp_path, uri="s3://acme-models/iris/model.joblib", sha256=SHA, max_size="64Mi")
+    assert load_spec(spec).model.expected_bytes == 64 * 2**20  # unknown: at most what the service fetches
+    assert load_spec(spec, model_size=5_000).model.expected_bytes == 5_000
+    path_model = load_spec(EXAMPLES / "iris" / "spec.yaml").model
+    assert path_model.expected_bytes == (EXAMPLES / "iris" / "model" / "model.joblib").stat().st_size
+
+
+@pytest.mark.parametrize("size, expected", [
+    ("3Gi", ":13: model.max_size: the artifact is 3221225472 bytes (--model-size), more than max_size 64Mi"),
+    ("12Mx", "'12Mx' is not a size"),
+])
+def test_a_model_size_the_service_could_not_fetch_is_refused(tmp_path, size, expected):
+    spec = iris_with(tmp_path, uri="s3://acme-models/iris/model.joblib", sha256=SHA, max_size="64Mi")
+    result = run_mlgen("validate", spec, "--model-size", size)
+    assert result.returncode in (1, 2) and expected in result.stderr, result.stderr
+
+
+def test_model_size_on_a_model_in_the_bundle_is_refused_at_model_path():
+    result = run_mlgen("validate", EXAMPLES / "iris" / "spec.yaml", "--model-size", "3Mi")
+    assert result.returncode == 1
+    assert "spec.yaml:13:9: model.path: --model-size is for a model fetched from model.uri" in result.stderr
