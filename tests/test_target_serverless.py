@@ -192,3 +192,5 @@ def test_limits_carry_their_source_and_date():
         for limit in vars(limits).values():
             if isinstance(limit, fitness.Limit):
                 assert limit.source.startswith("https://") and len(limit.as_of) == 10
+    for limit in (fitness.LAMBDA_TMP_MIN_MB, fitness.LAMBDA_TMP_MAX_MB, fitness.LAMBDA_INIT_S, fitness.GCF_TMP_IN_MEMORY):
+        assert limit.source.startswith("https://") and len(limit.as_of) == 10

@@ -15,6 +15,14 @@ Lambda's 250 MB. Export scikit-learn models with skl2onnx before deploying them 
 """
 
 
+FETCHED_MODEL = """A model fetched from `model.uri` is not in the package: each instance downloads it on its cold
+start into /tmp. Lambda's /tmp is its ephemeral storage, {tmp_min.value:,} to {tmp_max.value:,} MB
+(`targets.serverless.ephemeral_storage_mb`, by default twice `model.max_size`; {tmp_max.source}, as of
+{tmp_max.as_of}), and an on-demand Lambda's init phase gets {init} before Lambda runs it again inside the
+first invocation ({init.source}). Cloud Functions' {gcf.note} ({gcf.source}), so the model is checked
+against `memory_mb`."""
+
+
 def _row(platform: limits.PlatformLimits) -> str:
     def cell(limit: limits.Limit, scale: int = 1, unit: str | None = None) -> str:
         if limit.value is None:
@@ -36,5 +44,7 @@ def limits_markdown() -> str:
              "| platform | package (unzipped) | timeout | HTTP front door | memory | request | GPUs |",
              "|---|---|---|---|---|---|---|",
              *(_row(platform) for platform in platforms),
-             "", f"Figures as of {limits.LAMBDA_ZIP.timeout_s.as_of}, from: " + ", ".join(sources) + "."]
+             "", f"Figures as of {limits.LAMBDA_ZIP.timeout_s.as_of}, from: " + ", ".join(sources) + ".",
+             "", FETCHED_MODEL.format(tmp_min=limits.LAMBDA_TMP_MIN_MB, tmp_max=limits.LAMBDA_TMP_MAX_MB,
+                                      init=limits.LAMBDA_INIT_S, gcf=limits.GCF_TMP_IN_MEMORY)]
     return "\n".join(lines) + "\n"
