@@ -317,3 +317,26 @@ def test_a_version_becomes_a_valid_label_value(version, label):
     from mlgen.targets.kubernetes.settings import label_value
 
     assert label_value(version) == label
+
+
+def test_compose_keeps_the_model_on_a_volume_the_image_prepared_for_the_service_user(bundles):
+    """compose runs the same stages read-only: the loading one fetches into a named volume that
+    starts with the owner the Dockerfile gave /model-cache; hadolint and the compose specification
+    accept both files."""
+    hadolint, check = require_tool("hadolint"), require_tool("check-jsonschema")
+    for name in ("iris-deployment", "recsys-deployment"):
+        bundle = bundles[name]
+        linted = subprocess.run([hadolint, str(bundle / "Dockerfile")], capture_output=True, text=True, timeout=60)
+        assert linted.returncode == 0 and not linted.stdout.strip(), linted.stdout + linted.stderr
+        assert "RUN install -d -m 0700 -o 10001 -g 10001 /model-cache" in (bundle / "Dockerfile").read_text()
+        compose = yaml.safe_load((bundle / "compose.yaml").read_text())
+        loaders = {service: spec for service, spec in compose["services"].items()
+                   if "MLGEN_MODEL_CACHE" in (spec.get("environment") or {})}
+        assert list(loaders) == (["iris-s3"] if name.startswith("iris") else ["recsys-predict"]), name
+        (loader,) = loaders.values()
+        assert loader["environment"]["MLGEN_MODEL_CACHE"] == "/model-cache" and loader["read_only"] is True
+        assert loader["volumes"] == ["model-cache:/model-cache"] and compose["volumes"] == {"model-cache": {}}
+    composed = subprocess.run([check, "--builtin-schema", "vendor.compose-spec",
+                               *(str(bundles[n] / "compose.yaml") for n in ("iris-deployment", "recsys-deployment"))],
+                              capture_output=True, text=True, timeout=60)
+    assert composed.returncode == 0, composed.stdout + composed.stderr
