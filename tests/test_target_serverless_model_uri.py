@@ -249,8 +249,9 @@ def test_cloud_functions_fetches_on_the_cold_start_and_serves_later_requests_and
 
 @pytest.fixture(scope="module")
 def sam_uri_bundle(tmp_path_factory):
-    # A key with characters IAM would read as a wildcard or a variable: the grant still names one object.
-    return render_uri(tmp_path_factory.mktemp("sam-uri"), "aws", "s3://acme-models/digits/*/v$1/digits.onnx")
+    # A key with characters IAM would read as a wildcard or a variable, and a shell would run: the
+    # grant still names that one object, as data.
+    return render_uri(tmp_path_factory.mktemp("sam-uri"), "aws", "s3://acme-models/digits/*/v$1/$(reboot);a&b/digits.onnx")
 
 
 def test_the_lambda_role_may_read_that_one_object_and_tmp_holds_the_model(sam_uri_bundle):
@@ -260,7 +261,7 @@ def test_the_lambda_role_may_read_that_one_object_and_tmp_holds_the_model(sam_ur
     (statement,) = policy["Statement"]
     assert statement["Action"] == ["s3:GetObject"] and statement["Effect"] == "Allow"
     (resource,) = statement["Resource"]
-    assert resource == {"Fn::Sub": ["arn:${AWS::Partition}:s3:::${Object}", {"Object": "acme-models/digits/${*}/v${$}1/digits.onnx"}]}
+    assert resource == {"Fn::Sub": ["arn:${AWS::Partition}:s3:::${Object}", {"Object": "acme-models/digits/${*}/v${$}1/${$}(reboot);a&b/digits.onnx"}]}
     assert function["EphemeralStorage"] == {"Size": 512}  # twice model.max_size 16Mi, at least Lambda's 512
     assert "MLGEN_MODEL_CACHE" not in function["Environment"]["Variables"]  # the adapter's default: /tmp
 
