@@ -58,9 +58,9 @@ def security_problems(model: ServiceModel, target: targets.Target) -> list[Probl
 
 
 # Targets whose bundles give the service what a fetched model needs (a writable cache, read access
-# for the platform's identity, a startup allowance for the download). None yet: each target's
-# wiring lands with its tests, and until then a `model.uri` spec is refused rather than rendered
-# into a bundle that cannot fetch its model.
+# for the platform's identity, a startup allowance for the download). Every built-in target now;
+# a target left out (a plugin) refuses a `model.uri` spec rather than rendering a bundle that
+# cannot fetch its model.
 FETCHING_TARGETS: frozenset[str] = frozenset({"cloud", "kubernetes", "onprem", "serverless"})
 
 
