@@ -245,6 +245,10 @@ def test_the_offline_bundle_carries_the_model_and_install_puts_it_in_the_cache(o
     finally:
         server.stop()
     assert "found in the cache" in server.log.read_text()
+    kept = run(offline_bundle / "uninstall.sh", "--root", str(root))
+    assert kept.returncode == 0 and f"kept: {root}/var/cache/mlgen/iris (--purge removes it)" in kept.stdout
+    purged = run(offline_bundle / "uninstall.sh", "--root", str(root), "--purge")
+    assert purged.returncode == 0 and not (root / "var/cache/mlgen/iris").exists()
 
 
 def test_install_refuses_a_bundled_model_that_is_not_the_specs(offline_bundle, tmp_path) -> None:

@@ -277,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, type=Path, help="path to serving.json")
     parser.add_argument("--cache-dir", required=True, type=Path, help="the cache folder (one folder per sha256 inside)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="fetch.py: %(message)s", stream=sys.stderr)
+    # Its own progress lines; an SDK's chatter only from warnings up.
+    logging.basicConfig(level=logging.WARNING, format="fetch.py: %(message)s", stream=sys.stderr)
+    logger.setLevel(logging.INFO)
     try:
         model = json.loads(args.config.read_text(encoding="utf-8"))["model"]
     except (OSError, ValueError, KeyError) as exc:
