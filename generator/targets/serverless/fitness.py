@@ -118,9 +118,12 @@ def _lambda_tmp_problems(model: ServiceModel, f: FunctionSettings, size_mb: floa
                                              "could never fetch it", hint=f"raise it to {_tmp_for(size_mb)}" + unknown_hint,
                                       warning=not known))
     elif CACHE_COPIES * size_mb > tmp_mb:
+        room = _tmp_for(size_mb)
         problems.append(model.problem(where, f"ephemeral_storage_mb {tmp_mb} holds {what} but not also the partial "
                                              "file of a download a timeout cut off, which the next cold start in that "
-                                             "environment would need room beside", hint=f"raise it to {_tmp_for(size_mb)}",
+                                             "environment would need room beside",
+                                      hint=f"raise it to {room}" if room > tmp_mb else
+                                      f"that is Lambda's most: keep timeout_s ({f.timeout_s} s) long enough for the download",
                                       warning=True))
     deps_mb = bundle_estimate(model, f)[1]
     package = f.limits.package_mb
