@@ -284,3 +284,29 @@ def test_the_builder_keeps_a_cached_copy_and_fails_on_the_wrong_bytes(offline_bu
     assert wrong.returncode == 1 and "sha256 mismatch" in wrong.stderr, wrong.stderr
     assert "s3://models/iris/tampered/model.joblib" in wrong.stderr
     assert not list((bundle / "model-cache").rglob("*.joblib"))
+
+
+def test_a_hostile_file_name_in_the_uri_reaches_the_bundle_and_the_installer_as_it_is(tmp_path) -> None:
+    """Quotes, $(…), a backquote and a newline in the object's name: the name reaches no script as
+    code (the scripts read it from serving.json and the folder), only the cache as a file name."""
+    from urllib.parse import quote
+
+    name = "a b'$(touch pwned)\n`touch pwned`.joblib"
+    store = tmp_path / "store dir"
+    store.mkdir()
+    (store / name).write_bytes(MODEL.read_bytes())
+    uri = "file://" + quote(f"{store}/{name}")
+    bundle = render(uri_spec(tmp_path / "spec", uri, targets={"onprem": {"air_gapped": True}}), tmp_path / "out")
+    assert "pwned" not in "".join(p.read_text() for p in bundle.glob("*.sh"))
+    wheelhouse_for(bundle, WHEEL_CACHE)
+    built = subprocess.run(["bash", str(bundle / "build-offline-bundle.sh"), "--no-archive"], capture_output=True,
+                           text=True, timeout=900, cwd=tmp_path)  # where an injected `touch pwned` would write
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert (bundle / "model-cache" / SHA256 / name).read_bytes() == MODEL.read_bytes()
+    root = tmp_path / "root"
+    root.mkdir()
+    planned = subprocess.run(["bash", str(bundle / "install.sh"), "--dry-run", "--root", str(root)], capture_output=True,
+                             text=True, timeout=120, cwd=tmp_path)
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert f"would: install {root}/var/cache/mlgen/iris/{SHA256}/a b'$(touch pwned)" in planned.stdout
+    assert not list(tmp_path.rglob("pwned"))
