@@ -40,10 +40,16 @@ class FunctionInstance:
     again before answering, so a grant that lands or a store that comes back heals the instance
     without a redeploy. A service without `model.uri` that fails to load raises, as before."""
 
-    def __init__(self, config_path) -> None:
+    def __init__(self, config_path, *, fetch_in_background: bool = False) -> None:
         self.service = Service(load_config(config_path, {**os.environ, "MLGEN_MODEL_CACHE": platform_cache()}))
         self._lock = threading.Lock()  # Cloud Functions and Azure run requests on threads
-        self._load()
+        if fetch_in_background and self.service.config.model.uri:
+            # The import returns at once and the fetch runs beside it; the lock, held until that
+            # first load ends, makes the first invocation wait for it.
+            self._lock.acquire()
+            threading.Thread(target=self._first_load, name="mlgen-model-fetch", daemon=True).start()
+        else:
+            self._load()
 
     def ready_service(self) -> Service:
         """The service to answer this invocation, after one more try at loading it if it is not ready."""
@@ -52,6 +58,12 @@ class FunctionInstance:
                 if self.service.pipeline is None:
                     self._load()
         return self.service
+
+    def _first_load(self) -> None:
+        try:
+            self._load()
+        finally:
+            self._lock.release()
 
     def _load(self) -> None:
         try:

@@ -1,6 +1,7 @@
 """Azure Functions (Python v2 programming model): a FunctionApp with one catch-all HTTP trigger.
 The model loads once per worker, when function_app.py is imported (a model fetched from `model.uri`
-lands in the worker's temp folder, since wwwroot is read-only); host.json sets routePrefix to
+is fetched beside the import, into the worker's temp folder, since wwwroot is read-only, and the
+first invocation waits for it); host.json sets routePrefix to
 "" so the paths are the runtime's own (/v2/models/NAME/infer)."""
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ def function_app(config_path, public: bool):
     """The FunctionApp the host indexes: anonymous when `public`, function keys otherwise."""
     import azure.functions as func
 
-    instance = FunctionInstance(config_path)
+    # The host gives the worker's indexing of function_app.py only seconds, so a model.uri model
+    # is fetched beside the import rather than in it; the first invocation waits for it.
+    instance = FunctionInstance(config_path, fetch_in_background=True)
     app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS if public else func.AuthLevel.FUNCTION)
 
     @app.route(route="{*path}", methods=["GET", "POST"])
