@@ -221,3 +221,51 @@ def test_the_runtime_imports_without_any_platform_library():
                             cwd=ROOT / "generator" / "runtime")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+# --- a model fetched from model.uri --------------------------------------------------------------
+
+@pytest.fixture
+def fetched_config(tmp_path, monkeypatch):
+    """serving.json of the doubler whose weights come from a file:// URI that does not exist yet;
+    the function's temp folder is the test's."""
+    import hashlib
+
+    config = apps.python_app(tmp_path / "app", DOUBLER)
+    weights = tmp_path / "store" / "weights.txt"
+    document = json.loads(config.read_text())
+    document["model"].update(path=None, uri=weights.as_uri(), sha256=hashlib.sha256(b"3.0\n").hexdigest())
+    config.write_text(json.dumps(document))
+    monkeypatch.setenv("MLGEN_MODEL_CACHE", str(tmp_path / "function-tmp"))
+    return config, weights
+
+
+def test_azure_function_waits_for_the_fetch_and_retries_one_that_failed(fetched_config):
+    pytest.importorskip("azure.functions")
+    from mlgen_runtime.adapters.azure import function_app
+
+    config, weights = fetched_config
+    (function,) = function_app(config, public=False).get_functions()  # indexing does not wait for the fetch
+    serve = function.get_user_function()
+    refused = azure_call(serve, "POST", INFER, infer_body(1))
+    assert refused.status_code == 503 and "no such file" in json.loads(refused.get_body())["error"]
+    weights.parent.mkdir()
+    weights.write_text("3.0\n")
+    answered = azure_call(serve, "POST", INFER, infer_body(1))
+    assert answered.status_code == 200 and answer(answered.get_body()) == [3.0]
+
+
+def test_gcf_function_fetches_before_its_first_request_and_retries_one_that_failed(fetched_config):
+    functions_framework = pytest.importorskip("functions_framework")
+    config, weights = fetched_config
+    source = config.parent.parent / "main.py"
+    source.write_text("from mlgen_runtime.adapters.gcp import http_function\n\n"
+                      f"predict = http_function({str(config)!r}, 'predict')\n")
+    client = functions_framework.create_app(target="predict", source=str(source)).test_client()
+    ready = client.get("/v2/health/ready")
+    assert ready.status_code == 503 and weights.as_uri() in ready.get_json()["reason"]
+    assert client.get("/v2/health/live").status_code == 200
+    weights.parent.mkdir()
+    weights.write_text("3.0\n")
+    response = client.post(INFER, data=infer_body(2), content_type="application/json")
+    assert response.status_code == 200 and answer(response.data) == [6.0]
