@@ -23,16 +23,17 @@ from onprem_bundle import derived_spec
 
 EXAMPLE = "ecommerce-recommendations"
 INLINE = {"artifact_url": None, "artifact_upload": None}
+NO_CERTIFICATE = {"certificate": None}  # the example's is an AWS certificate (Azure's balancer takes none)
 # The bundle inside the user data: GCP's 256 KB per metadata value holds it; Azure's 64 KB of base64
 # custom data no longer does for this example (the runtime grew), which the size test checks.
 INLINE_GCP = {"provider": "gcp", "region": "europe-west1", "project": "ml-serving-1",
-              "image": "projects/ml-serving-1/global/images/family/mlgen-base", **INLINE}
+              "image": "projects/ml-serving-1/global/images/family/mlgen-base", **INLINE, **NO_CERTIFICATE}
 PROVIDER_SETTINGS = {
     "aws": {"provider": "aws", "region": "eu-central-1"},
     "gcp": {"provider": "gcp", "region": "europe-west1", "project": "shop-ml-prod",
-            "artifact_upload": "gs://shop-ml-bundles/shop-recs.tar.gz"},
+            "artifact_upload": "gs://shop-ml-bundles/shop-recs.tar.gz", **NO_CERTIFICATE},
     "azure": {"provider": "azure", "region": "westeurope",
-              "artifact_upload": "https://shopml.blob.core.windows.net/bundles/shop-recs.tar.gz"},
+              "artifact_upload": "https://shopml.blob.core.windows.net/bundles/shop-recs.tar.gz", **NO_CERTIFICATE},
 }
 
 
@@ -117,7 +118,7 @@ def test_user_data_sizes_fit_each_provider(bundles, tmp_path) -> None:
     assert LIMITS["gcp"].measure((inline / "cloud-init.yaml").read_bytes()) <= LIMITS["gcp"].limit
     # Over Azure's limit the render stops at the cloud settings and says how to ship the bundle.
     spec = derived_spec(tmp_path / "azure", EXAMPLE, {"targets": {"cloud": {"provider": "azure", "region": "westeurope",
-                                                                           **INLINE}}})
+                                                                           **INLINE, **NO_CERTIFICATE}}})
     refused = run_mlgen("render", spec, "-t", "cloud", "-o", tmp_path / "azure-out")
     assert refused.returncode == 1 and "over the provider's limit of 64 KB of base64" in refused.stderr, refused.stderr
     assert "targets.cloud" in refused.stderr and "set targets.cloud.artifact_url" in refused.stderr
@@ -202,7 +203,7 @@ def test_preflight_names_the_missing_cli(bundles, provider, bin_without_clis) ->
 
 
 def test_no_region_is_a_preflight_error(tmp_path) -> None:
-    bundle = render(tmp_path, {"provider": "azure", "region": None, "artifact_upload": None,
+    bundle = render(tmp_path, {"provider": "azure", "region": None, "artifact_upload": None, **NO_CERTIFICATE,
                                "artifact_url": "https://bundles.example.com/shop-recs/bundle.tar.gz"})
     result = subprocess.run([str(bundle / "deploy.sh"), "--dry-run"], capture_output=True, text=True, timeout=60,
                             env={"PATH": "/usr/bin:/bin"})
@@ -210,3 +211,124 @@ def test_no_region_is_a_preflight_error(tmp_path) -> None:
     result = subprocess.run([str(bundle / "deploy.sh"), "--dry-run", "--region", "northeurope"], capture_output=True,
                             text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 0 and "--location northeurope" in result.stdout, result.stderr
+
+
+# A model in the provider's own store, a secret and an API key: what the VMs' identity reads.
+SECRET_REFS = {"secrets": [{"name": "DB_PASSWORD", "secret": "shop-db", "key": "password"}],
+               "security": {"auth": "api_key", "api_keys": [{"secret": "shop-api-keys", "key": "current"}]}}
+READING = {
+    "aws": ({"provider": "aws", "region": "eu-central-1"}, "s3://shop-models/recs/v7/model.joblib"),
+    "gcp": (PROVIDER_SETTINGS["gcp"], "gs://shop-models/recs/v7/model.joblib"),
+    "azure": ({**PROVIDER_SETTINGS["azure"], "key_vault": "shop-ml-secrets"},
+              "https://shopmodels.blob.core.windows.net/models/recs/v7/model.joblib"),
+}
+
+
+def render_reading(tmp_path, provider: str):
+    cloud, uri = READING[provider]
+    changes = {"model": {"path": None, "uri": uri}, **SECRET_REFS}
+    if provider == "gcp":
+        changes["runtime"] = {"python": "3.12"}
+    return render(tmp_path, cloud, **changes)
+
+
+@pytest.fixture(scope="module")
+def reading(tmp_path_factory):
+    return {provider: render_reading(tmp_path_factory.mktemp(f"reading-{provider}"), provider) for provider in READING}
+
+
+def bootstrap_of(bundle) -> str:
+    return yaml.safe_load((bundle / "cloud-init.yaml").read_text())["write_files"][0]["content"]
+
+
+def test_the_secrets_become_credentials_on_tmpfs_that_the_unit_loads(reading) -> None:
+    """Each secret reference is a systemd credential under /run/credstore/NAME (tmpfs, never the
+    install prefix or an environment file); the bootstrap reads exactly those secrets from the
+    provider's store and a unit of its own reads them again at every boot, before the service."""
+    for provider, bundle in reading.items():
+        with tarfile.open(bundle / "bundle.tar.gz") as tar:
+            unit = tar.extractfile("shop-recs.service").read().decode()
+            environment = tar.extractfile("shop-recs.env").read().decode()
+        assert "LoadCredential=DB_PASSWORD:/run/credstore/shop-recs/DB_PASSWORD" in unit, provider
+        assert "LoadCredential=MLGEN_API_KEY_1:/run/credstore/shop-recs/MLGEN_API_KEY_1" in unit, provider
+        assert "DB_PASSWORD" not in environment and "credstore" not in environment
+        bootstrap = bootstrap_of(bundle)
+        assert "readonly SECRETS=('DB_PASSWORD shop-db password' 'MLGEN_API_KEY_1 shop-api-keys current')" in bootstrap
+        assert "Requires=shop-recs-secrets.service" in bootstrap and 'ExecStart="/var/lib/mlgen-cloud/shop-recs/bootstrap.sh" secrets' in bootstrap
+        store = {"aws": "secretsmanager.GetSecretValue", "gcp": "secretmanager.googleapis.com",
+                 "azure": "https://$KEY_VAULT.vault.azure.net/secrets/"}[provider]
+        assert store in bootstrap, provider
+
+
+def test_shellcheck_and_cloud_init_accept_what_reads_the_secrets(reading) -> None:
+    shellcheck, cloud_init = require_tool("shellcheck"), require_tool("cloud-init")
+    scripts = [str(path) for bundle in reading.values() for path in sorted(bundle.glob("*.sh"))]
+    result = subprocess.run([shellcheck, "--severity=style", *scripts], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout
+    for provider, bundle in reading.items():
+        result = subprocess.run([shellcheck, "--severity=style", "-"], input=bootstrap_of(bundle), capture_output=True, text=True)
+        assert result.returncode == 0, provider + result.stdout
+        result = subprocess.run([cloud_init, "schema", "--config-file", str(bundle / "cloud-init.yaml")],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def gcloud_refusals(commands, tmp_path, cwd) -> list[str]:
+    """Each command as the real gcloud parses it with no account: right ones fail only on the login."""
+    gcloud = require_tool("gcloud")
+    env = {**os.environ, "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"), "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false",
+           "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
+
+    def run(command):
+        result = subprocess.run([gcloud, *command[1:]], capture_output=True, text=True, timeout=120, env=env, cwd=cwd)
+        ok = result.returncode != 2 and ("active account" in result.stderr or "credentials" in result.stderr)
+        return None if ok else f"{shlex.join(command)}\n{result.stderr}"
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return [refusal for refusal in pool.map(run, commands) if refusal]
+
+
+def test_gcloud_parses_the_commands_that_give_the_vms_their_service_account(reading, bundles, tmp_path) -> None:
+    """GCP: a service account of the VMs' own, objectViewer on the model's bucket and
+    secretAccessor on each named secret; teardown revokes both and deletes the account."""
+    bundle = reading["gcp"]
+    deploy, teardown = dry_run_commands(bundle / "deploy.sh", "gcloud"), dry_run_commands(bundle / "teardown.sh", "gcloud")
+    said = [shlex.join(c) for c in deploy + teardown]
+    assert any("iam service-accounts create shop-recs-vm " in c for c in said)
+    assert any("storage buckets add-iam-policy-binding gs://shop-models" in c and "roles/storage.objectViewer" in c for c in said)
+    assert [c for c in said if "secrets add-iam-policy-binding" in c and "roles/secretmanager.secretAccessor" in c] == [
+        c for c in said if "secrets add-iam-policy-binding" in c] and len([c for c in said if "secrets add-iam" in c]) == 2
+    assert any("--service-account shop-recs-vm@shop-ml-prod.iam.gserviceaccount.com --scopes cloud-platform" in c for c in said)
+    assert len([c for c in said if "remove-iam-policy-binding" in c]) == 3 and any("iam service-accounts delete" in c for c in said)
+    assert not gcloud_refusals(deploy + teardown, tmp_path, bundle), gcloud_refusals(deploy + teardown, tmp_path, bundle)
+    # Without anything to read, the VMs run with no service account at all.
+    assert "--no-service-account --no-scopes" in (bundles["gcp"] / "deploy.sh").read_text()
+
+
+def test_az_parses_the_commands_that_give_the_scale_set_its_identity(reading, tmp_path) -> None:
+    """Azure: a user-assigned identity made before the scale set, Storage Blob Data Reader on the
+    model's container and Key Vault Secrets User on each named secret; teardown removes them."""
+    bundle = reading["azure"]
+    verdicts = check_script(bundle / "deploy.sh", tmp_path) + check_script(bundle / "teardown.sh", tmp_path)
+    refused = [str(verdict) for verdict in verdicts if not verdict.accepted]
+    assert not refused, "\n".join(refused)
+    said = [shlex.join(v.command) for v in verdicts]
+    assert any("az identity create" in c and "--name shop-recs-vm" in c for c in said)
+    grants = [c for c in said if "role assignment create" in c]
+    assert len(grants) == 3 and "containers/models" in grants[0] and "'Storage Blob Data Reader'" in grants[0]
+    assert all("'Key Vault Secrets User'" in c and "/vaults/shop-ml-secrets/secrets/shop-" in c for c in grants[1:])
+    assert any("az vmss create" in c and "--assign-identity" in c for c in said)
+    assert any("role assignment delete" in c for c in said) and any("az identity delete" in c for c in said)
+
+
+@pytest.mark.parametrize("provider, changes, expected, where", [
+    ("gcp", {"secrets": [{"name": "DB_PASSWORD", "secret": "shop.db"}]}, "Google Secret Manager secret names hold only", "secrets[0].secret"),
+    ("azure", {"secrets": [{"name": "DB_PASSWORD", "secret": "shop_db"}]}, "Azure Key Vault secret names hold only", "secrets[0].secret"),
+    ("azure", {"secrets": [{"name": "DB_PASSWORD", "secret": "shop-db"}]}, "targets.cloud.key_vault names none", "secrets[0].secret"),
+])
+def test_a_secret_the_store_cannot_hold_is_refused_at_its_line(tmp_path, provider, changes, expected, where) -> None:
+    cloud = {"gcp": {**PROVIDER_SETTINGS["gcp"]}, "azure": PROVIDER_SETTINGS["azure"]}[provider]
+    extra = {"runtime": {"python": "3.12"}} if provider == "gcp" else {}
+    spec = derived_spec(tmp_path / "spec", EXAMPLE, {"targets": {"cloud": cloud}, **changes, **extra})
+    result = run_mlgen("render", spec, "-t", "cloud", "-o", tmp_path / "out")
+    assert result.returncode == 1 and expected in result.stderr and where in result.stderr, result.stderr

@@ -127,8 +127,8 @@ main() {
   local template address
   [[ -f $USER_DATA_FILE ]] || problem "$USER_DATA_FILE is missing: render the bundle again"
   gcp_preflight
-  # Instance templates cannot change: each version of the user data gets its own.
-  template=$NAME-$( { printf '%s\n' "$MACHINE_TYPE" "$IMAGE" "$LABELS"; cat -- "$USER_DATA_FILE"; } | sha256sum | cut -c1-10)
+  # Instance templates cannot change: each version of the user data (or identity) gets its own.
+  template=$NAME-$( { printf '%s\n' "$MACHINE_TYPE" "$IMAGE" "$LABELS" "${service_account:-no service account}"; cat -- "$USER_DATA_FILE"; } | sha256sum | cut -c1-10)
 
   if exists compute firewall-rules "$NAME-allow"; then
     say "update firewall rule $NAME-allow"
@@ -145,7 +145,8 @@ main() {
     say "create instance template $template"
     run gcloud --project "$project" compute instance-templates create "$template" --machine-type "$MACHINE_TYPE" \
       --image "$IMAGE" --metadata-from-file "user-data=$USER_DATA_FILE" --metadata block-project-ssh-keys=true \
-      --tags "$NAME" --labels "$LABELS" --shielded-secure-boot --shielded-vtpm --shielded-integrity-monitoring
+      --tags "$NAME" --labels "$LABELS" --shielded-secure-boot --shielded-vtpm --shielded-integrity-monitoring \
+      --no-service-account --no-scopes
   fi
 
   if exists compute health-checks "$NAME-ready"; then
