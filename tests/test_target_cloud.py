@@ -332,3 +332,74 @@ def test_a_secret_the_store_cannot_hold_is_refused_at_its_line(tmp_path, provide
     spec = derived_spec(tmp_path / "spec", EXAMPLE, {"targets": {"cloud": cloud}, **changes, **extra})
     result = run_mlgen("render", spec, "-t", "cloud", "-o", tmp_path / "out")
     assert result.returncode == 1 and expected in result.stderr and where in result.stderr, result.stderr
+
+
+# A stand-in for curl on the VM: each provider's metadata server and secret store as the rendered
+# bootstrap calls them, answering only requests that carry the identity's credentials on stdin
+# (curl --config -), never on the command line; every command line is logged for the test.
+STAND_IN_CURL = r'''#!/usr/bin/env python3
+import base64, json, os, sys
+args = sys.argv[1:]
+with open(os.environ["CURL_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\n")
+config = sys.stdin.read() if "--config" in args else ""
+url = args[-1]
+secrets = {"shop-db": '{"password": "db-pw-7f3e", "user": "shop"}', "shop-api-keys": "k3y-0123456789abcdef-current"}
+def signed(what):
+    if what not in config:
+        sys.exit(22)
+if url.endswith("/latest/api/token"):
+    print("imds-token")
+elif url.endswith("/instance-identity/document"):
+    print(json.dumps({"accountId": "123456789012", "region": "eu-central-1"}))
+elif url.endswith("/services/domain"):
+    print("amazonaws.com")
+elif url.endswith("/security-credentials/"):
+    print("shop-recs-vm")
+elif "/security-credentials/" in url:
+    print(json.dumps({"AccessKeyId": "AKIAVM", "SecretAccessKey": "vm-secret-key", "Token": "vm-session-token"}))
+elif url == "https://secretsmanager.eu-central-1.amazonaws.com/":
+    signed('x-amz-security-token: vm-session-token')
+    print(json.dumps({"SecretString": secrets[json.loads(args[args.index("--data") + 1])["SecretId"]]}))
+elif url.endswith("/project/project-id"):
+    print("shop-ml-prod")
+elif url.endswith("/service-accounts/default/token") or "/metadata/identity/oauth2/token" in url:
+    print(json.dumps({"access_token": "vm-access-token"}))
+elif url.startswith("https://secretmanager.googleapis.com/v1/projects/shop-ml-prod/secrets/"):
+    signed("Authorization: Bearer vm-access-token")
+    name = url.split("/secrets/")[1].split("/")[0]
+    print(json.dumps({"payload": {"data": base64.b64encode(secrets[name].encode()).decode()}}))
+elif url.startswith("https://shop-ml-secrets.vault.azure.net/secrets/"):
+    signed("Authorization: Bearer vm-access-token")
+    print(json.dumps({"value": secrets[url.split("/secrets/")[1].split("?")[0]]}))
+else:
+    sys.exit(22)
+'''
+
+
+@pytest.mark.parametrize("provider", sorted(READING))
+def test_the_bootstrap_reads_each_secret_into_a_root_only_credential(reading, provider, tmp_path) -> None:
+    """`bootstrap.sh secrets`, as the VM's unit runs it, against stand-ins of the provider's
+    metadata server and secret store: a secret holding a JSON object gives its key, another its
+    whole value; each lands in its own file (0600, in a 0700 folder), and no credential of the
+    identity ever appears on a command line."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "curl").write_text(STAND_IN_CURL)
+    (tools / "curl").chmod(0o755)
+    credstore = tmp_path / "run" / "credstore" / "shop-recs"
+    script = tmp_path / "bootstrap.sh"
+    script.write_text(bootstrap_of(reading[provider]).replace("readonly CREDENTIALS_DIR=/run/credstore/shop-recs",
+                                                              f"readonly CREDENTIALS_DIR={credstore}"))
+    log = tmp_path / "curl.log"
+    result = subprocess.run(["bash", str(script), "secrets"], capture_output=True, text=True, timeout=60,
+                            env={"PATH": f"{tools}:/usr/bin:/bin", "CURL_LOG": str(log)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (credstore / "DB_PASSWORD").read_text() == "db-pw-7f3e"
+    assert (credstore / "MLGEN_API_KEY_1").read_text() == "k3y-0123456789abcdef-current"
+    assert sorted(p.name for p in credstore.iterdir()) == ["DB_PASSWORD", "MLGEN_API_KEY_1"]  # no .part left
+    assert {oct(p.stat().st_mode & 0o777) for p in credstore.iterdir()} == {"0o600"}
+    assert oct(credstore.stat().st_mode & 0o777) == "0o700"
+    command_lines = log.read_text()
+    for credential in ("vm-secret-key", "vm-session-token", "vm-access-token", "db-pw-7f3e"):
+        assert credential not in command_lines + result.stdout + result.stderr, credential
