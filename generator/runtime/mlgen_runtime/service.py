@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from random import getrandbits
 from typing import Callable
 
 import orjson
@@ -31,14 +32,14 @@ logger = logging.getLogger("mlgen_runtime")
 _JSON = {"content-type": "application/json"}
 
 
-@dataclass
+@dataclass(slots=True)
 class Response:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
 
 
-@dataclass
+@dataclass(slots=True)
 class Inference:
     """A validated inference request waiting for its model call."""
 
@@ -48,7 +49,7 @@ class Inference:
     answer: Callable[[dict], object]  # the transport's answer to the pipeline's outputs
 
 
-@dataclass
+@dataclass(slots=True)
 class Exchange:
     """One request through the service, from arrival to its counted and logged answer."""
 
@@ -91,6 +92,10 @@ class Service:
             "inputs": [spec.as_metadata() for spec in self.role.input_specs or ()],
             "outputs": [spec.as_metadata() for spec in self.role.output_specs or ()]}
         self._metadata = orjson.dumps(self.model_metadata)
+        # The inference routes by (method, path), looked up before the general routing.
+        self._inference_routes = {("POST", f"{prefix}/infer"): ("v2_infer", self._v2_infer)
+                                  for prefix in (self._model_prefix, self._version_prefix)}
+        self._inference_routes["POST", f"/v1/models/{config.name}:predict"] = ("v1_predict", self._v1_predict)
         self._server_metadata = orjson.dumps({"name": "mlgen", "version": RUNTIME_VERSION,
                                               "extensions": ["binary_tensor_data"]})
 
@@ -153,16 +158,21 @@ class Service:
             self.batcher.close()
 
     def handle(self, method: str, path: str, headers, body: bytes) -> Response:
-        """Answer one request start to finish: route, validate, run the model, encode, count, log."""
+        """Answer one request start to finish: route, validate, run the model, encode, count, log.
+        Header names in any case."""
+        return self.answer(method, path, _lowercase(headers), body)
+
+    def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Response:
+        """`handle` for a transport whose header names are lower case already (ASGI's are)."""
         exchange = self.begin(method, path, headers, body)
         if exchange.inference is not None:
             self.settle(exchange, self.run)
         return self.finish(exchange)
 
-    def begin(self, method: str, path: str, headers, body: bytes) -> Exchange:
-        """Route and validate a request. An inference leaves with `exchange.inference` set, waiting
-        for its model call (here, on a thread, or in a batch); anything else with its response."""
-        headers = _lowercase(headers)
+    def begin(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Exchange:
+        """Route and validate a request (header names in lower case). An inference leaves with
+        `exchange.inference` set, waiting for its model call (here, on a thread, or in a batch);
+        anything else with its response."""
         exchange = Exchange(method, path, valid_request_id(headers.get("x-request-id")), time.perf_counter())
         self.metrics.request_started()
         try:
@@ -172,7 +182,7 @@ class Service:
             bare_path = path.partition("?")[0]
             if self.guard.enabled and bare_path not in OPEN_PATHS:
                 self.authenticate(headers, exchange)
-            exchange.route, handler = self._resolve(method, bare_path)
+            exchange.route, handler = self._inference_routes.get((method, bare_path)) or self._resolve(method, bare_path)
             result = handler(headers, body, exchange.request_id)
         except Exception as exc:
             exchange.response = self.error_response(exc, exchange)
@@ -334,7 +344,9 @@ class Service:
             unknown = [name for name in request.requested if name not in known]
             if unknown:
                 raise RequestError(400, f"unknown output(s) {', '.join(unknown)}; outputs: {', '.join(sorted(known))}")
-        parameters = {k: v for k, v in request.parameters.items() if k != "binary_data_output"}
+        parameters = request.parameters
+        if "binary_data_output" in parameters:  # the transport's business, not the handler's
+            parameters = {k: v for k, v in parameters.items() if k != "binary_data_output"}
         return Inference(request.inputs, request.shapes, RequestContext(request_id, parameters),
                          lambda produced: encode(_outputs_for_wire(produced, specs, request.requested)))
 
@@ -413,4 +425,6 @@ def valid_request_id(given: str | None) -> str:
     # Accept a caller's id only when it is short and printable: it lands in logs and response headers.
     if given and len(given) <= 128 and given.isprintable():
         return given
-    return os.urandom(16).hex()
+    # An id only has to be unique, not unguessable: the PRNG (seeded from os.urandom, and again in
+    # a forked child) costs a fraction of a urandom system call per request.
+    return f"{getrandbits(128):032x}"
