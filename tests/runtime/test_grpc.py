@@ -8,6 +8,7 @@ import re
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -211,6 +212,32 @@ def test_sigterm_lets_the_grpc_call_in_flight_finish_and_refuses_new_ones(tmp_pa
     fresh.close()
     served.close()
 
+
+
+def test_grpc_calls_arriving_together_share_a_batch_and_more_calls_than_cores_are_answered(tmp_path, start_server):
+    from .test_batching import BATCHING, COUNTING_MODEL, OUTPUTS
+
+    # Without batching the server has two threads per core; with it, enough for a batch to gather.
+    served = serve_with_grpc(apps.python_app(tmp_path, COUNTING_MODEL, outputs=OUTPUTS), start_server, **BATCHING)
+    try:
+        start = threading.Barrier(12)
+
+        def call(number: int):
+            tensor = triton.InferInput("x", [1], "FP64")
+            tensor.set_data_from_numpy(np.array([float(number)]))
+            start.wait()
+            answer = served.grpc.infer("iris", [tensor])
+            return answer.as_numpy("y").tolist(), int(answer.as_numpy("call_rows")[0])
+
+        with ThreadPoolExecutor(12) as clients:
+            answers = list(clients.map(call, range(12)))
+        assert [y for y, _ in answers] == [[2.0 * number] for number in range(12)]
+        assert max(rows for _, rows in answers) > 4, f"the calls did not gather: {answers}"
+        metrics = requests.get(served.server.url + "/metrics", timeout=5).text
+        assert 'mlgen_requests_total{route="grpc_infer",stage="all",status="200"} 12' in metrics
+        assert 'mlgen_batched_rows_total{stage="all"} 12' in metrics
+    finally:
+        served.close()
 
 
 def test_a_serverless_render_refuses_grpc_and_names_the_targets_that_serve_it(tmp_path):
