@@ -1,11 +1,14 @@
 """Throughput and cold start of the mlgen runtime, side by side with a bare ASGI app and MLServer.
 
-    python bench/runtime_throughput.py [--duration 8] [--connections 32] [--mlserver /tmp/mlserver-venv/bin/mlserver]
+    python bench/runtime_throughput.py [--duration 5] [--rounds 3] [--connections 32] [--granian]
+        [--against REV] [--mlserver /tmp/mlserver-venv/bin/mlserver] [--no-cold-start]
 
-Serves one scikit-learn iris model four ways (the runtime with its access log, the runtime with
-log_level warning, a bare ASGI app, MLServer), one after the other on 127.0.0.1, and loads each with
-wrk (1-row and 64-row V2 infer requests). Then measures cold start (a fresh process: import + load +
-first prediction through the in-process API) for sklearn and ONNX, against bare onnxruntime.
+Serves one scikit-learn iris model several ways on 127.0.0.1 (the runtime with its access log, the
+runtime with log_level warning, a bare ASGI app, MLServer; with --granian the quiet runtime and the
+bare app on granian too; with --against the runtime of a git revision), all at once, and loads each
+in turn with wrk (1-row and 64-row V2 infer requests), round after round; it prints the medians.
+Then measures cold start (a fresh process: import + load + first prediction through the in-process
+API) for sklearn and ONNX, against bare onnxruntime.
 MLServer lives in its own venv: python -m venv /tmp/mlserver-venv &&
 /tmp/mlserver-venv/bin/pip install mlserver mlserver-sklearn 'uvloop<0.22' scikit-learn==<same as here>.
 Not a test: it prints figures, and ratios against the baselines.
@@ -81,10 +84,10 @@ def _latency(output: str, percentile: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def serve_runtime(app_dir: Path, port: int) -> subprocess.Popen:
+def serve_runtime(app_dir: Path, port: int, source: Path = RUNTIME_SRC) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "mlgen_runtime", "serve", "--config", str(app_dir / "serving.json"),
                              "--host", "127.0.0.1", "--port", str(port)], cwd=app_dir,
-                            env={**os.environ, "PYTHONPATH": str(RUNTIME_SRC)}, stderr=subprocess.DEVNULL)
+                            env={**os.environ, "PYTHONPATH": str(source)}, stderr=subprocess.DEVNULL)
 
 
 def serve_bare(app_dir: Path, port: int) -> subprocess.Popen:
@@ -117,6 +120,15 @@ def serve_mlserver(app_dir: Path, port: int, mlserver: str, model_settings: dict
     return subprocess.Popen([mlserver, "start", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def runtime_at(revision: str, folder: Path) -> Path:
+    """The runtime sources of a git revision, to serve beside this tree's (before/after in one run)."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "generator/runtime/mlgen_runtime"],
+                             capture_output=True, check=True).stdout
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder / "generator" / "runtime"
+
+
 def throughput(app_dir: Path, args) -> dict:
     bodies = {}
     for rows in (1, 64):
@@ -134,26 +146,43 @@ def throughput(app_dir: Path, args) -> dict:
     (quiet_dir / "serving.json").write_text(json.dumps(config))
     servers = {"runtime": lambda port: serve_runtime(app_dir, port), "quiet": lambda port: serve_runtime(quiet_dir, port),
                "bare": lambda port: serve_bare(app_dir, port)}
+    if args.against:
+        source = runtime_at(args.against, app_dir.parent / "against")
+        servers[f"runtime@{args.against}"] = lambda port: serve_runtime(app_dir, port, source)
+        servers[f"quiet@{args.against}"] = lambda port: serve_runtime(quiet_dir, port, source)
     if args.granian:
         servers["quiet-gr"] = lambda port: serve_runtime_granian(quiet_dir, port)
         servers["bare-gr"] = lambda port: serve_granian("runtime_bare_app:app", port, cwd=ROOT / "bench",
                                                          env={"MODEL": str(app_dir / "model" / "model.joblib")})
     if args.mlserver and Path(args.mlserver).exists():
         servers["mlserver"] = lambda port: serve_mlserver(app_dir, port, args.mlserver)
-    results = {}
-    for name, start in servers.items():
-        port = free_port()
-        process = start(port)
-        try:
-            wait_ready(f"http://127.0.0.1:{port}/v2/models/iris/ready", process)
-            url = f"http://127.0.0.1:{port}/v2/models/iris/infer"
-            for rows, body in bodies.items():
+    else:
+        print(f"MLServer not compared: no {args.mlserver} (see this script's docstring)", flush=True)
+    # Every server runs for the whole benchmark, idle but for its turn; each round loads each one in
+    # turn, so a change in the machine's load (shared cores) falls on all of them alike.
+    running = {}
+    try:
+        for name, start in servers.items():
+            port = free_port()
+            running[name] = (start(port), f"http://127.0.0.1:{port}/v2/models/iris/infer")
+        for name, (process, url) in running.items():
+            wait_ready(url.removesuffix("/infer") + "/ready", process)
+            for body in bodies.values():
                 wrk(url, body, 2, args.connections)  # warm-up
-                results[(name, rows)] = wrk(url, body, args.duration, args.connections)
-                print(f"{name:9} {rows:3} rows: {results[(name, rows)]}", flush=True)
-        finally:
+        rates: dict[tuple[str, int], list[dict]] = {}
+        for round_number in range(1, args.rounds + 1):
+            for rows, body in bodies.items():
+                for name, (_, url) in running.items():
+                    result = wrk(url, body, args.duration, args.connections)
+                    rates.setdefault((name, rows), []).append(result)
+                    print(f"round {round_number} {name:16} {rows:3} rows: {result}", flush=True)
+    finally:
+        for process, _ in running.values():
             stop(process)
-    return results
+    return {key: {field: statistics.median(run[field] for run in runs) for field in ("rps", "p50_ms", "p99_ms")}
+            | {"spread": (min(run["rps"] for run in runs), max(run["rps"] for run in runs)),
+               "non_2xx": sum(run["non_2xx"] for run in runs)}
+            for key, runs in rates.items()}
 
 
 COLD_RUNTIME = """
@@ -195,7 +224,9 @@ def cold_start(sklearn_dir: Path, onnx_dir: Path, repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--against", metavar="REV", help="also serve the runtime of this git revision (before/after)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--mlserver", default="/tmp/mlserver-venv/bin/mlserver")
@@ -208,18 +239,21 @@ def main() -> None:
         apps.sklearn_app(sklearn_dir, estimator, outputs=[apps.IRIS_OUTPUTS[0]])
         apps.onnx_app(onnx_dir, estimator)
         results = throughput(sklearn_dir, args)
-        print("\nrows  server     req/s     p50 ms   p99 ms   runtime/it  quiet/it")
+        print(f"\nmedians of {args.rounds} rounds of {args.duration} s, {args.connections} connections")
+        print("rows  server               req/s  (min-max)        p50 ms   p99 ms   runtime/it  quiet/it")
+        names = list(dict.fromkeys(name for name, _ in results))
         for rows in (1, 64):
             runtime, quiet = results[("runtime", rows)], results[("quiet", rows)]
-            for name in ("runtime", "quiet", "bare", "quiet-gr", "bare-gr", "mlserver"):
-                if (name, rows) not in results:
-                    continue
+            for name in names:
                 r = results[(name, rows)]
-                print(f"{rows:4}  {name:9} {r['rps']:8.0f}  {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}", end="")
-                if name in ("bare", "mlserver"):
+                spread = f"({r['spread'][0]:.0f}-{r['spread'][1]:.0f})"
+                print(f"{rows:4}  {name:18} {r['rps']:8.0f}  {spread:15} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}", end="")
+                if name in ("bare", "mlserver") or "@" in name:
                     print(f"   {runtime['rps'] / r['rps']:9.2f} {quiet['rps'] / r['rps']:9.2f}", end="")
                 if name == "bare-gr":  # the runtime against the bare app on the same (granian) stack
                     print(f"   {'':9} {results[('quiet-gr', rows)]['rps'] / r['rps']:9.2f}", end="")
+                if r["non_2xx"]:
+                    print(f"   {r['non_2xx']} non-2xx", end="")
                 print()
         print()
         if args.no_cold_start:

@@ -1,0 +1,134 @@
+"""The runtime's ASGI app against the bare app, called in-process: what each costs per request with
+no server, socket or client in the way (the part of the HTTP path the runtime owns).
+
+    python bench/runtime_asgi_calls.py [--requests 5000] [--rounds 5] [--profile]
+
+Both apps get the same 1-row and 64-row iris V2 requests as uvicorn would hand them (scope, one
+body message), in rounds that alternate the two, and the medians are compared. The runtime runs as
+bench/runtime_throughput.py's "runtime" (access log at info, to /dev/null) and "quiet" (log_level
+warning). --profile prints a cProfile of the runtime's requests instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import logging
+import os
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "generator" / "runtime"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from runtime import apps  # noqa: E402
+
+
+def request(rows: int) -> tuple[dict, bytes]:
+    body = json.dumps({"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [rows, 4],
+                                   "data": [[5.1, 3.5, 1.4, 0.2]] * rows}]}).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/v2/models/iris/infer", "raw_path": b"/v2/models/iris/infer", "query_string": b"",
+             "root_path": "", "server": ("127.0.0.1", 8080), "client": ("127.0.0.1", 50000),
+             "headers": [(b"host", b"127.0.0.1:8080"), (b"user-agent", b"wrk"), (b"content-type", b"application/json"),
+                         (b"content-length", str(len(body)).encode())]}
+    return scope, body
+
+
+async def drive(app, scope: dict, body: bytes, count: int) -> float:
+    """Seconds for `count` requests through `app`, each answered 200."""
+    message = {"type": "http.request", "body": body, "more_body": False}
+    statuses = []
+
+    async def receive():
+        return message
+
+    async def send(event):
+        if event["type"] == "http.response.start":
+            statuses.append(event["status"])
+
+    started = time.perf_counter()
+    for _ in range(count):
+        await app(scope, receive, send)
+    elapsed = time.perf_counter() - started
+    assert set(statuses) == {200}, set(statuses)
+    return elapsed
+
+
+def runtime_app(app_dir: Path, log_level: str):
+    from mlgen_runtime.asgi import ServingApp
+    from mlgen_runtime.config import load_config
+    from mlgen_runtime.service import Service
+
+    config_path = app_dir / f"serving-{log_level}.json"
+    document = json.loads((app_dir / "serving.json").read_text())
+    document["observability"]["log_level"] = log_level
+    config_path.write_text(json.dumps(document))
+    app = ServingApp(Service(load_config(config_path)))
+    app.service.load()
+    app.typical_s = 0.0  # as a server that has learnt the model is quick: inline on the loop
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        app_dir = Path(folder)
+        apps.sklearn_app(app_dir, apps.iris_estimator()[0], outputs=[apps.IRIS_OUTPUTS[0]])
+        os.environ["MODEL"] = str(app_dir / "model" / "model.joblib")
+        import runtime_bare_app
+
+        # The access log goes where a service's stderr would; here to /dev/null, so it costs its write.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        saved_stderr = os.dup(2)
+        logging.getLogger().setLevel(logging.INFO)
+        apps_by_name = {"bare": runtime_bare_app.app}
+        apps_by_name["runtime"] = runtime_app(app_dir, "info")
+        apps_by_name["quiet"] = runtime_app(app_dir, "warning")
+        loop = asyncio.new_event_loop()
+        requests = {rows: request(rows) for rows in (1, 64)}
+        os.dup2(devnull, 2)
+        try:
+            if args.profile:
+                profile = cProfile.Profile()
+                for rows, (scope, body) in requests.items():
+                    loop.run_until_complete(drive(apps_by_name["runtime"], scope, body, 200))
+                    profile.enable()
+                    loop.run_until_complete(drive(apps_by_name["runtime"], scope, body, args.requests))
+                    profile.disable()
+                os.dup2(saved_stderr, 2)
+                pstats.Stats(profile).sort_stats("tottime").print_stats(30)
+                return
+            times: dict[tuple[str, int], list[float]] = {}
+            for _ in range(args.rounds):
+                for rows, (scope, body) in requests.items():
+                    for name, app in apps_by_name.items():
+                        if logging.getLogger().level != (logging.WARNING if name == "quiet" else logging.INFO):
+                            logging.getLogger().setLevel(logging.WARNING if name == "quiet" else logging.INFO)
+                        seconds = loop.run_until_complete(drive(app, scope, body, args.requests))
+                        times.setdefault((name, rows), []).append(seconds / args.requests * 1e6)
+        finally:
+            os.dup2(saved_stderr, 2)
+        print(f"µs per request, median of {args.rounds} rounds of {args.requests} (alternated)")
+        print("rows  app       µs/request   bare/it (as a req/s ratio)")
+        for rows in (1, 64):
+            bare = statistics.median(times[("bare", rows)])
+            for name in ("bare", "runtime", "quiet"):
+                value = statistics.median(times[(name, rows)])
+                print(f"{rows:4}  {name:8} {value:10.1f}   {bare / value:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
