@@ -55,7 +55,7 @@ def _plan(spec, target: str):
 
 
 @pytest.mark.parametrize("target, who", [("onprem", "anyone who reaches this host on port 8080"),
-                                         ("cloud", "anyone on the internet (allowed_cidrs 0.0.0.0/0)")])
+                                         ("cloud", "anyone in 203.0.113.0/24")])
 def test_a_spec_without_credentials_warns_who_can_call_the_model(tmp_path, target, who) -> None:
     spec = derived_spec(tmp_path, "iris", {"security": {"auth": "none"}})
     warnings = [p.message for p in _plan(spec, target).warnings]

@@ -23,6 +23,7 @@ from test_target_kubernetes import checkov
 REGION = "eu-central-1"
 BUCKET = "shop-ml-bundles"
 NAME = "shop-recs"
+CLIENTS = ["198.51.100.0/24", "2001:db8:100::/48"]  # the only networks the load balancer lets in
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +68,14 @@ def network(moto):
                    "--availability-zone", f"{REGION}{zone}")["Subnet"]["SubnetId"] for i, zone in ((1, "a"), (2, "b"))]
     aws(moto, "s3api", "create-bucket", "--bucket", BUCKET, "--create-bucket-configuration", f"LocationConstraint={REGION}")
     image = aws(moto, "ec2", "describe-images", "--owners", "amazon")["Images"][0]["ImageId"]
-    return {"vpc_id": vpc, "subnet_ids": subnets, "image": image}
+    # The HTTPS listener's certificate: one that ACM holds (moto, like AWS, refuses an unknown ARN).
+    certificate = aws(moto, "acm", "request-certificate", "--domain-name", "recs.shop.example.com")["CertificateArn"]
+    return {"vpc_id": vpc, "subnet_ids": subnets, "image": image, "certificate": certificate, "allowed_cidrs": CLIENTS}
 
 
-def render(tmp_path, network, version="1.4.0"):
+def render(tmp_path, network, version="1.4.0", **cloud):
     spec = derived_spec(tmp_path / "spec", "ecommerce-recommendations",
-                        {"metadata": {"version": version}, "targets": {"cloud": network}})
+                        {"metadata": {"version": version}, "targets": {"cloud": {**network, **cloud}}})
     return render_spec(spec, "cloud", tmp_path / "out", force=True)
 
 
@@ -91,11 +94,19 @@ def fleet(env) -> dict:
     return {"templates": templates, "groups": groups, "target_groups": target_groups, "balancers": balancers, "security_groups": groups_sg}
 
 
+def lb_ingress(env) -> set[tuple]:
+    """The load balancer's security group's inbound rules: (protocol, from, to, CIDR)."""
+    (group,) = aws(env, "ec2", "describe-security-groups", "--filters", f"Name=group-name,Values={NAME}-lb")["SecurityGroups"]
+    rules = aws(env, "ec2", "describe-security-group-rules", "--filters", f"Name=group-id,Values={group['GroupId']}")
+    return {(r["IpProtocol"], r["FromPort"], r["ToPort"], r.get("CidrIpv4") or r.get("CidrIpv6"))
+            for r in rules["SecurityGroupRules"] if not r["IsEgress"]}
+
+
 @pytest.mark.slow
 def test_deploy_update_and_teardown_against_moto(moto, network, tmp_path) -> None:
     bundle = render(tmp_path, network)
     output = run(bundle / "deploy.sh", moto)
-    assert "deployed: http://" in output and f"/v2/models/{NAME}/infer" in output, output
+    assert "deployed: https://" in output and f"/v2/models/{NAME}/infer" in output, output
 
     state = fleet(moto)
     (template,) = state["templates"]
@@ -111,8 +122,21 @@ def test_deploy_update_and_teardown_against_moto(moto, network, tmp_path) -> Non
     assert target_group["HealthCheckPath"] == "/v2/health/ready" and target_group["Port"] == 8080
     assert group["TargetGroupARNs"] == [target_group["TargetGroupArn"]]
     (balancer,) = state["balancers"]
-    listeners = aws(moto, "elbv2", "describe-listeners", "--load-balancer-arn", balancer["LoadBalancerArn"])["Listeners"]
-    assert [(listener["Port"], listener["DefaultActions"][0]["TargetGroupArn"]) for listener in listeners] == [(80, target_group["TargetGroupArn"])]
+    # HTTPS with the spec's certificate and a modern TLS policy; HTTP only redirects to it.
+    listeners = {listener["Port"]: listener for listener in
+                 aws(moto, "elbv2", "describe-listeners", "--load-balancer-arn", balancer["LoadBalancerArn"])["Listeners"]}
+    assert sorted(listeners) == [80, 443]
+    https, http = listeners[443], listeners[80]
+    assert https["Protocol"] == "HTTPS" and https["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert [c["CertificateArn"] for c in https["Certificates"]] == [network["certificate"]]
+    assert [(a["Type"], a["TargetGroupArn"]) for a in https["DefaultActions"]] == [("forward", target_group["TargetGroupArn"])]
+    assert http["Protocol"] == "HTTP"
+    (redirect,) = http["DefaultActions"]
+    assert redirect["Type"] == "redirect" and "TargetGroupArn" not in redirect
+    assert {k: redirect["RedirectConfig"][k] for k in ("Protocol", "Port", "StatusCode")} == \
+        {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}
+    # The balancer lets in the spec's networks on those two ports, and nothing else.
+    assert lb_ingress(moto) == {("tcp", port, port, cidr) for port in (80, 443) for cidr in CLIENTS}
     (policy,) = aws(moto, "autoscaling", "describe-policies", "--auto-scaling-group-name", f"{NAME}-asg")["ScalingPolicies"]
     assert policy["TargetTrackingConfiguration"]["TargetValue"] == 60.0
     assert len(state["security_groups"]) == 2
@@ -123,10 +147,12 @@ def test_deploy_update_and_teardown_against_moto(moto, network, tmp_path) -> Non
     output = run(bundle / "deploy.sh", moto)
     assert "already carries this cloud-init.yaml" in output and "instance refresh" not in output, output
 
-    # A new version of the service: a new launch template version and an instance refresh.
-    bundle = render(tmp_path, network, version="1.5.0")
+    # A new version of the service, for fewer networks: a new launch template version and an
+    # instance refresh; the network the spec no longer names loses its rules.
+    bundle = render(tmp_path, network, version="1.5.0", allowed_cidrs=CLIENTS[:1])
     output = run(bundle / "deploy.sh", moto)
     assert "new default version 2" in output and "instance refresh" in output, output
+    assert lb_ingress(moto) == {("tcp", port, port, CLIENTS[0]) for port in (80, 443)}, output
     (template,) = fleet(moto)["templates"]
     assert template["DefaultVersionNumber"] == 2
     data = aws(moto, "ec2", "describe-launch-template-versions", "--launch-template-id", template["LaunchTemplateId"],

@@ -17,7 +17,8 @@ from onprem_bundle import derived_spec
 
 # The bundle inside the user data, as a GCP VM receives it (a custom image: the root here is Debian).
 INLINE_GCP = {"provider": "gcp", "region": "europe-west1", "project": "ml-serving-1",
-              "image": "projects/ml-serving-1/global/images/family/mlgen-base", "artifact_url": None, "artifact_upload": None}
+              "image": "projects/ml-serving-1/global/images/family/mlgen-base", "artifact_url": None, "artifact_upload": None,
+              "certificate": None}  # the example's certificate is an AWS one
 
 SERVICE = "shop-recs"
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"

@@ -8,6 +8,7 @@ from mlgen.render import RenderedFile, Renderer
 from mlgen.spec import ServiceModel
 from mlgen.targets.cloud.docs import limits_markdown
 from mlgen.targets.base import Target, TradeOff, schema_fragment
+from mlgen.targets.cloud.balancers import edge
 from mlgen.targets.cloud.fitness import fit
 from mlgen.targets.cloud.monitoring import monitoring
 from mlgen.targets.cloud.scripts import script_files
@@ -22,12 +23,13 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
     return user_data_files(model, cloud, renderer) + script_files(model, cloud, renderer) + monitoring(model, cloud, renderer)
 
 
-def open_to(model: ServiceModel) -> str:
+def open_to(model: ServiceModel) -> str | None:
     """Who reaches the load balancer without credentials (security.auth none)."""
-    cidrs = model.target("cloud")["allowed_cidrs"]
-    everyone = {"0.0.0.0/0", "::/0"} & set(cidrs)
-    return "anyone on the internet (allowed_cidrs " + ", ".join(cidrs) + ")" if everyone else \
-        "anyone in " + ", ".join(cidrs)
+    fleet = edge(model)
+    if not fleet.allowed_cidrs:
+        return None  # the spec must name them first (a fit error)
+    cidrs = ", ".join(fleet.allowed_cidrs)
+    return f"anyone on the internet (allowed_cidrs {cidrs})" if fleet.public else f"anyone in {cidrs}"
 
 
 TARGET = Target(
@@ -41,15 +43,22 @@ TARGET = Target(
     limits_markdown=limits_markdown,
     # Settings that render on their own for each provider (the user data is over AWS's 16 KB
     # limit without an artifact URL, so every provider gets one for a like-for-like bundle).
+    # (allowed_cidrs has no default: every variant names its client networks.)
     variants={
         "aws": {"provider": "aws", "region": "eu-west-1", "artifact_url": "https://bundles.example.com/model/bundle.tar.gz",
-                "artifact_upload": "s3://bundles/model/bundle.tar.gz"},
+                "artifact_upload": "s3://bundles/model/bundle.tar.gz", "allowed_cidrs": ["203.0.113.0/24"]},
         # Google's own images either run no cloud-init (Debian) or carry one Python (Ubuntu 24.04:
         # 3.12): a custom image is how a fleet gets any runtime.python.
         "gcp": {"provider": "gcp", "region": "europe-west1", "project": "ml-serving-1",
                 "image": "projects/ml-serving-1/global/images/family/mlgen-base",
-                "artifact_url": "https://bundles.example.com/model/bundle.tar.gz"},
-        "azure": {"provider": "azure", "region": "westeurope", "artifact_url": "https://bundles.example.com/model/bundle.tar.gz"},
+                "artifact_url": "https://bundles.example.com/model/bundle.tar.gz", "allowed_cidrs": ["203.0.113.0/24"]},
+        # With a certificate GCP's balancer is an external Application Load Balancer instead.
+        "gcp-https": {"provider": "gcp", "region": "europe-west1", "project": "ml-serving-1",
+                      "image": "projects/ml-serving-1/global/images/family/mlgen-base",
+                      "artifact_url": "https://bundles.example.com/model/bundle.tar.gz",
+                      "allowed_cidrs": ["0.0.0.0/0"], "certificate": "model-example-com"},
+        "azure": {"provider": "azure", "region": "westeurope", "artifact_url": "https://bundles.example.com/model/bundle.tar.gz",
+                  "allowed_cidrs": ["203.0.113.0/24"]},
     },
     summary="a VM fleet behind a load balancer with autoscaling, each VM running the on-prem service from cloud-init",
     plan=plan,
@@ -60,8 +69,9 @@ TARGET = Target(
     checks=HOST_CHECKS,
     platform=vm_platform,
     providers={
-        "aws": "launch template, auto-scaling group with CPU target tracking, application load balancer",
-        "gcp": "instance template, regional managed instance group with autoscaler, passthrough network load balancer",
+        "aws": "launch template, auto-scaling group with CPU target tracking, application load balancer (HTTPS with an ACM certificate)",
+        "gcp": "instance template, regional managed instance group with autoscaler, passthrough network load balancer "
+               "(an external Application Load Balancer with Cloud Armor when the spec names a certificate)",
         "azure": "VM scale set with autoscale settings, standard load balancer with an HTTP probe",
     },
 )

@@ -1,10 +1,15 @@
-"""How the load balancer each provider's deploy.sh puts in front of the fleet carries the runtime's
-gRPC port (runtime.grpc_port), as data with its source: the fitness check, the scripts and
-docs/choosing-a-target.md say the same thing."""
+"""The edge of a cloud fleet: the load balancer each provider's deploy.sh puts in front of the VMs,
+who may reach it (targets.cloud.allowed_cidrs), whether it terminates TLS with the spec's
+certificate, and how it carries the runtime's gRPC port. Data with sources, so the fitness check,
+the scripts and the docs say the same thing."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+from mlgen.errors import Problem
+from mlgen.spec import ServiceModel
 
 
 @dataclass(frozen=True)
@@ -19,8 +24,8 @@ class GrpcForwarding:
 GRPC = {
     "aws": GrpcForwarding(
         "aws", "Application Load Balancer", False,
-        "gRPC reaches targets only through a target group of protocol version GRPC behind an HTTPS listener, "
-        "which needs a certificate: the HTTP listener deploy.sh creates cannot carry it",
+        "gRPC reaches targets only through a target group of protocol version GRPC behind an HTTPS listener; "
+        "deploy.sh's target group speaks HTTP/1.1",
         "https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-target-groups.html"
         "#target-group-protocol-version"),
     "gcp": GrpcForwarding(
@@ -34,3 +39,160 @@ GRPC = {
         "so one client's calls stay on one VM; no TLS in front (the VM's port is plain text)",
         "https://learn.microsoft.com/azure/load-balancer/load-balancer-overview"),
 }
+
+HTTPS_PORT = 443
+# TLS 1.3 and 1.2 with forward-secret AEAD suites only (no CBC, no TLS 1.0/1.1):
+# https://docs.aws.amazon.com/elasticloadbalancing/latest/application/describe-ssl-policies.html
+AWS_TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+# Google's SSL policy profile of the same strength: TLS 1.2 and up, ECDHE with AEAD suites
+# (https://cloud.google.com/load-balancing/docs/ssl-policies-concepts).
+GCP_TLS_PROFILE = "MODERN"
+GCP_MIN_TLS = "1.2"
+# Where the passthrough balancer's health checks come from (it keeps the client's address, so the
+# VMs see these and the clients): https://cloud.google.com/load-balancing/docs/health-check-concepts#ip-ranges
+GCP_PROBE_RANGES = ("35.191.0.0/16", "209.85.152.0/22", "209.85.204.0/22")
+# Where the global external Application Load Balancer's proxies and health checks come from: with
+# a certificate the VMs see only these, and the clients are filtered at the edge by Cloud Armor.
+GCP_PROXY_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
+# A Cloud Armor rule matches at most 10 source ranges (https://cloud.google.com/armor/quotas).
+ARMOR_RANGES_PER_RULE = 10
+ARMOR_FIRST_PRIORITY = 1000
+EVERYONE = frozenset({"0.0.0.0/0", "::/0"})
+
+AWS_CERTIFICATE = re.compile(r"arn:aws[a-z-]*:acm:(?P<region>[a-z0-9-]+):[0-9]{12}:certificate/[A-Za-z0-9-]+")
+GCP_CERTIFICATE = re.compile(r"(projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/global/sslCertificates/)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+@dataclass(frozen=True)
+class Edge:
+    """The listeners of one fleet's load balancer and who may reach them."""
+
+    provider: str
+    name: str
+    allowed_cidrs: tuple[str, ...]  # empty only when the spec leaves them out (a fit error)
+    http_port: int  # targets.cloud.lb_port: the HTTP listener (a redirect to HTTPS with a certificate)
+    service_ports: tuple[int, ...]  # what each VM serves: HTTP, then gRPC
+    certificate: str | None
+
+    https_port = HTTPS_PORT
+    aws_tls_policy = AWS_TLS_POLICY
+    gcp_tls_profile = GCP_TLS_PROFILE
+    gcp_min_tls = GCP_MIN_TLS
+
+    @property
+    def https(self) -> bool:
+        """The balancer terminates TLS with the spec's certificate and redirects HTTP to it."""
+        return self.certificate is not None
+
+    @property
+    def public(self) -> bool:
+        return bool(EVERYONE & set(self.allowed_cidrs))
+
+    @property
+    def plain_port(self) -> int:
+        """Where clients speak plain HTTP without a certificate: GCP's passthrough balancer serves
+        the VMs' own port."""
+        return self.service_ports[0] if self.provider == "gcp" else self.http_port
+
+    @property
+    def listener_ports(self) -> tuple[int, ...]:
+        return (self.http_port, HTTPS_PORT) if self.https else (self.http_port,)
+
+    @property
+    def aws_ingress(self) -> tuple[str, ...]:
+        """The load balancer's security group rules, exactly: `tcp PORT PORT CIDR`, as
+        deploy.sh compares them with what the group has (others are revoked)."""
+        return tuple(f"tcp {port} {port} {cidr}" for port in self.listener_ports for cidr in self.allowed_cidrs)
+
+    @property
+    def aws_redirect(self) -> list[dict]:
+        """The HTTP listener's answer with a certificate: 301 to the same URL over HTTPS."""
+        return [{"Type": "redirect", "RedirectConfig": {"Protocol": "HTTPS", "Port": str(HTTPS_PORT), "Host": "#{host}",
+                                                         "Path": "/#{path}", "Query": "#{query}", "StatusCode": "HTTP_301"}}]
+
+    @property
+    def gcp_firewall_sources(self) -> str:
+        """Who reaches the VMs' service ports: the clients and Google's probes through the
+        passthrough balancer; only Google's proxies behind the HTTPS one."""
+        return ",".join(GCP_PROXY_RANGES if self.https else (*self.allowed_cidrs, *GCP_PROBE_RANGES))
+
+    @property
+    def gcp_firewall_rules(self) -> str:
+        return ",".join(f"tcp:{port}" for port in (self.service_ports[:1] if self.https else self.service_ports))
+
+    @property
+    def gcp_armor_rules(self) -> tuple[tuple[int, str], ...]:
+        """Cloud Armor allow rules (priority, comma-separated ranges) in front of the HTTPS
+        balancer; its default rule denies everyone else."""
+        cidrs = self.allowed_cidrs
+        return tuple((ARMOR_FIRST_PRIORITY + index, ",".join(cidrs[start:start + ARMOR_RANGES_PER_RULE]))
+                     for index, start in enumerate(range(0, len(cidrs), ARMOR_RANGES_PER_RULE)))
+
+    @property
+    def gcp_redirect_map(self) -> dict:
+        """The URL map of the HTTP forwarding rule: every request 301 to HTTPS."""
+        return {"name": f"{self.name}-lb-http", "defaultUrlRedirect": {"httpsRedirect": True,
+                                                                      "redirectResponseCode": "MOVED_PERMANENTLY_DEFAULT"}}
+
+
+def edge(model: ServiceModel) -> Edge:
+    spec = model.target("cloud")
+    return Edge(provider=spec["provider"], name=model.name, allowed_cidrs=tuple(spec.get("allowed_cidrs") or ()),
+                http_port=spec["lb_port"], certificate=spec.get("certificate"),
+                service_ports=(model.runtime.port,) if model.runtime.grpc_port is None else
+                (model.runtime.port, model.runtime.grpc_port))
+
+
+CERTIFICATE_HINTS = {
+    "aws": "set targets.cloud.certificate to the ARN of an ACM certificate in the fleet's region "
+           "(arn:aws:acm:REGION:ACCOUNT:certificate/ID)",
+    "gcp": "set targets.cloud.certificate to a Google-managed or self-managed SSL certificate "
+           "(gcloud compute ssl-certificates create NAME --domains DOMAIN --global)",
+    "azure": "put an Application Gateway with your Key Vault certificate in front of the load balancer "
+             "(docs/targets/cloud.md, HTTPS), or deploy with provider aws or gcp",
+}
+
+
+def edge_problems(model: ServiceModel, region: str | None) -> list[Problem]:
+    """Who may reach the balancer must be written down; a certificate must be one the provider's
+    balancer can use; without one, the listener is plain HTTP on the internet (a warning)."""
+    spec, where, problems = model.target("cloud"), ("targets", "cloud"), []
+    fleet = edge(model)
+    if "allowed_cidrs" not in spec:
+        problems.append(model.problem(where, "allowed_cidrs is required: the load balancer is internet-facing, so the spec "
+                                             "says which client networks may reach it",
+                                      hint='allowed_cidrs: ["10.0.0.0/8"] for a private network, or allowed_cidrs: '
+                                           '["0.0.0.0/0"] for a deliberately public service'))
+    if not fleet.https:
+        problems.append(model.problem(where, f"the {fleet.provider} load balancer listens on plain HTTP (port "
+                                             f"{fleet.plain_port}): requests and answers, API keys and tokens included, "
+                                             "cross the internet in clear text",
+                                      hint=CERTIFICATE_HINTS[fleet.provider], warning=True))
+        return problems
+    at = where + ("certificate",)
+    if fleet.provider == "azure":
+        problems.append(model.problem(at, "azure's deploy.sh puts a Standard Load Balancer (layer 4) in front of the "
+                                          "scale set: it passes TCP through and cannot terminate TLS with a certificate",
+                                      hint="remove certificate and " + CERTIFICATE_HINTS["azure"]))
+    elif fleet.provider == "aws":
+        arn = AWS_CERTIFICATE.fullmatch(fleet.certificate)
+        if not arn:
+            problems.append(model.problem(at, f"{fleet.certificate} is not an ACM certificate ARN",
+                                          hint=CERTIFICATE_HINTS["aws"]))
+        elif region and arn["region"] != region:
+            problems.append(model.problem(at, f"the certificate is in {arn['region']} and the fleet in {region}: "
+                                              "a load balancer uses ACM certificates of its own region only",
+                                          hint=f"request or import the certificate in {region}"))
+    elif not GCP_CERTIFICATE.fullmatch(fleet.certificate):
+        problems.append(model.problem(at, f"{fleet.certificate} is not a GCP SSL certificate name",
+                                      hint=CERTIFICATE_HINTS["gcp"]))
+    if fleet.http_port == HTTPS_PORT:
+        problems.append(model.problem(where + ("lb_port",), f"port {HTTPS_PORT} is the HTTPS listener's; lb_port is "
+                                                            "the HTTP listener that redirects to it",
+                                      hint="use lb_port 80"))
+    if fleet.provider == "gcp" and model.runtime.grpc_port is not None:
+        problems.append(model.problem(("runtime", "grpc_port"), "with a certificate GCP's external Application Load "
+                                                                "Balancer carries HTTP only, not the gRPC port",
+                                      hint="remove runtime.grpc_port, or targets.cloud.certificate for the passthrough "
+                                           "balancer (no TLS in front)"))
+    return problems

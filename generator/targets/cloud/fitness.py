@@ -6,7 +6,7 @@ from __future__ import annotations
 from mlgen.errors import Problem
 from mlgen.spec import ServiceModel
 from mlgen.spec.artifact_uri import parse_uri
-from mlgen.targets.cloud.balancers import GRPC
+from mlgen.targets.cloud.balancers import GRPC, edge_problems
 from mlgen.targets.cloud.identity import SECRET_STORES
 from mlgen.targets.cloud.settings import DEFAULT_IMAGES, CloudSettings, cloud_settings
 
@@ -37,6 +37,7 @@ def fit(model: ServiceModel) -> list[Problem]:
     if settings.artifact_upload and not settings.artifact_upload.startswith(UPLOAD_SCHEMES[settings.provider]):
         problems.append(model.problem(where + ("artifact_upload",), f"{settings.provider} deploy.sh uploads to {UPLOAD_SCHEMES[settings.provider]}… URLs, not {settings.artifact_upload}",
                                       hint="s3://bucket/key on AWS, gs://bucket/key on GCP, https://ACCOUNT.blob.core.windows.net/CONTAINER/BLOB on Azure"))
+    problems += edge_problems(model, settings.region)
     for option in ("vpc_id", "subnet_ids"):
         if option in model.target("cloud") and settings.provider != "aws":
             problems.append(model.problem(where + (option,), f"{option} is for AWS only: {settings.provider} ignores it", warning=True))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from mlgen.spec import ServiceModel
+from mlgen.targets.cloud.balancers import Edge, edge
 from mlgen.targets.cloud.identity import CREDSTORE, ModelObject, VmSecret, gcp_service_account, model_object, vm_secrets
 
 HEALTH_PATH = "/v2/health/ready"
@@ -18,9 +19,6 @@ ARCHIVE = "bundle.tar.gz"
 # GCP label keys and values: lowercase letters, digits, _ and -; keys start with a letter.
 GCP_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 GCP_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
-# Google's health-check and load-balancer source ranges: the passthrough balancer keeps the
-# client's address, so the VMs see both these and the clients.
-GCP_PROBE_RANGES = ("35.191.0.0/16", "209.85.152.0/22", "209.85.204.0/22")
 # The default image for each runtime.python: a distribution whose own python3 is that version
 # and whose image on that provider runs cloud-init (install.sh wants exactly runtime.python).
 # Google's Debian images have no cloud-init (they run the guest agent), so GCP has Ubuntu only.
@@ -44,7 +42,7 @@ class CloudSettings:
     instance_type: str
     image: str  # "" when no default image has runtime.python (the fitness check says so)
     custom_image: bool
-    allowed_cidrs: tuple[str, ...]
+    edge: Edge  # the load balancer's listeners, certificate and allowed client networks (balancers.py)
     lb_port: int
     port: int  # the service's port on each VM
     grpc_port: int | None  # runtime.grpc_port on each VM, forwarded where the balancer can (balancers.GRPC)
@@ -156,10 +154,6 @@ class CloudSettings:
         return (self.port,) if self.grpc_port is None else (self.port, self.grpc_port)
 
     @property
-    def gcp_firewall_rules(self) -> str:
-        return ",".join(f"tcp:{port}" for port in self.service_ports)
-
-    @property
     def scale_in_cpu_percent(self) -> int:
         """Azure autoscale needs a scale-in rule of its own: at half the scale-out threshold."""
         return self.target_cpu_percent // 2
@@ -168,10 +162,6 @@ class CloudSettings:
     def target_cpu_fraction(self) -> str:
         """gcloud's --target-cpu-utilization: 0.70 for 70%."""
         return f"{self.target_cpu_percent / 100:.2f}"
-
-    @property
-    def gcp_source_ranges(self) -> str:
-        return ",".join((*self.allowed_cidrs, *GCP_PROBE_RANGES))
 
     @property
     def gcp_labels(self) -> Mapping[str, str]:
@@ -229,7 +219,7 @@ def cloud_settings(model: ServiceModel) -> CloudSettings:
         instance_type=spec.get("instance_type") or INSTANCE_TYPES[provider],
         image=image or "",
         custom_image="image" in spec,
-        allowed_cidrs=tuple(spec["allowed_cidrs"]),
+        edge=edge(model),
         lb_port=spec["lb_port"],
         port=model.runtime.port,
         grpc_port=model.runtime.grpc_port,
