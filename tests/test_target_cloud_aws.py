@@ -94,6 +94,32 @@ def fleet(env) -> dict:
     return {"templates": templates, "groups": groups, "target_groups": target_groups, "balancers": balancers, "security_groups": groups_sg}
 
 
+def checkov_verdicts(resources: dict, folder: Path) -> dict[tuple[str, str], bool]:
+    """checkov's CloudFormation checks of the load balancer's edge (ALB listener HTTPS or a redirect
+    to it, TLS 1.2 at least, no port 80 open to the world) on `resources`: (check, resource) →
+    passed."""
+    template = folder / "edge.json"
+    template.write_text(json.dumps({"AWSTemplateFormatVersion": "2010-09-09", "Resources": resources}))
+    result = subprocess.run([require_tool("checkov"), "--skip-download", "--output", "json", "--framework", "cloudformation",
+                             "-f", str(template), "--check", "CKV_AWS_2,CKV_AWS_103,CKV_AWS_260"],
+                            capture_output=True, text=True, timeout=300)
+    report = json.loads(result.stdout)["results"]
+    return {**{(c["check_id"], c["resource"].split(".")[-1]): True for c in report["passed_checks"]},
+            **{(c["check_id"], c["resource"].split(".")[-1]): False for c in report["failed_checks"]}}
+
+
+def as_cloudformation(listeners: dict, ingress: set[tuple]) -> dict:
+    """What deploy.sh made, read back from the API, as the CloudFormation resources checkov reads."""
+    resources = {f"Listener{port}": {"Type": "AWS::ElasticLoadBalancingV2::Listener", "Properties": {
+        key: listener[key] for key in ("Protocol", "Port", "SslPolicy", "Certificates", "DefaultActions") if key in listener}}
+        for port, listener in listeners.items()}
+    resources["BalancerGroup"] = {"Type": "AWS::EC2::SecurityGroup", "Properties": {
+        "GroupDescription": "the load balancer", "SecurityGroupIngress": [
+            {"IpProtocol": protocol, "FromPort": low, "ToPort": high, ("CidrIpv6" if ":" in cidr else "CidrIp"): cidr}
+            for protocol, low, high, cidr in sorted(ingress)]}}
+    return resources
+
+
 def lb_ingress(env) -> set[tuple]:
     """The load balancer's security group's inbound rules: (protocol, from, to, CIDR)."""
     (group,) = aws(env, "ec2", "describe-security-groups", "--filters", f"Name=group-name,Values={NAME}-lb")["SecurityGroups"]
@@ -137,6 +163,14 @@ def test_deploy_update_and_teardown_against_moto(moto, network, tmp_path) -> Non
         {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}
     # The balancer lets in the spec's networks on those two ports, and nothing else.
     assert lb_ingress(moto) == {("tcp", port, port, cidr) for port in (80, 443) for cidr in CLIENTS}
+    # checkov agrees, on what AWS holds: HTTPS or a redirect to it, TLS 1.2 at least, port 80 not
+    # open to the world; and it can disagree: the HTTP listener forwarding instead is a failure.
+    deployed = as_cloudformation(listeners, lb_ingress(moto))
+    assert checkov_verdicts(deployed, tmp_path) == {
+        ("CKV_AWS_2", "Listener80"): True, ("CKV_AWS_2", "Listener443"): True, ("CKV_AWS_103", "Listener80"): True,
+        ("CKV_AWS_103", "Listener443"): True, ("CKV_AWS_260", "BalancerGroup"): True}
+    deployed["Listener80"]["Properties"]["DefaultActions"] = https["DefaultActions"]
+    assert checkov_verdicts(deployed, tmp_path)[("CKV_AWS_2", "Listener80")] is False
     (policy,) = aws(moto, "autoscaling", "describe-policies", "--auto-scaling-group-name", f"{NAME}-asg")["ScalingPolicies"]
     assert policy["TargetTrackingConfiguration"]["TargetValue"] == 60.0
     assert len(state["security_groups"]) == 2
