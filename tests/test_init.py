@@ -4,6 +4,7 @@ its own tests, for every model format; it refuses a non-empty folder unless forc
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import yaml
 
 from helpers import ROOT, run_mlgen
 
+API_KEY = "scaffold-test-key-0123456789abcdef"
 REQUEST = {"inputs": [{"name": "features", "datatype": "FP32", "shape": [2, 4],
                        "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}]}
 
@@ -38,7 +40,7 @@ def test_a_fresh_scaffold_renders_serves_and_passes_its_own_tests(tmp_path: Path
     app = out / "onprem" / "app"
     answer = subprocess.run([sys.executable, "-m", "mlgen_runtime", "predict", "--config", str(app / "serving.json")],
                             input=json.dumps(REQUEST), capture_output=True, text=True, cwd=app, timeout=120,
-                            env={"PYTHONPATH": str(app), "PATH": "/usr/bin:/bin"})
+                            env={"PYTHONPATH": str(app), "PATH": "/usr/bin:/bin"})  # no key: predict is local
     assert answer.returncode == 0, answer.stderr
     predictions = {o["name"]: o["data"] for o in json.loads(answer.stdout)["outputs"]}
     assert predictions["predict"] == [0, 2]  # setosa and virginica, as the iris model says
@@ -99,3 +101,46 @@ def test_the_scaffold_ci_installs_this_mlgen_under_its_own_distribution_name(tmp
     python = yaml.safe_load((tmp_path / "repo" / "spec.yaml").read_text())["runtime"]["python"]
     assert github["jobs"]["deploy-bundles"]["steps"][1]["with"]["python-version"] == python
     assert gitlab["image"] == f"python:{python}-slim"
+
+
+def test_a_scaffold_asks_for_an_api_key_by_default(tmp_path: Path) -> None:
+    """New services are not open to whoever reaches them: the scaffold's spec asks for an API key,
+    its README says how to serve locally with one, and the served model answers only with it."""
+    import signal
+    import time
+
+    import requests
+
+    from helpers import free_port
+
+    repo = tmp_path / "fraud"
+    assert run_mlgen("init", repo, "--yes").returncode == 0
+    spec = yaml.safe_load((repo / "spec.yaml").read_text())
+    assert spec["security"] == {"auth": "api_key", "api_keys": [{"secret": "fraud-api-keys"}]}
+    assert 'export MLGEN_API_KEY_1=' in (repo / "README.md").read_text()
+    rendered = run_mlgen("render", repo / "spec.yaml", "--target", "all", "-o", repo / "deploy")
+    assert rendered.returncode == 0 and "security.auth is none" not in rendered.stderr, rendered.stderr
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mlgen", "serve", "spec.yaml", "--port", str(port)], cwd=repo,
+                              env={**os.environ, "MLGEN_API_KEY_1": API_KEY},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert server.poll() is None, "mlgen serve exited before it was ready"
+            time.sleep(0.1)
+        infer = f"{base}/v2/models/fraud/infer"
+        refused = requests.post(infer, json=REQUEST, timeout=10)
+        assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer")
+        answered = requests.post(infer, json=REQUEST, timeout=10, headers={"Authorization": f"Bearer {API_KEY}"})
+        assert answered.status_code == 200, answered.text
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)

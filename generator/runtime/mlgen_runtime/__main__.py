@@ -77,14 +77,19 @@ def _sockets(server_config, admin_port: int) -> list:
 def _predict(args) -> int:
     import orjson
 
-    from .service import load_service
+    from dataclasses import replace
+
+    from .service import Service
 
     config = load_config(args.config)
     # stdout carries the answer; only warnings and errors go to stderr.
     level = config.observability.log_level if config.observability.log_level in ("warning", "error") else "warning"
     configure(config.observability.log_format, level, config.model.version)
     body = sys.stdin.buffer.read()
-    service = load_service(args.config, args.stage)
+    # predict answers whoever runs it on this machine, not a network caller: like reading the model
+    # file itself, it asks for no credential (the API keys need not even be delivered to it).
+    service = Service(replace(config, security=replace(config.security, auth="none", stage_token=None)), args.stage)
+    service.load()
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
