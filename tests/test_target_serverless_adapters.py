@@ -228,8 +228,17 @@ def test_the_runtime_imports_without_any_platform_library():
 @pytest.fixture
 def fetched_config(tmp_path, monkeypatch):
     """serving.json of the doubler whose weights come from a file:// URI that does not exist yet;
-    the function's temp folder is the test's."""
+    the function's temp folder is the test's. The runtime is this repository's: a bundle imported
+    in this process before (test_target_serverless_functions) may have left its own copy, which
+    carries no fetch.py, in sys.modules."""
     import hashlib
+    import sys
+
+    from helpers import RUNTIME_SRC
+
+    for name in [name for name in sys.modules if name.partition(".")[0] == "mlgen_runtime"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(RUNTIME_SRC))
 
     config = apps.python_app(tmp_path / "app", DOUBLER)
     weights = tmp_path / "store" / "weights.txt"
