@@ -130,9 +130,10 @@ def lb_ingress(env) -> set[tuple]:
 
 @pytest.mark.slow
 def test_deploy_update_and_teardown_against_moto(moto, network, tmp_path) -> None:
-    bundle = render(tmp_path, network)
+    # First without a certificate: plain HTTP forwarded to the fleet.
+    bundle = render(tmp_path, network, certificate=None)
     output = run(bundle / "deploy.sh", moto)
-    assert "deployed: https://" in output and f"/v2/models/{NAME}/infer" in output, output
+    assert "deployed: http://" in output and f"/v2/models/{NAME}/infer" in output, output
 
     state = fleet(moto)
     (template,) = state["templates"]
@@ -148,7 +149,17 @@ def test_deploy_update_and_teardown_against_moto(moto, network, tmp_path) -> Non
     assert target_group["HealthCheckPath"] == "/v2/health/ready" and target_group["Port"] == 8080
     assert group["TargetGroupARNs"] == [target_group["TargetGroupArn"]]
     (balancer,) = state["balancers"]
-    # HTTPS with the spec's certificate and a modern TLS policy; HTTP only redirects to it.
+    (plain,) = aws(moto, "elbv2", "describe-listeners", "--load-balancer-arn", balancer["LoadBalancerArn"])["Listeners"]
+    assert (plain["Port"], plain["Protocol"]) == (80, "HTTP")
+    assert [(a["Type"], a["TargetGroupArn"]) for a in plain["DefaultActions"]] == [("forward", target_group["TargetGroupArn"])]
+    assert lb_ingress(moto) == {("tcp", 80, 80, cidr) for cidr in CLIENTS}
+
+    # The spec gains its certificate (the same cloud-init.yaml: nothing to roll out): HTTPS with it
+    # and a modern TLS policy, and the existing HTTP listener now only redirects to it.
+    bundle = render(tmp_path, network)
+    output = run(bundle / "deploy.sh", moto)
+    assert "deployed: https://" in output and "already carries this cloud-init.yaml" in output, output
+    assert "update listener HTTP:80" in output and "instance refresh" not in output, output
     listeners = {listener["Port"]: listener for listener in
                  aws(moto, "elbv2", "describe-listeners", "--load-balancer-arn", balancer["LoadBalancerArn"])["Listeners"]}
     assert sorted(listeners) == [80, 443]
@@ -187,6 +198,10 @@ def test_deploy_update_and_teardown_against_moto(moto, network, tmp_path) -> Non
     output = run(bundle / "deploy.sh", moto)
     assert "new default version 2" in output and "instance refresh" in output, output
     assert lb_ingress(moto) == {("tcp", port, port, CLIENTS[0]) for port in (80, 443)}, output
+    again = {listener["Port"]: listener for listener in
+             aws(moto, "elbv2", "describe-listeners", "--load-balancer-arn", balancer["LoadBalancerArn"])["Listeners"]}
+    assert {port: (listener["Protocol"], listener["DefaultActions"][0]["Type"]) for port, listener in again.items()} == \
+        {80: ("HTTP", "redirect"), 443: ("HTTPS", "forward")}
     (template,) = fleet(moto)["templates"]
     assert template["DefaultVersionNumber"] == 2
     data = aws(moto, "ec2", "describe-launch-template-versions", "--launch-template-id", template["LaunchTemplateId"],
