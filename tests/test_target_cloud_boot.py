@@ -5,6 +5,7 @@ from PyPI and starts the hardened unit, and the service answers a V2 inference r
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 
@@ -103,3 +104,127 @@ def test_the_seed_is_the_rendered_user_data(tmp_path) -> None:
     assert (bundle / "cloud-init.yaml").read_text().startswith("#cloud-config\n")
     assert [entry["path"] for entry in data["write_files"]] == [
         f"/var/lib/mlgen-cloud/{SERVICE}/bootstrap.sh", f"/var/lib/mlgen-cloud/{SERVICE}/bundle.tar.gz"]
+
+
+API_KEY = "k3y-boot-5d1e0c7a9b2f4e60"
+PROJECT = "ml-serving-1"
+
+
+class SecretManagerStandIn:
+    """Google's metadata server (plain HTTP) and Secret Manager (HTTPS, a throwaway CA) on free
+    loopback ports, answering only the VM's own token; the VM's curl reaches them through its
+    ~/.curlrc (connect-to), the one thing the test changes about how the VM resolves Google."""
+
+    def __init__(self, folder) -> None:
+        import ssl
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import trustme
+
+        ca = trustme.CA()
+        self.ca_file = folder / "secrets-ca.pem"
+        ca.cert_pem.write_to_path(str(self.ca_file))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ca.issue_cert("secretmanager.googleapis.com").configure_cert(context)
+        self.requests: list[str] = []
+        requests = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                requests.append(self.path)
+                if self.path == "/computeMetadata/v1/project/project-id" and self.headers["Metadata-Flavor"] == "Google":
+                    return self.answer(PROJECT.encode())
+                if self.path == "/computeMetadata/v1/instance/service-accounts/default/token" and \
+                        self.headers["Metadata-Flavor"] == "Google":
+                    return self.answer(json.dumps({"access_token": "vm-token", "expires_in": 3599}).encode())
+                if self.path == f"/v1/projects/{PROJECT}/secrets/shop-api-keys/versions/latest:access" and \
+                        self.headers["Authorization"] == "Bearer vm-token":
+                    data = base64.b64encode(json.dumps({"current": API_KEY}).encode()).decode()
+                    return self.answer(json.dumps({"payload": {"data": data}}).encode())
+                self.send_error(403)
+
+            def answer(self, body: bytes):
+                self.send_response(200)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.metadata = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.store = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.store.socket = context.wrap_socket(self.store.socket, server_side=True)
+        for server in (self.metadata, self.store):
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def curlrc(self) -> str:
+        return (f"connect-to = metadata.google.internal:80:127.0.0.1:{self.metadata.server_address[1]}\n"
+                f"connect-to = secretmanager.googleapis.com:443:127.0.0.1:{self.store.server_address[1]}\n"
+                "cacert = /etc/ssl/certs/mlgen-test-secrets-ca.pem\n")
+
+    def stop(self) -> None:
+        for server in (self.metadata, self.store):
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.mark.slow
+def test_a_secret_read_at_boot_with_the_vms_identity_is_a_credential_only(tmp_path) -> None:
+    """An API key in Secret Manager, read at boot by the VM with its metadata server's token,
+    reaches the service as a systemd credential on tmpfs: the service accepts it, refuses a
+    request without it, and the key is in no process environment and nowhere on disk (not under
+    the install prefix, not in /etc or /var)."""
+    port = free_port()
+    spec = derived_spec(tmp_path / "spec", "ecommerce-recommendations", {
+        "runtime": {"port": port}, "targets": {"cloud": INLINE_GCP},
+        "security": {"auth": "api_key", "api_keys": [{"secret": "shop-api-keys", "key": "current"}]}})
+    bundle = render_cloud(spec, tmp_path / "out")
+    stand_in = SecretManagerStandIn(tmp_path)
+    try:
+        root = seeded_root(tmp_path, (bundle / "cloud-init.yaml").read_bytes())
+        shutil.copyfile(stand_in.ca_file, root / "etc/ssl/certs/mlgen-test-secrets-ca.pem")
+        (root / "root/.curlrc").write_text(stand_in.curlrc())
+        request = {"inputs": [{"name": "purchases", "datatype": "FP32", "shape": [1, 8], "data": [3, 0, 0, 0, 0, 0, 0, 0]}]}
+        (tmp_path / "request.json").write_text(json.dumps(request))
+        # The key reaches the driver in files outside the VM's own, so the search finds only the VM's copies.
+        (tmp_path / "auth-header").write_text(f"Authorization: Bearer {API_KEY}\n")
+        (tmp_path / "api-key").write_text(API_KEY + "\n")
+        result = tmp_path / "result"
+        result.mkdir()
+        infer = f"http://127.0.0.1:{port}/v2/models/{SERVICE}/infer"
+        driver = " ; ".join([
+            "cloud-init status --wait --long > /result/cloud-init-status.txt 2>&1; echo $? > /result/cloud-init-rc",
+            f"pid=$(systemctl show -p MainPID --value {SERVICE}.service); echo $pid > /result/pid",
+            "tr '\\0' '\\n' < /proc/$pid/environ > /result/environ",
+            "grep -rlF -f /request/api-key /opt /etc /var /root /tmp /home > /result/key-files 2>/dev/null; true",
+            f"stat -c '%a %U' /run/credstore/{SERVICE} /run/credstore/{SERVICE}/MLGEN_API_KEY_1 > /result/modes",
+            f"findmnt -n -o FSTYPE --target /run/credstore/{SERVICE} > /result/fstype",
+            f"systemctl show -p ActiveState --value {SERVICE}-secrets.service > /result/secrets-unit",
+            f"curl -sS -o /dev/null -w '%{{http_code}}' -H 'Content-Type: application/json' --data @/request/request.json {infer}"
+            " > /result/without-key",
+            f"curl -sS -o /result/infer.json -w '%{{http_code}}' -H 'Content-Type: application/json'"
+            f" -H @/request/auth-header --data @/request/request.json {infer} > /result/with-key",
+            "cp /var/log/cloud-init-output.log /result/ || true",
+            f"journalctl --no-pager -u {SERVICE}.service -u {SERVICE}-secrets.service > /result/journal.txt || true",
+        ])
+        enable(root, "mlgen-test-driver.service",
+               oneshot_unit("cloud-secrets", driver, after="cloud-final.service", wanted_by="cloud-init.target"),
+               wanted_by="cloud-init.target")
+        booted = boot(root, binds={result: "/result", tmp_path: "/request"}, timeout=900)
+    finally:
+        stand_in.stop()
+
+    report = lambda: "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(result.iterdir())) \
+        + f"\n--- console\n{booted.stdout[-4000:]}\n--- stand-in requests\n{stand_in.requests}"
+    assert (result / "cloud-init-rc").read_text().strip() == "0", report()
+    assert (result / "secrets-unit").read_text().strip() == "active", report()
+    assert (result / "with-key").read_text() == "200" and (result / "without-key").read_text() == "401", report()
+    assert (result / "modes").read_text().split("\n")[:2] == ["700 root", "600 root"], report()
+    assert (result / "fstype").read_text().strip() == "tmpfs", report()
+    environ = (result / "environ").read_text()
+    assert "PYTHONPATH=" in environ and API_KEY not in environ, report()  # the real process, without the key
+    assert (result / "key-files").read_text() == "", report()  # nowhere on disk
+    assert "vm-token" not in (result / "journal.txt").read_text() + (result / "cloud-init-output.log").read_text()
+    shutil.rmtree(root, ignore_errors=True)
