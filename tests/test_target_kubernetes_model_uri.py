@@ -22,9 +22,7 @@ from helpers import EXAMPLES, render_spec, require_tool
 from test_target_kubernetes import KUBERNETES_VERSIONS, checkov, kustomize
 from test_target_kubernetes_flavors import OPERATOR_KINDS, SCHEMAS, check_custom_resource
 
-# The example's lock pins boto3 for its S3 model: the tests that move the model to another store
-# render a copy of the spec (a uri spec has no file beside it), which has no lock.
-IRIS_S3_EXAMPLE = EXAMPLES / "iris-s3" / "spec.yaml"
+IRIS = EXAMPLES / "iris" / "spec.yaml"
 RECSYS = EXAMPLES / "recsys-microservices" / "spec.yaml"
 MIB = 1 << 20
 AWS_ROLE = {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/iris-model-reader"}
@@ -44,6 +42,20 @@ def flow(value) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=1 << 20).strip()
 
 
+def iris_from_s3(folder: Path) -> Path:
+    """The iris example with its model (the same file: the same sha256) kept in S3 instead of the
+    bundle, as a training pipeline publishes it; a uri spec needs no file beside it."""
+    data = yaml.safe_load(IRIS.read_text())
+    data["metadata"]["name"] = "iris-s3"
+    data["model"].pop("path")
+    data["model"].update(uri="s3://acme-ml-models/iris/2026-11-30/model.joblib", version="2026-11-30", max_size="64Mi")
+    data["targets"] = {"kubernetes": data["targets"]["kubernetes"]}
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = folder / "spec.yaml"
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    return spec
+
+
 def recsys_from_gcs(tmp: Path) -> Path:
     """The recsys pipeline (split stages) with its model in Cloud Storage, beside its handlers."""
     data = yaml.safe_load(RECSYS.read_text())
@@ -59,9 +71,7 @@ def recsys_from_gcs(tmp: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def iris_s3(tmp_path_factory) -> Path:
-    copy = tmp_path_factory.mktemp("iris-s3") / "spec.yaml"
-    copy.write_text(IRIS_S3_EXAMPLE.read_text())
-    return copy
+    return iris_from_s3(tmp_path_factory.mktemp("iris-s3"))
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,11 @@
-"""End to end without a cluster, as the other Kubernetes end-to-end tests run: the iris-s3 bundle's
-model-loading container (a Deployment's; KServe's ServingRuntime container for the predictor)
-started as a local process with its rendered command and env fetches its model from a real local
-store (moto's S3 server; an HTTPS server with a throwaway CA), verifies it and caches it where the
-rendered MLGEN_MODEL_CACHE points: that path is the emptyDir's mount, and stands here for a
-temporary folder (as /app stands for the bundle's app/). It answers the spec's examples; started
-again with the store gone (a container restart keeps the pod's emptyDir) it answers from the cache.
+"""End to end without a cluster, as the other Kubernetes end-to-end tests run: iris with its model
+kept in a store (model.uri). The container that loads the model (a Deployment's; KServe's
+ServingRuntime container for the predictor), started as a local process with its rendered command
+and env, fetches the model from a real local store (moto's S3 server; an HTTPS server with a
+throwaway CA), verifies it and caches it where the rendered MLGEN_MODEL_CACHE points: that path is
+the emptyDir's mount, and stands here for a temporary folder (as /app stands for the bundle's app/).
+It answers the spec's examples; started again with the store gone (a container restart keeps the
+pod's emptyDir) it answers from the cache.
 Only what a laptop cannot have changes: host, port, the store's endpoint and its test credentials
 (on a cluster, the ServiceAccount's identity)."""
 
@@ -22,11 +23,11 @@ from helpers import EXAMPLES, render_spec
 from runtime.stores import HTTPSStore, S3Store
 from test_target_kubernetes_e2e import Stage
 from test_target_kubernetes_flavors_e2e import as_pod, objects
+from test_target_kubernetes_model_uri import iris_from_s3
 
 pytest.importorskip("boto3")
 
-IRIS_S3 = EXAMPLES / "iris-s3" / "spec.yaml"
-MODEL = (EXAMPLES / "iris" / "model" / "model.joblib").read_bytes()  # what iris-s3's sha256 names
+MODEL = (EXAMPLES / "iris" / "model" / "model.joblib").read_bytes()  # what the spec's sha256 names
 STORES = {"s3": S3Store, "https": HTTPSStore}
 
 
@@ -40,8 +41,8 @@ def loading_container(bundle: Path, flavor: str) -> dict:
     return deployment
 
 
-def infer(port: int) -> list[int]:
-    spec = yaml.safe_load(IRIS_S3.read_text())
+def infer(spec_path: Path, port: int) -> dict:
+    spec = yaml.safe_load(spec_path.read_text())
     (example,) = spec["examples"]
     rows = example["inputs"]["input-0"]
     body = {"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [len(rows), 4], "data": sum(rows, [])}]}
@@ -59,8 +60,7 @@ def test_the_loading_container_fetches_its_model_into_the_empty_dir_and_a_restar
     store = STORES[store_kind](tmp_path)
     try:
         store.put("iris/2026-11-30/model.joblib", MODEL)
-        spec = tmp_path / "spec.yaml"  # a copy without the example's lock (which pins boto3, for S3)
-        spec.write_text(IRIS_S3.read_text())
+        spec = iris_from_s3(tmp_path / "spec")
         sets = [f"model.uri={store.uri('iris/2026-11-30/model.joblib')}"]
         if flavor == "kserve":
             sets.append("targets.kubernetes.flavor=kserve")
@@ -76,7 +76,7 @@ def test_the_loading_container_fetches_its_model_into_the_empty_dir_and_a_restar
         try:
             stage.start({})
             stage.wait_ready()
-            infer(stage.port)
+            infer(spec, stage.port)
         finally:
             stage.stop()
         cached = list(empty_dir.rglob("model.joblib"))
@@ -90,7 +90,7 @@ def test_the_loading_container_fetches_its_model_into_the_empty_dir_and_a_restar
     try:  # the store is gone: only the emptyDir can give the model now
         stage.start({})
         stage.wait_ready()
-        infer(stage.port)
+        infer(spec, stage.port)
     finally:
         stage.stop()
     assert "found in the cache" in stage.log.read_text()
