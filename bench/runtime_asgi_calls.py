@@ -1,12 +1,15 @@
 """The runtime's ASGI app against the bare app, called in-process: what each costs per request with
 no server, socket or client in the way (the part of the HTTP path the runtime owns).
 
-    python bench/runtime_asgi_calls.py [--requests 5000] [--rounds 5] [--profile]
+    python bench/runtime_asgi_calls.py [--requests 5000] [--rounds 5] [--stub-model] [--runtime-src DIR] [--profile]
 
 Both apps get the same 1-row and 64-row iris V2 requests as uvicorn would hand them (scope, one
 body message), in rounds that alternate the two, and the medians are compared. The runtime runs as
 bench/runtime_throughput.py's "runtime" (access log at info, to /dev/null) and "quiet" (log_level
-warning). --profile prints a cProfile of the runtime's requests instead.
+warning). --stub-model answers every request with zeros instead of the model's prediction, in
+both apps, so what is left is the transport's own work. --runtime-src imports mlgen_runtime from
+another folder (a revision's generator/runtime, for before/after). --profile prints a cProfile of
+the runtime's requests instead.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "generator" / "runtime"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from runtime import apps  # noqa: E402
@@ -63,7 +65,13 @@ async def drive(app, scope: dict, body: bytes, count: int) -> float:
     return elapsed
 
 
-def runtime_app(app_dir: Path, log_level: str):
+def stub_model(rows):
+    import numpy as np
+
+    return np.zeros(len(rows), dtype=np.int64)
+
+
+def runtime_app(app_dir: Path, log_level: str, stub: bool):
     from mlgen_runtime.asgi import ServingApp
     from mlgen_runtime.config import load_config
     from mlgen_runtime.service import Service
@@ -74,6 +82,8 @@ def runtime_app(app_dir: Path, log_level: str):
     config_path.write_text(json.dumps(document))
     app = ServingApp(Service(load_config(config_path)))
     app.service.load()
+    if stub:
+        app.service.pipeline.steps = [("predict", lambda inputs, context: {"predict": stub_model(inputs["input-0"])})]
     app.typical_s = 0.0  # as a server that has learnt the model is quick: inline on the loop
     return app
 
@@ -82,21 +92,27 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--stub-model", action="store_true")
+    parser.add_argument("--runtime-src", type=Path, default=ROOT / "generator" / "runtime")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
+    sys.path.insert(0, str(args.runtime_src.resolve()))
     with tempfile.TemporaryDirectory() as folder:
         app_dir = Path(folder)
         apps.sklearn_app(app_dir, apps.iris_estimator()[0], outputs=[apps.IRIS_OUTPUTS[0]])
         os.environ["MODEL"] = str(app_dir / "model" / "model.joblib")
         import runtime_bare_app
 
+        if args.stub_model:
+            runtime_bare_app.MODEL = type("Stub", (), {"predict": staticmethod(stub_model)})()
+
         # The access log goes where a service's stderr would; here to /dev/null, so it costs its write.
         devnull = os.open(os.devnull, os.O_WRONLY)
         saved_stderr = os.dup(2)
         logging.getLogger().setLevel(logging.INFO)
         apps_by_name = {"bare": runtime_bare_app.app}
-        apps_by_name["runtime"] = runtime_app(app_dir, "info")
-        apps_by_name["quiet"] = runtime_app(app_dir, "warning")
+        apps_by_name["runtime"] = runtime_app(app_dir, "info", args.stub_model)
+        apps_by_name["quiet"] = runtime_app(app_dir, "warning", args.stub_model)
         loop = asyncio.new_event_loop()
         requests = {rows: request(rows) for rows in (1, 64)}
         os.dup2(devnull, 2)
@@ -121,7 +137,8 @@ def main() -> None:
                         times.setdefault((name, rows), []).append(seconds / args.requests * 1e6)
         finally:
             os.dup2(saved_stderr, 2)
-        print(f"µs per request, median of {args.rounds} rounds of {args.requests} (alternated)")
+        print(f"µs per request, median of {args.rounds} rounds of {args.requests} (alternated)"
+              f"{', model stubbed' if args.stub_model else ''}; mlgen_runtime from {args.runtime_src}")
         print("rows  app       µs/request   bare/it (as a req/s ratio)")
         for rows in (1, 64):
             bare = statistics.median(times[("bare", rows)])

@@ -91,8 +91,9 @@ def serve_runtime(app_dir: Path, port: int, source: Path = RUNTIME_SRC) -> subpr
 
 
 def serve_bare(app_dir: Path, port: int) -> subprocess.Popen:
+    # The runtime's own uvicorn settings: no access log, no proxy-headers middleware.
     return subprocess.Popen([sys.executable, "-m", "uvicorn", "runtime_bare_app:app", "--host", "127.0.0.1",
-                             "--port", str(port), "--no-access-log", "--log-level", "warning"],
+                             "--port", str(port), "--no-access-log", "--no-proxy-headers", "--log-level", "warning"],
                             cwd=ROOT / "bench", env={**os.environ, "MODEL": str(app_dir / "model" / "model.joblib")})
 
 

@@ -34,8 +34,10 @@ def _serve(args) -> int:
     config = load_config(args.config)
     observability, runtime = config.observability, config.runtime
     configure(observability.log_format, observability.log_level, config.model.version)
+    # proxy_headers off: uvicorn's X-Forwarded-* middleware is one more ASGI layer on every request,
+    # and it rewrites only the client address and scheme, which the runtime never reads.
     options = dict(host=args.host, port=args.port or runtime.port, lifespan="on", access_log=False,
-                   log_config=None, log_level=observability.log_level,
+                   proxy_headers=False, log_config=None, log_level=observability.log_level,
                    timeout_graceful_shutdown=runtime.shutdown_timeout_s or runtime.timeout_s)
     workers = args.workers or runtime.workers
     # runtime.admin_port: health and metrics listen there, inference on the public port (the entry
