@@ -29,6 +29,12 @@ def fit(model: ServiceModel) -> list[Problem]:
         problems.append(model.problem(
             ("targets", "kubernetes", "image"), f"image {settings.image} is a tag, which can move under a running Deployment",
             hint="pin it by digest (registry/name@sha256:…) so every pod runs the same build", warning=True))
+    if settings.image_python and settings.image_python != model.runtime.python:
+        problems.append(model.problem(
+            ("runtime", "python"), f"the GPU image {settings.base_image} (Ubuntu 24.04) installs Python "
+            f"{settings.image_python}, not {model.runtime.python}",
+            hint=f"set runtime.python: \"{settings.image_python}\", or targets.kubernetes.base_image to a CUDA image "
+                 f"whose `python` is {model.runtime.python}"))
     if "@sha256:" not in settings.base_image:
         problems.append(model.problem(
             ("targets", "kubernetes", "base_image"), f"the Dockerfile builds FROM {settings.base_image}, a tag, which moves "

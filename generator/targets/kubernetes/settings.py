@@ -34,6 +34,11 @@ DRAIN_MARGIN_S = 10  # after SIGTERM the runtime drains for timeout_s; the pod g
 # The image's Python: Debian 12 (glibc 2.36) on amd64, which manylinux_2_28 wheels and older run on.
 IMAGE_PLATFORM = "x86_64-manylinux_2_28"
 DEFAULT_BASE_IMAGE = "docker.io/library/python:{python}-slim-bookworm"
+# A GPU service's default image: NVIDIA's CUDA runtime with cuDNN (CUDA 12 and cuDNN 9, what
+# onnxruntime-gpu's CUDA provider loads) on Ubuntu 24.04, which has no Python of its own in the
+# image: the Dockerfile installs Ubuntu's, so runtime.python must be the one Ubuntu 24.04 carries.
+CUDA_BASE_IMAGE = "docker.io/nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04"
+CUDA_IMAGE_PYTHON = "3.12"
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,9 @@ class KubernetesSettings:
     identity_pod_labels: Mapping[str, str]  # what that identity's webhook looks for on the pods
     egress: tuple[EgressRule, ...]  # targets.kubernetes.egress: where the pods may call beside DNS
     locked: Locked  # app/requirements.txt: pinned with hashes when the spec's lock covers the image
-    base_image: str  # the Dockerfile's FROM: targets.kubernetes.base_image, or the official python image
+    base_image: str  # the Dockerfile's FROM: targets.kubernetes.base_image, the official python image, or CUDA's
+    image_python: str | None  # a Python the Dockerfile installs from the base image's OS (CUDA's has none)
+    cuda: bool  # the model computes on the pod's GPUs (uses_cuda_image)
     image_repository: str  # the image without tag or digest: what build-image.sh pushes and the overlays pin
     image_tag: str  # the tag build-image.sh pushes before it reads the digest
     image_digest: str | None  # the spec's image digest ("sha256:…"), pinned in the overlays' images:
@@ -258,7 +265,10 @@ def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
         identity_pod_labels=_frozen(identity_pod_labels(spec["service_account_annotations"])),
         egress=egress_rules(spec["egress"]),
         locked=locked(model, image_platform(model)),
-        base_image=spec.get("base_image") or DEFAULT_BASE_IMAGE.format(python=model.runtime.python),
+        base_image=spec.get("base_image") or (CUDA_BASE_IMAGE if uses_cuda_image(model) else
+                                              DEFAULT_BASE_IMAGE.format(python=model.runtime.python)),
+        image_python=CUDA_IMAGE_PYTHON if uses_cuda_image(model) and not spec.get("base_image") else None,
+        cuda=uses_cuda_image(model),
         image_repository=image_repository(spec.get("image") or f"{name}:local"),
         image_digest=_digest(spec.get("image")),
         image_tag=model.version if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", model.version) else "latest",
@@ -313,3 +323,9 @@ def _prod(model: ServiceModel, scale_to_zero: bool) -> Overlay:
 
 def _frozen(mapping: dict) -> Mapping:
     return MappingProxyType(mapping)
+
+
+def uses_cuda_image(model: ServiceModel) -> bool:
+    """A GPU service whose model can use CUDA builds on NVIDIA's image (a scikit-learn model
+    computes on CPU whatever the pod asks for: `mlgen validate` warns about it)."""
+    return model.resources.gpu > 0 and model.model.format != "sklearn"
