@@ -192,12 +192,22 @@ def test_deploy_update_and_teardown_against_moto(moto, network, tmp_path) -> Non
     output = run(bundle / "deploy.sh", moto)
     assert "already carries this cloud-init.yaml" in output and "instance refresh" not in output, output
 
+    # Someone opens SSH to the world on the balancer's group, and lets in another group.
+    (lb_group,) = [g for g in fleet(moto)["security_groups"] if g["GroupName"] == f"{NAME}-lb"]
+    (default,) = aws(moto, "ec2", "describe-security-groups", "--filters", f"Name=vpc-id,Values={network['vpc_id']}",
+                     "Name=group-name,Values=default")["SecurityGroups"]
+    aws(moto, "ec2", "authorize-security-group-ingress", "--group-id", lb_group["GroupId"], "--ip-permissions", json.dumps([
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+        {"IpProtocol": "tcp", "FromPort": 9000, "ToPort": 9000, "UserIdGroupPairs": [{"GroupId": default["GroupId"]}]}]))
+
     # A new version of the service, for fewer networks: a new launch template version and an
-    # instance refresh; the network the spec no longer names loses its rules.
+    # instance refresh; the network the spec no longer names and the stray SSH rule are revoked,
+    # the rule naming a group (no network) is left alone.
     bundle = render(tmp_path, network, version="1.5.0", allowed_cidrs=CLIENTS[:1])
     output = run(bundle / "deploy.sh", moto)
     assert "new default version 2" in output and "instance refresh" in output, output
-    assert lb_ingress(moto) == {("tcp", port, port, CLIENTS[0]) for port in (80, 443)}, output
+    assert lb_ingress(moto) == {("tcp", port, port, CLIENTS[0]) for port in (80, 443)} | {("tcp", 9000, 9000, None)}, output
+    assert "revoke tcp:22-22 from 0.0.0.0/0 (not in the spec)" in output, output
     again = {listener["Port"]: listener for listener in
              aws(moto, "elbv2", "describe-listeners", "--load-balancer-arn", balancer["LoadBalancerArn"])["Listeners"]}
     assert {port: (listener["Protocol"], listener["DefaultActions"][0]["Type"]) for port, listener in again.items()} == \
@@ -290,12 +300,21 @@ def test_the_vms_role_reads_exactly_the_bundle_the_model_and_the_named_secrets(m
         "security": {"auth": "api_key", "api_keys": [{"secret": "shop-api-keys"}]},
         "targets": {"cloud": {**network, "artifact_url": None, "artifact_upload": None}}})
     bundle = render_spec(spec, "cloud", tmp_path / "out", force=True)
+    # An older deploy left the role a policy of its own: vm-reads replaces it.
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                                                     "Action": "sts:AssumeRole"}]}
+    aws(moto, "iam", "create-role", "--role-name", f"{NAME}-vm", "--assume-role-policy-document", json.dumps(trust))
+    aws(moto, "iam", "put-role-policy", "--role-name", f"{NAME}-vm", "--policy-name", "read-bundle", "--policy-document",
+        json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject",
+                                                            "Resource": "arn:aws:s3:::old-bucket/old-key"}]}))
     output = run(bundle / "deploy.sh", moto)
     assert f"role {NAME}-vm may read the service bundle, the model, the secrets" in output, output
+    assert f"delete policy read-bundle of role {NAME}-vm" in output, output
 
     account = aws(moto, "sts", "get-caller-identity")["Account"]
     key = f"{NAME}/{hashlib.sha256((bundle / 'bundle.tar.gz').read_bytes()).hexdigest()}.tar.gz"
-    (policy_name,) = aws(moto, "iam", "list-role-policies", "--role-name", f"{NAME}-vm")["PolicyNames"]
+    assert aws(moto, "iam", "list-role-policies", "--role-name", f"{NAME}-vm")["PolicyNames"] == ["vm-reads"]
+    policy_name = "vm-reads"
     document = aws(moto, "iam", "get-role-policy", "--role-name", f"{NAME}-vm", "--policy-name", policy_name)["PolicyDocument"]
     assert document["Statement"] == [
         {"Sid": "ReadServiceBundle", "Effect": "Allow", "Action": "s3:GetObject",
