@@ -51,16 +51,22 @@ class SLO:
     @property
     def inference(self) -> str:
         """Selector of the inference requests clients sent to the entry stage."""
-        return f'{self.job},route=~"{INFER_ROUTES}",stage=~"{ENTRY_STAGES}"'
+        return self.inference_of(ENTRY_STAGES)
 
-    def error_ratio_expr(self, window: str) -> str:
-        requests = f"mlgen_requests_total{{{self.inference}}}"
-        errors = f'mlgen_requests_total{{{self.inference},status=~"{SERVER_ERRORS}"}}'
+    def inference_of(self, stages: str, extra: str = "") -> str:
+        """Selector of the inference requests the `stages` (a regex) answered, narrowed by `extra`
+        matchers (a release's analysis: `,rollouts_pod_template_hash="…"`, the new version's pods)."""
+        return f'{self.job},route=~"{INFER_ROUTES}",stage=~"{stages}"{extra}'
+
+    def error_ratio_expr(self, window: str, selector: str | None = None) -> str:
+        selector = selector or self.inference
+        requests = f"mlgen_requests_total{{{selector}}}"
+        errors = f'mlgen_requests_total{{{selector},status=~"{SERVER_ERRORS}"}}'
         return f"sum(rate({errors}[{window}])) / sum(rate({requests}[{window}]))"
 
-    def latency_expr(self, quantile: float, window: str, by: str = "le") -> str:
+    def latency_expr(self, quantile: float, window: str, by: str = "le", selector: str | None = None) -> str:
         return (f"histogram_quantile({quantile}, sum by ({by}) "
-                f"(rate(mlgen_request_duration_seconds_bucket{{{self.inference}}}[{window}])))")
+                f"(rate(mlgen_request_duration_seconds_bucket{{{selector or self.inference}}}[{window}])))")
 
 
 def slo(model: ServiceModel) -> SLO:
