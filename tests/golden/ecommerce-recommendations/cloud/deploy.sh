@@ -167,12 +167,13 @@ ip_permission() {
 }
 
 # sync_lb_ingress GROUP-ID: the group lets in exactly LB_INGRESS: missing rules are added and any
-# other inbound rule (a network the spec no longer names, a port no longer listened on) revoked.
+# other inbound rule for a network (one the spec no longer names, a port no longer listened on)
+# revoked; a rule naming another group or a prefix list is left alone.
 sync_lb_ingress() {
   local rule protocol from to cidr
   local -A stale=()
   while read -r protocol from to cidr; do
-    [[ -z $protocol || $protocol == None ]] || stale["$protocol $from $to $cidr"]=1
+    [[ -z $protocol || $cidr == None ]] || stale["$protocol $from $to $cidr"]=1
   done < <(aws_text '' ec2 describe-security-group-rules --filters "Name=group-id,Values=$1" \
     --query 'SecurityGroupRules[?!IsEgress].[IpProtocol, FromPort, ToPort, CidrIpv4 || CidrIpv6]')
   for rule in "${LB_INGRESS[@]}"; do
