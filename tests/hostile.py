@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from helpers import EXAMPLES, ROOT
 from mlgen import targets
+from mlgen.targets.base import split_variant
 
 SCHEMA = json.loads((ROOT / "specs" / "mlgen.v1.schema.json").read_text())
 IRIS = EXAMPLES / "iris"
@@ -130,6 +131,7 @@ class Variant:
     extra: st.SearchStrategy = st.just({})  # target settings drawn per example (tags, ...)
     python: str | None = None  # runtime.python, when the variant's scripts run with this machine's
     secrets: bool = True  # False: the target refuses secret references (a fit error), so none are drawn
+    spec: dict = field(default_factory=dict)  # top-level fields the mode sets (a rollout strategy)
 
     @property
     def provider(self) -> str:
@@ -162,8 +164,9 @@ def _variants() -> dict[str, Variant]:
             # The cloud VMs read each secret under its own name: AWS Secrets Manager holds every name the
             # schema allows, Google's and Azure's stores refuse some (a fit error), so only AWS draws them.
             takes_secrets = name != "cloud" or target_settings.get("provider", "aws") == "aws"
-            found[f"{name}-{variant}" if variant else name] = Variant(name, dict(target_settings), **EXTRAS.get(name, {}),
-                                                                      secrets=takes_secrets)
+            own, spec_fields = split_variant(target_settings)
+            found[f"{name}-{variant}" if variant else name] = Variant(name, own, **EXTRAS.get(name, {}),
+                                                                      secrets=takes_secrets, spec=spec_fields)
     return found
 
 
@@ -189,6 +192,7 @@ def write_spec(folder: Path, variant: Variant, changes: dict, extra: dict | None
     if "requirements" in changes:
         data["runtime"]["requirements"] = changes["requirements"]
     data["targets"] = {variant.target: {**variant.settings, **(extra or {})}}
+    data.update(json.loads(json.dumps(variant.spec)))
     if variant.python:
         data["runtime"]["python"] = variant.python
     folder.mkdir(parents=True, exist_ok=True)

@@ -55,7 +55,8 @@ class Target:
     templates: str | None = None
     trade_off: TradeOff | None = None
     # Named settings for `targets.<name>` that together exercise every provider and mode: the
-    # goldens render each example with each, and the hostile-spec tests attack each.
+    # goldens render each example with each, and the hostile-spec tests attack each. A mode set
+    # outside `targets.<name>` (a rollout strategy) goes under SPEC_FIELDS (see split_variant).
     # Empty: one variant, the spec as written (or one per provider when there are providers).
     variants: Mapping[str, Mapping] = field(default_factory=dict)
     docs: str | None = None  # the target's page, relative to the repository (docs/targets/<name>.md)
@@ -84,9 +85,19 @@ class Target:
         return {"": {}}
 
 
+# The key of a variant's settings that holds top-level spec fields instead of `targets.<name>` ones.
+SPEC_FIELDS = "spec:"
+
+
+def split_variant(settings: Mapping) -> tuple[dict, dict]:
+    """A variant's (`targets.<name>` settings, top-level spec fields to merge over the spec's)."""
+    own = {key: value for key, value in settings.items() if key != SPEC_FIELDS}
+    return own, dict(settings.get(SPEC_FIELDS, {}))
+
+
 def schema_fragment(package_file: str) -> Mapping:
     """A built-in target's `schema.json`, read from beside its `__init__.py`."""
     return json.loads((Path(package_file).parent / "schema.json").read_text(encoding="utf-8"))
 
 
-__all__ = ["FileCheck", "Target", "TradeOff", "schema_fragment"]
+__all__ = ["SPEC_FIELDS", "FileCheck", "Target", "TradeOff", "schema_fragment", "split_variant"]
