@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from mlgen.errors import Problem
 from mlgen.spec import ServiceModel
-from mlgen.targets.base import Target, TradeOff, schema_fragment
+from mlgen.targets.base import SPEC_FIELDS, Target, TradeOff, schema_fragment
 from mlgen.targets.kubernetes.artifact import access_warnings
 from mlgen.targets.kubernetes.bundle import plan
 from mlgen.targets.kubernetes.filters import FILTERS
 from mlgen.targets.kubernetes.fitness import autoscaling_problems, grpc_problems, network_problems
+from mlgen.targets.kubernetes.rollout import release_problems
 from mlgen.targets.kubernetes.settings import image_platform, kubernetes_settings
 
 
@@ -41,6 +42,7 @@ def fit(model: ServiceModel) -> list[Problem]:
             "with every patch release: two builds of the same bundle can differ",
             hint="pin base_image by digest (name:tag@sha256:…) so every build starts from the same image", warning=True))
     problems += autoscaling_problems(model, settings) + grpc_problems(model, settings) + network_problems(model, settings)
+    problems += release_problems(model, settings.flavor, settings.service_monitor)
     if settings.service_monitor and not model.observability.metrics:
         problems.append(model.problem(
             ("targets", "kubernetes", "service_monitor"), "a ServiceMonitor needs metrics",
@@ -69,11 +71,16 @@ TARGET = Target(
     docs="docs/targets/kubernetes.md",
     summary="a Kubernetes service per pipeline stage (Deployments, KServe or Knative) with autoscaling, restricted pods and kustomize overlays",
     # Each flavor and the autoscaler that only Deployments take: goldens and hostile specs render each.
-    variants={"": {}, "kserve": {"flavor": "kserve"}, "knative": {"flavor": "knative"}, "keda": {"autoscaling": "keda"}},
+    # The release strategies Argo Rollouts carries out (a spec field outside targets.kubernetes).
+    variants={"": {}, "kserve": {"flavor": "kserve"}, "knative": {"flavor": "knative"}, "keda": {"autoscaling": "keda"},
+              "canary": {"service_monitor": True, SPEC_FIELDS: {"rollout": {"strategy": "canary"}}},
+              "bluegreen": {"service_monitor": True, SPEC_FIELDS: {"rollout": {"strategy": "blue_green"}}}},
     plan=plan,
     fit=fit,
     open_to=open_to,
     model_access=model_access,
     filters=FILTERS,
     platform=image_platform,
+    # Argo Rollouts carries out canary and blue-green (rollout.py); all_at_once is the Deployment's rolling update.
+    rollouts=("all_at_once", "canary", "blue_green"),
 )

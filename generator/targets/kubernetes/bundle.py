@@ -27,6 +27,8 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
         render("base/networkpolicy.yaml", "base/networkpolicy.yaml"),
         *workload_files(settings, render),
     ]
+    if settings.release:
+        base.append(render("base/analysistemplate.yaml", "base/analysistemplate.yaml"))
     if settings.ingress.host and settings.flavor == "deployment":
         base.append(render("base/ingress.yaml", "base/ingress.yaml"))
     if settings.service_monitor:

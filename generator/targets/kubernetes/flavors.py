@@ -134,14 +134,19 @@ def knative_annotations(model: ServiceModel, spec: Mapping) -> Mapping[str, str]
                              "autoscaling.knative.dev/max-scale": str(scaling.max_replicas)})
 
 
-def keda(model: ServiceModel, stages: tuple[Workload, ...], spec: Mapping, namespace: str,
-         monitoring_namespace: str) -> Keda:
+def keda(model: ServiceModel, stages: tuple[Workload, ...], spec: Mapping, namespace: str) -> Keda:
     settings = spec["keda"]
     query = settings.get("query")
     queries = {w.name: query or request_rate_query(namespace, w.name) for w in stages}
-    url = settings.get("prometheus_url") or f"http://{PROMETHEUS_SERVICE}.{monitoring_namespace}.svc:9090"
+    url = settings.get("prometheus_url") or prometheus_url(spec)
     threshold = settings["threshold"]
     return Keda(url, f"{threshold:g}", MappingProxyType(queries), query is not None)
+
+
+def prometheus_url(spec: Mapping) -> str:
+    """The Prometheus the cluster's controllers query (KEDA, Argo Rollouts' analysis): the spec's,
+    else the Prometheus Operator's Service in the monitoring namespace."""
+    return spec.get("prometheus_url") or f"http://{PROMETHEUS_SERVICE}.{spec['monitoring_namespace']}.svc:9090"
 
 
 def request_rate_query(namespace: str, service: str) -> str:
@@ -175,7 +180,7 @@ def replica_patch(flavor: str, autoscaling: str, kserve_settings: KServe | None)
     return PatchTarget("HorizontalPodAutoscaler", None, (("/spec/minReplicas", "/spec/maxReplicas"),))
 
 
-def requests_patch(flavor: str, kserve_settings: KServe | None) -> PatchTarget:
+def requests_patch(flavor: str, kserve_settings: KServe | None, rollout: bool = False) -> PatchTarget:
     def pair(container: str) -> tuple[str, str]:
         return f"{container}/resources/requests/cpu", f"{container}/resources/requests/memory"
 
@@ -186,4 +191,6 @@ def requests_patch(flavor: str, kserve_settings: KServe | None) -> PatchTarget:
         return PatchTarget("InferenceService", "serving.kserve.io", tuple(pair(c) for c in containers))
     if flavor == "knative":
         return PatchTarget("Service", "serving.knative.dev", (pair("/spec/template/spec/containers/0"),))
-    return PatchTarget("Deployment", None, (pair("/spec/template/spec/containers/0"),))
+    # Argo Rollouts' Rollout carries the pod template where a Deployment does.
+    kind, group = ("Rollout", "argoproj.io") if rollout else ("Deployment", None)
+    return PatchTarget(kind, group, (pair("/spec/template/spec/containers/0"),))

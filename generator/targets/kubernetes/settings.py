@@ -19,6 +19,7 @@ from mlgen.targets.kubernetes import flavors
 from mlgen.targets.kubernetes.artifact import ModelFetch, identity_pod_labels, model_fetch
 from mlgen.targets.kubernetes.flavors import KServe, Keda, PatchTarget
 from mlgen.targets.kubernetes.network import EgressRule, egress_rules, public_host
+from mlgen.targets.kubernetes.rollout import API_VERSION as ROLLOUT_API, Release, release
 from mlgen.targets.kubernetes.workloads import APP_DIR, LIVE, SERVING_PATH, Workload, command, workloads
 
 CONTAINER = "runtime"  # the container's name in every Deployment (the dashboard's cAdvisor queries select it)
@@ -129,6 +130,9 @@ class KubernetesSettings:
     image_repository: str  # the image without tag or digest: what build-image.sh pushes and the overlays pin
     image_tag: str  # the tag build-image.sh pushes before it reads the digest
     image_digest: str | None  # the spec's image digest ("sha256:…"), pinned in the overlays' images:
+    # rollout canary or blue_green: Argo Rollouts instead of Deployments; None: all_at_once.
+    release: Release | None
+    workload_api: tuple[str, str]  # (apiVersion, kind) of each stage's workload: what autoscalers scale
 
     @property
     def require_hashes(self) -> bool:
@@ -206,6 +210,7 @@ def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
     port_name = "http" if flavor == "deployment" else flavors.KNATIVE_PORT_NAME
     scale_to_zero = model.scaling.min_replicas == 0 and flavors.scales_to_zero(
         flavor, autoscaling, spec["keda"].get("query"))
+    gradual = release(model, flavors.prometheus_url(spec))
     return KubernetesSettings(
         name=name,
         namespace=namespace,
@@ -253,13 +258,13 @@ def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
                       if flavor == "deployment" and autoscaling == "requests" else None),
         kserve=kserve,
         knative_annotations=flavors.knative_annotations(model, spec) if flavor == "knative" else None,
-        keda=(flavors.keda(model, stages, spec, namespace, spec["monitoring_namespace"])
+        keda=(flavors.keda(model, stages, spec, namespace)
               if autoscaling == "keda" else None),
         on_knative=on_knative,
         platform_namespaces=(ingress["controller_namespace"], flavors.KNATIVE_SERVING_NAMESPACE) if on_knative
         else (ingress["controller_namespace"],),
         replica_patch=flavors.replica_patch(flavor, autoscaling, kserve),
-        requests_patch=flavors.requests_patch(flavor, kserve),
+        requests_patch=flavors.requests_patch(flavor, kserve, gradual is not None),
         model_fetch=model_fetch(model, spec["service_account_annotations"]),
         service_account_annotations=_frozen(dict(spec["service_account_annotations"])),
         identity_pod_labels=_frozen(identity_pod_labels(spec["service_account_annotations"])),
@@ -271,6 +276,8 @@ def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
         cuda=uses_cuda_image(model),
         image_repository=image_repository(spec.get("image") or f"{name}:local"),
         image_digest=_digest(spec.get("image")),
+        release=gradual,
+        workload_api=(ROLLOUT_API, "Rollout") if gradual else ("apps/v1", "Deployment"),
         image_tag=model.version if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", model.version) else "latest",
     )
 
