@@ -44,7 +44,7 @@ def kubernetes_expand(text: str, defined: dict[str, str]) -> str:
 
 
 def workload_containers(document: dict) -> list[dict]:
-    """The containers a rendered object runs, whatever its kind (Deployment, Knative Service,
+    """The containers a rendered object runs, whatever its kind (Deployment, Argo Rollout, Knative Service,
     KServe InferenceService or ServingRuntime), with their env as the platform hands it to the
     kubelet: a ServingRuntime's container first goes through KServe's templating."""
     spec = document.get("spec") or {}
@@ -53,7 +53,7 @@ def workload_containers(document: dict) -> list[dict]:
     if document["kind"] == "ServingRuntime":
         return [{**c, "env": [{**e, "value": kserve_templated(e["value"])} if "value" in e else e for e in c.get("env", [])]}
                 for c in spec["containers"]]
-    if document["kind"] in ("Deployment", "Service"):
+    if document["kind"] in ("Deployment", "Rollout", "Service"):
         return (spec.get("template") or {}).get("spec", {}).get("containers", [])
     return []
 

@@ -37,7 +37,7 @@ OUTCOMES: Counter = Counter()  # (variant, "rendered" | "refused") -> count, pri
 # Where each variant puts the spec's env: the files whose parsed content must state every pair.
 ENV_FILES = {
     "kubernetes": ["compose.yaml"],  # the Deployments: kubernetes_env, Kubernetes expands `$` there
-    **{f"kubernetes-{flavor}": ["compose.yaml"] for flavor in ("kserve", "knative", "keda")},
+    **{f"kubernetes-{mode}": ["compose.yaml"] for mode in ("kserve", "knative", "keda", "canary", "bluegreen")},
     "serverless-aws": ["template.yaml"],
     "serverless-gcp": ["env.yaml"],
     "serverless-azure": ["local.settings.json.example"],
@@ -79,7 +79,7 @@ def assert_values_come_back(name: str, changes: dict, files: dict[str, bytes], e
     version = changes["version"]
     if "app/serving.json" in parsed:
         assert parsed["app/serving.json"][0]["version"] == version
-    if name.startswith("kubernetes"):  # every flavor: Deployments, Knative Services, KServe's containers
+    if name.startswith("kubernetes"):  # every flavor and mode: Deployments, Rollouts, Knative Services, KServe's containers
         containers = [c for path, docs in parsed.items() if path.startswith("base/") for d in docs
                       for c in workload_containers(d)]
         assert containers
