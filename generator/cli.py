@@ -78,7 +78,8 @@ JOBS = click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_
 @cli.command()
 @click.argument("specs", nargs=-1, required=True, type=PATH)
 @click.option("--target", "-t", "selection", default="all", show_default=True,
-              help="Target name, a comma-separated list, or all (see `mlgen targets`).")
+              help="Target name, a comma-separated list (see `mlgen targets`), or all: the targets the spec "
+                   "configures under `targets:` (every target when it names none).")
 @click.option("--out", "-o", type=PATH, default=Path("deploy"), show_default=True,
               help="Output folder: OUT/<target>/ for one spec, OUT/<name>/<target>/ for several.")
 @click.option("--force", is_flag=True, help="Overwrite or remove files edited since the last render.")
@@ -93,13 +94,13 @@ def render(specs, selection, out, force, check, dry_run, templates, inputs, jobs
     """Render SPEC(s) (files, folders or globs) into deployment bundles."""
     from functools import partial
 
-    from mlgen import jobs as batch, targets
+    from mlgen import jobs as batch
 
     if check and dry_run:
         raise click.UsageError("--check and --dry-run cannot be combined")
     files = batch.expand(specs)
     options = batch.RenderOptions(
-        targets=tuple(targets.resolve(selection)), out=out, nested=len(files) > 1,
+        targets=_chosen_targets(selection), out=out, nested=len(files) > 1,
         mode="check" if check else "dry-run" if dry_run else "write", force=force, templates=templates, inputs=inputs)
     _Report(fmt).run(files, partial(batch.render_one, options=options), jobs)
 
@@ -258,14 +259,15 @@ def explain(spec, field, inputs, fmt) -> None:
 
 @cli.command()
 @click.argument("spec", type=PATH)
-@click.option("--target", "-t", "selection", required=True, help="Target name, a comma-separated list, or all.")
+@click.option("--target", "-t", "selection", required=True,
+              help="Target name, a comma-separated list, or all (the targets the spec configures).")
 @click.option("--out", "-o", type=PATH, default=Path("deploy"), show_default=True)
 @spec_inputs
 def diff(spec, selection, out, inputs) -> None:
     """Show the unified diff between OUT and what would be rendered (exit 1 when they differ)."""
-    from mlgen import jobs as batch, targets
+    from mlgen import jobs as batch
 
-    options = batch.RenderOptions(targets=tuple(targets.resolve(selection)), out=out, nested=False, mode="check",
+    options = batch.RenderOptions(targets=_chosen_targets(selection), out=out, nested=False, mode="check",
                                   inputs=inputs)
     outcome = batch.render_one(spec, options)
     for record in outcome.records:
@@ -408,6 +410,14 @@ def _short(diff: str, limit: int = 40) -> str:
     if len(lines) <= limit:
         return diff
     return "".join(lines[:limit]) + f"  ... {len(lines) - limit} more diff lines\n"
+
+
+def _chosen_targets(selection: str) -> tuple[str, ...]:
+    """`all`: every target each spec configures under `targets:` (every target when it names none),
+    so a spec written for one host is not rendered, and refused, for a cloud it never meant."""
+    from mlgen import targets
+
+    return () if selection == "all" else tuple(targets.resolve(selection))
 
 
 def main() -> None:

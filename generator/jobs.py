@@ -18,7 +18,7 @@ from mlgen.spec.build import SpecInputs
 class RenderOptions:
     """What `mlgen render` (and `mlgen diff`) asks of each spec."""
 
-    targets: tuple[str, ...]
+    targets: tuple[str, ...]  # empty: the targets each spec configures (`--target all`)
     out: Path
     nested: bool  # OUT/<name>/<target> (several specs) instead of OUT/<target>
     mode: str = "write"  # write | check | dry-run
@@ -104,7 +104,9 @@ def render_one(spec: Path, options: RenderOptions) -> Outcome:
         renderer = Renderer(options.templates)
     if outcome.exit_code:
         return outcome
-    for name in options.targets:
+    from mlgen.plan import configured_targets
+
+    for name in options.targets or configured_targets(model):
         dest = options.out / model.name / name if options.nested else options.out / name
         # Each target on its own: one that does not fit does not hide the next one's problems.
         with _collect(outcome, {"target": name, "out": str(dest)}):

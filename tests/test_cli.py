@@ -127,3 +127,22 @@ def test_render_all_reports_every_target_that_does_not_fit_at_once(tmp_path: Pat
     assert "Traceback" not in result.stderr
     assert (tmp_path / "out" / "onprem" / "app" / "serving.json").exists()
     assert (tmp_path / "out" / "kubernetes").is_dir()
+
+
+def test_render_all_means_the_targets_the_spec_configures(tmp_path: Path) -> None:
+    """A spec written for one host is rendered for that host: `all` (the default) does not render,
+    or refuse, it for a cloud it never named. A spec that names no target gets every one."""
+    hospital = run_mlgen("render", EXAMPLES / "hospital-diagnostics" / "spec.yaml", "-o", tmp_path / "hospital")
+    assert hospital.returncode == 0, hospital.stderr
+    assert sorted(p.name for p in (tmp_path / "hospital").iterdir() if not p.name.startswith(".")) == ["onprem"]
+    explicit = run_mlgen("render", EXAMPLES / "hospital-diagnostics" / "spec.yaml", "-t", "cloud", "-o", tmp_path / "x")
+    assert explicit.returncode == 1 and "targets.cloud" in explicit.stderr  # asked for by name: its own checks apply
+    spec = tmp_path / "bare" / "spec.yaml"
+    shutil.copytree(EXAMPLES / "iris", spec.parent, ignore=shutil.ignore_patterns("spec.lock.json"))
+    text = spec.read_text()
+    spec.write_text(text[:text.index("targets:")])
+    bare = run_mlgen("render", spec, "-o", tmp_path / "bare-out", "-t", "all")
+    # every target is tried: the cloud's public listener needs allowed_cidrs written, the others render
+    assert bare.returncode == 1 and "targets.cloud: " in bare.stderr and "allowed_cidrs" in bare.stderr, bare.stderr
+    assert sorted(p.name for p in (tmp_path / "bare-out").iterdir() if not p.name.startswith(".")) == \
+        ["kubernetes", "onprem", "serverless"]
