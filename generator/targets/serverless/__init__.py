@@ -44,6 +44,9 @@ TARGET = Target(
     fit=fit,
     open_to=open_to,
     platform=function_platform,
+    # canary on AWS (CodeDeploy) and GCP (Cloud Run traffic), blue_green on Azure Premium (slot swap):
+    # release.py refuses each where its provider cannot.
+    rollouts=("all_at_once", "canary", "blue_green"),
     providers={
         "aws": "AWS Lambda behind an API Gateway HTTP API, deployed with SAM (zip or container image)",
         "gcp": "Google Cloud Functions 2nd gen (an HTTP function), deployed with gcloud",

@@ -10,6 +10,7 @@ from mlgen.spec import ServiceModel
 from mlgen.targets.serverless import limits
 from mlgen.targets.serverless.artifact import CACHE_COPIES
 from mlgen.targets.serverless.package import bundle_estimate
+from mlgen.targets.serverless.release import release_problems
 from mlgen.targets.serverless.settings import FunctionSettings, function_settings
 
 WHERE = ("targets", "serverless")
@@ -39,6 +40,7 @@ def fit(model: ServiceModel) -> list:
     problems += _fetched_model_problems(model, f)
     problems += _timeout_problems(model, f)
     problems += _memory_problems(model, f)
+    problems += release_problems(model, f.provider, f.plan)
     # Bodies over the platform's limit get 413 from the handler: function_app_files caps
     # serving.json's max_body_bytes, so that is behaviour, not a problem to report.
     if f.provider == "aws":

@@ -176,3 +176,37 @@ LAMBDA_PYTHON_LIFECYCLE = {
     "3.13": {"deprecated": "2029-06-30", "create_block": "2029-07-31", "update_block": "2029-08-31"},
 }
 LAMBDA_RUNTIMES_SOURCE = "https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html"
+
+
+# Gradual releases (rollout): what each provider's traffic shifting can express, and how long a step
+# may hold. Read 2026-11-30.
+_CODEDEPLOY_CANARY = ("https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/"
+                      "aws-properties-codedeploy-deploymentconfig-timebasedcanary.html")
+_CODEDEPLOY_LINEAR = ("https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/"
+                      "aws-properties-codedeploy-deploymentconfig-timebasedlinear.html")
+_CFN_OPERATION = "https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-ecs-service-canaryconfiguration.html"
+_CLOUD_RUN_TRAFFIC = "https://cloud.google.com/functions/docs/configuring/traffic-splitting"
+_AZ_SLOTS = "https://learn.microsoft.com/azure/azure-functions/functions-deployment-slots"
+CODEDEPLOY_INTERVAL_UNIT_S = Limit(60, "s", _CODEDEPLOY_CANARY, _READ_2026,
+                                   "CanaryInterval and LinearInterval are whole minutes (integers)")
+CODEDEPLOY_PREDEFINED = {
+    # (kind, percent, minutes) → CodeDeploy's own Lambda configuration (CodeDeployDefault.Lambda<name>)
+    ("canary", 10, 5): "Canary10Percent5Minutes", ("canary", 10, 10): "Canary10Percent10Minutes",
+    ("canary", 10, 15): "Canary10Percent15Minutes", ("canary", 10, 30): "Canary10Percent30Minutes",
+    ("linear", 10, 1): "Linear10PercentEvery1Minute", ("linear", 10, 2): "Linear10PercentEvery2Minutes",
+    ("linear", 10, 3): "Linear10PercentEvery3Minutes", ("linear", 10, 10): "Linear10PercentEvery10Minutes",
+}
+CODEDEPLOY_SHAPES = Limit(None, "count", _CODEDEPLOY_LINEAR, _READ_2026,
+                          "a Lambda deployment configuration is AllAtOnce, TimeBasedCanary (one share for one interval, "
+                          "then all) or TimeBasedLinear (the same share added every interval)")
+# SAM's DeploymentPreference makes the shift the stack update's UpdatePolicy: the stack waits for it.
+LAMBDA_SHIFT_MAX_S = Limit(36 * 3600, "s", _CFN_OPERATION, _READ_2026,
+                           "CloudFormation operations time out after 36 hours; SAM runs the CodeDeploy shift inside the "
+                           "stack update, so every pause together must end before that")
+GCF_TRAFFIC_STEP_MAX_S = Limit(None, "s", _CLOUD_RUN_TRAFFIC, _READ_2026,
+                               "Cloud Run keeps a traffic split until it is changed; deploy.sh holds each step itself")
+AZURE_SLOT_PLANS = Limit(None, "count", _AZ_SLOTS, _READ_2026,
+                         "deployment slots on Premium (Elastic Premium) and Dedicated plans; none on Linux Consumption "
+                         "or Flex Consumption")
+AZURE_PREVIEW_MAX_S = Limit(None, "s", _AZ_SLOTS, _READ_2026,
+                            "a swap with preview waits in its first phase until it is completed or reset")

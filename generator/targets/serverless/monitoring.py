@@ -32,17 +32,69 @@ def _lambda_metric(name: str, statistic: str = "Sum", extended: bool = False) ->
     return alarm
 
 
-def _api_metric(name: str) -> dict:
+def _api_metric(name: str, period: int = PERIOD_S) -> dict:
     return {"Metric": {"Namespace": "AWS/ApiGateway", "MetricName": name,
                        "Dimensions": [{"Name": "ApiId", "Value": {"Ref": "HttpApi"}}, {"Name": "Stage", "Value": "$default"}]},
-            "Period": PERIOD_S, "Stat": "Sum"}
+            "Period": period, "Stat": "Sum"}
+
+
+# The version CodeDeploy is shifting the `live` alias to: Lambda counts an alias's invocations
+# per version it ran (ExecutedVersion), and SAM's Function.Version is the version this stack publishes.
+_NEW_VERSION = [{"Name": "FunctionName", "Value": {"Ref": "Function"}},
+                {"Name": "Resource", "Value": {"Fn::Sub": "${Function}:live"}},
+                {"Name": "ExecutedVersion", "Value": {"Fn::GetAtt": ["Function.Version", "Version"]}}]
+
+
+def _alarm_resources(alarms: dict[str, tuple[str, dict]], disabled=()) -> dict[str, dict]:
+    """CloudFormation alarms (logical id → resource) notifying the AlarmTopicArn parameter's SNS
+    topic when one is given."""
+    actions = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    return {logical: {"Type": "AWS::CloudWatch::Alarm",
+                      "Properties": {"AlarmName": {"Fn::Sub": f"${{AWS::StackName}}-{logical}"},
+                                     "ActionsEnabled": True, "AlarmActions": actions, "OKActions": actions, **props}}
+            for name, (logical, props) in alarms.items() if name not in disabled}
+
+
+RELEASE_ALARMS = ("ReleaseVersionErrorsAlarm", "ReleaseLatencyAlarm")
+
+
+def release_alarms(model: ServiceModel) -> dict[str, dict]:
+    """The gate CodeDeploy watches while it shifts the `live` alias (DeploymentPreference.Alarms),
+    from rollout.analysis, measured every rollout.analysis.interval (at least CloudWatch's minute),
+    on the new version alone. Lambda counts function errors (crashes, timeouts, a failed init) per
+    version; a 5xx the runtime answers itself is counted only by the HTTP API, for every version
+    together, and the API cannot gate the shift: it integrates the alias CodeDeploy shifts, so its
+    alarm in DeploymentPreference would be a dependency cycle (cfn-lint E3004). MlgenErrorBudgetBurn
+    still watches it."""
+    gate = model.rollout
+    period = max(60, math.ceil(gate.interval_s / 60) * 60)
+    version = {"Namespace": "AWS/Lambda", "Dimensions": _NEW_VERSION}
+
+    def ratio(errors: dict, requests: dict) -> list[dict]:
+        return [{"Id": "errors", "ReturnData": False, "MetricStat": errors},
+                {"Id": "requests", "ReturnData": False, "MetricStat": requests},
+                {"Id": "ratio", "Label": "error ratio", "ReturnData": True, "Expression": "IF(requests > 0, errors / requests, 0)"}]
+
+    def lambda_stat(name: str) -> dict:
+        return {"Metric": {**version, "MetricName": name}, "Period": period, "Stat": "Sum"}
+
+    over = {"ComparisonOperator": "GreaterThanThreshold", "EvaluationPeriods": 1, "DatapointsToAlarm": 1,
+            "TreatMissingData": "notBreaching"}
+    return _alarm_resources({
+        "version-errors": ("ReleaseVersionErrorsAlarm", {
+            "AlarmDescription": f"{model.name} release: over {gate.max_error_ratio:.2%} of the new version's invocations failed",
+            "Metrics": ratio(lambda_stat("Errors"), lambda_stat("Invocations")), "Threshold": gate.max_error_ratio, **over}),
+        "latency": ("ReleaseLatencyAlarm", {
+            "AlarmDescription": f"{model.name} release: p99 duration of the new version over {gate.max_latency_p99_ms} ms",
+            **version, "MetricName": "Duration", "ExtendedStatistic": "p99", "Period": period,
+            "Threshold": gate.max_latency_p99_ms, **over}),
+    })
 
 
 def cloudwatch_alarms(model: ServiceModel) -> dict[str, dict]:
     """CloudFormation resources (logical id → resource) for the SAM template; each alarm notifies
     the AlarmTopicArn parameter's SNS topic when one is given."""
     s = slo(model)
-    actions = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
     alarms = {
         # The HTTP API's 5xx share: the error budget alert (CloudWatch has no two-window rule: two
         # five-minute periods in a row over the burn threshold).
@@ -78,10 +130,7 @@ def cloudwatch_alarms(model: ServiceModel) -> dict[str, dict]:
             "ComparisonOperator": "GreaterThanThreshold", "Threshold": 0,
             "EvaluationPeriods": 1, "TreatMissingData": "notBreaching"}),
     }
-    return {logical: {"Type": "AWS::CloudWatch::Alarm",
-                      "Properties": {"AlarmName": {"Fn::Sub": f"${{AWS::StackName}}-{logical}"},
-                                     "ActionsEnabled": True, "AlarmActions": actions, "OKActions": actions, **props}}
-            for name, (logical, props) in alarms.items() if name not in s.disabled}
+    return _alarm_resources(alarms, s.disabled)
 
 
 def cloudwatch_dashboard(model: ServiceModel) -> str:
@@ -150,6 +199,35 @@ def gcp_alert_policies(model: ServiceModel) -> dict[str, dict]:
         "documentation": {"mimeType": "text/markdown", "content": f"{s.service}: {summary}. See docs/monitoring.md."},
         "conditions": [{"displayName": f"{s.service} {summary}", **condition}]}
         for name, (slug, severity, summary, condition) in conditions.items() if name not in s.disabled}
+
+
+RELEASE_POLICY = "monitoring/release.policy.json"
+
+
+def gcp_release_policy(model: ServiceModel) -> dict[str, dict]:
+    """The gate deploy.sh checks between traffic steps (an open alert on it rolls the release
+    back): rollout.analysis's error ratio and p99 latency on the function's service, aligned on
+    rollout.analysis.interval (at least a minute, Cloud Run's metrics' own resolution)."""
+    gate, name = model.rollout, slo(model).service
+    align = f"{max(60, gate.interval_s)}s"
+    rate = [{"alignmentPeriod": align, "perSeriesAligner": "ALIGN_RATE", "crossSeriesReducer": "REDUCE_SUM"}]
+    return {RELEASE_POLICY: {
+        "displayName": f"mlgen {name}: release", "combiner": "OR", "severity": "ERROR",
+        "documentation": {"mimeType": "text/markdown",
+                          "content": f"{name}: the release gate (rollout.analysis); deploy.sh rolls a release back while it is open."},
+        "conditions": [
+            {"displayName": f"{name} release: over {gate.max_error_ratio:.2%} of requests answered 5xx", "conditionThreshold": {
+                "filter": _cloud_run(name, "request_count", ' AND metric.labels.response_code_class="5xx"'),
+                "denominatorFilter": _cloud_run(name, "request_count"),
+                "aggregations": rate, "denominatorAggregations": rate,
+                "comparison": "COMPARISON_GT", "thresholdValue": gate.max_error_ratio, "duration": "0s", "trigger": {"count": 1}}},
+            {"displayName": f"{name} release: p99 latency over {gate.max_latency_p99_ms} ms", "conditionThreshold": {
+                "filter": _cloud_run(name, "request_latencies"),
+                "aggregations": [{"alignmentPeriod": align, "perSeriesAligner": "ALIGN_PERCENTILE_99",
+                                  "crossSeriesReducer": "REDUCE_MAX"}],
+                "comparison": "COMPARISON_GT", "thresholdValue": gate.max_latency_p99_ms, "duration": "0s",
+                "trigger": {"count": 1}}},
+        ]}}
 
 
 # az monitor metrics alert --window-size accepts these (ISO 8601 periods PT1M … P1D).

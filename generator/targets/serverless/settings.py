@@ -8,10 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mlgen.spec.distributions import project_name
+from mlgen.verify.probe import probes
 from mlgen.bundle import requirements
 from mlgen.lock import Locked, Platform, locked
 from mlgen.spec import ServiceModel
-from mlgen.targets.serverless import limits, monitoring
+from mlgen.targets.serverless import limits, monitoring, release
 from mlgen.targets.serverless.artifact import ModelGrant, lambda_tmp_mb, model_grant
 from mlgen.targets.serverless.limits import PlatformLimits
 
@@ -59,11 +60,18 @@ class FunctionSettings:
     aws_secrets: tuple[Mapping[str, str], ...]  # MLGEN_AWS_SECRETS: what the adapter fetches at start
     alarms: Mapping[str, dict]
     dashboard_body: str
+    # rollout on AWS: SAM's DeploymentPreference for the `live` alias ({}: none) and the resources it
+    # names (the gate's alarms, a custom CodeDeploy configuration)
+    deployment_preference: Mapping[str, object]
+    release_resources: Mapping[str, dict]
     # Google Cloud Functions
     entry_point: str
     gcf_runtime: str  # python312
     secret_refs: tuple[str, ...]  # --set-secrets NAME=SECRET:latest
     policies: Mapping[str, dict]  # monitoring/<slug>.policy.json → AlertPolicy
+    traffic_steps: tuple[tuple[int, int], ...]  # canary on GCP: (percent on the new revision, seconds held); () otherwise
+    release_check_s: int  # how often deploy.sh looks for an open alert on the release policy during a pause
+    release_policy: str  # the display name of that policy; "" without a gradual release
     # Azure Functions
     app_name: str
     resource_group: str
@@ -73,6 +81,9 @@ class FunctionSettings:
     function_timeout: str  # host.json's hh:mm:ss
     app_settings_file: str  # the environment for `az ... appsettings set --settings @FILE`; "" without env
     alerts: tuple[Mapping[str, str], ...]  # az monitor metrics alert create settings
+    staging_slot: str  # blue_green on Azure: the slot published to and swapped in; "" otherwise
+    preview_s: int  # how long the swap's preview phase holds before it completes
+    release_examples: Mapping[str, bytes]  # file → inference request sent to the staging slot (the spec's examples)
     locked: Locked  # requirements.txt (and app/'s): pinned with hashes when the spec's lock covers the function
 
     @property
@@ -98,6 +109,11 @@ class FunctionSettings:
         return grant if grant and grant.store == "azure" else None
 
     @property
+    def alias(self) -> bool:
+        """The function publishes versions behind a `live` alias (provisioned concurrency, gradual releases)."""
+        return bool(self.warm_instances or self.deployment_preference)
+
+    @property
     def policy_names(self) -> dict[str, str]:
         return {path: policy["displayName"] for path, policy in self.policies.items()}
 
@@ -107,6 +123,11 @@ def function_settings(model: ServiceModel) -> FunctionSettings:
     provider, name, python = s["provider"], model.name, model.runtime.python
     platform = limits.serverless_limits(provider, s["packaging"], s["plan"])
     max_instances = s.get("max_instances") or model.scaling.max_replicas
+    strategy = model.rollout.strategy
+    # Only what the provider carries out (fit refuses the rest before anything renders).
+    shift = release.codedeploy_shift(model.rollout) if provider == "aws" and strategy == "canary" else None
+    gcp_canary = provider == "gcp" and strategy == "canary"
+    azure_slot = provider == "azure" and strategy == "blue_green"
     return FunctionSettings(
         provider=provider,
         name=name,
@@ -134,11 +155,17 @@ def function_settings(model: ServiceModel) -> FunctionSettings:
         aws_secrets=tuple({"name": x.name, "secret": x.secret, "key": x.key} for x in model.secrets),
         alarms=monitoring.cloudwatch_alarms(model) if provider == "aws" else {},
         dashboard_body=monitoring.cloudwatch_dashboard(model) if provider == "aws" else "",
+        deployment_preference=deployment_preference(shift),
+        release_resources={**monitoring.release_alarms(model), **custom_config(shift)} if shift else {},
         entry_point=GCF_ENTRY_POINT,
         gcf_runtime="python" + python.replace(".", ""),
         # Secret Manager secrets hold one value each: the reference's key is not used.
         secret_refs=tuple(f"{x.name}={x.secret}:latest" for x in model.secrets),
-        policies=monitoring.gcp_alert_policies(model) if provider == "gcp" else {},
+        policies={**monitoring.gcp_alert_policies(model), **(monitoring.gcp_release_policy(model) if gcp_canary else {})}
+        if provider == "gcp" else {},
+        traffic_steps=tuple((step.weight, step.pause_s) for step in model.rollout.steps) if gcp_canary else (),
+        release_check_s=max(1, model.rollout.interval_s),
+        release_policy=f"mlgen {model.name}: release" if gcp_canary else "",
         app_name=f"mlgen-{name}",
         resource_group=f"mlgen-{name}-rg",
         storage_account=("mlgen" + name.replace("-", ""))[:AZURE_STORAGE_NAME_MAX],
@@ -147,8 +174,30 @@ def function_settings(model: ServiceModel) -> FunctionSettings:
         function_timeout=hours_minutes_seconds(s["timeout_s"]),
         app_settings_file="appsettings.json" if model.env else "",
         alerts=tuple(monitoring.azure_metric_alerts(model)) if provider == "azure" else (),
+        staging_slot=release.STAGING_SLOT if azure_slot else "",
+        preview_s=model.rollout.preview_s,
+        release_examples={f"release/example-{index}.json": probe.body
+                          for index, probe in enumerate(probes(model), 1)} if azure_slot else {},
         locked=locked(model, function_platform(model), header=REQUIREMENTS_HEADER),
     )
+
+
+RELEASE_CONFIG = "ReleaseDeploymentConfig"
+
+
+def deployment_preference(shift: release.CodeDeployShift | None) -> dict:
+    """SAM's DeploymentPreference: CodeDeploy's configuration and the gate's alarms ({}: no gradual release)."""
+    if shift is None:
+        return {}
+    kind = shift.predefined or {"Ref": RELEASE_CONFIG}
+    return {"Type": kind, "Alarms": [{"Ref": logical} for logical in monitoring.RELEASE_ALARMS]}
+
+
+def custom_config(shift: release.CodeDeployShift) -> dict:
+    if shift.predefined:
+        return {}
+    return {RELEASE_CONFIG: {"Type": "AWS::CodeDeploy::DeploymentConfig",
+                             "Properties": {"ComputePlatform": "Lambda", "TrafficRoutingConfig": shift.routing}}}
 
 
 REQUIREMENTS_HEADER = "# Generated by mlgen: what the function imports (the HTTP server is left out)."
