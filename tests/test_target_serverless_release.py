@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -113,3 +114,94 @@ def test_all_at_once_renders_no_alias_and_no_deployment_preference(tmp_path):
     template = yaml.safe_load((render(tmp_path, {"strategy": "all_at_once"}) / "template.yaml").read_text())
     assert "AutoPublishAlias" not in template["Resources"]["Function"]["Properties"]
     assert not any(name.startswith("Release") for name in template["Resources"])
+
+
+# --- GCP: Cloud Run traffic, step by step -------------------------------------------------------------
+
+FAKE_GCLOUD = r"""#!/bin/bash
+printf 'gcloud %s\n' "$*" >> "$CALLS"
+case "$*" in
+  "auth list"*) echo someone@example.com ;;
+  "run services list"*) echo digits-00001-old ;;
+  "run services describe"*) echo digits-00002-new ;;
+  "auth print-access-token"*) echo token ;;
+esac
+"""
+# The Monitoring API: an open alert on the release policy from the OPEN_AT-th check on.
+FAKE_CURL = r"""#!/bin/bash
+header=$(cat)
+printf 'curl %s | %s\n' "$*" "$header" >> "$CALLS"
+checks=$(($(cat "$CALLS.checks" 2>/dev/null || echo 0) + 1))
+echo "$checks" > "$CALLS.checks"
+if ((OPEN_AT > 0 && checks >= OPEN_AT)); then echo '{"alerts": [{"state": "OPEN"}]}'; else echo '{}'; fi
+"""
+FAKE_SLEEP = "#!/bin/bash\nprintf 'sleep %s\\n' \"$*\" >> \"$CALLS\"\n"
+
+
+def run_deploy(bundle: Path, tmp_path: Path, open_at: int) -> tuple[subprocess.CompletedProcess, list[str]]:
+    fake = tmp_path / "fake-bin"
+    fake.mkdir(exist_ok=True)
+    for name, text in (("gcloud", FAKE_GCLOUD), ("curl", FAKE_CURL), ("sleep", FAKE_SLEEP)):
+        (fake / name).write_text(text)
+        (fake / name).chmod(0o755)
+    calls = tmp_path / f"calls-{open_at}"
+    result = subprocess.run(["bash", "deploy.sh", "--project", "p1"], cwd=bundle, capture_output=True, text=True, timeout=60,
+                            env={"PATH": f"{fake}:/usr/bin:/bin", "HOME": str(tmp_path), "CALLS": str(calls),
+                                 "OPEN_AT": str(open_at)})
+    return result, calls.read_text().splitlines()
+
+
+def traffic(calls: list[str]) -> list[str]:
+    return ["--to-" + call.split(" --to-", 1)[1] for call in calls if "run services update-traffic" in call]
+
+
+@pytest.fixture(scope="module")
+def gcp_release(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("release-gcp")
+    rollout = {**canary((10, "2m"), (50, "90s"), (100, None)), "analysis": {"interval": "1m"}}
+    return render(tmp, rollout, provider="gcp")
+
+
+def test_gcp_moves_traffic_step_by_step_checking_the_release_policy(gcp_release, tmp_path):
+    result, calls = run_deploy(gcp_release, tmp_path, open_at=0)
+    assert result.returncode == 0, result.stderr
+    assert traffic(calls) == ["--to-revisions digits-00001-old=100",  # pinned before the deploy
+                              "--to-revisions digits-00002-new=10,digits-00001-old=90",
+                              "--to-revisions digits-00002-new=50,digits-00001-old=50", "--to-latest"]
+    pin = next(i for i, c in enumerate(calls) if "update-traffic" in c)
+    assert pin < next(i for i, c in enumerate(calls) if c.startswith("gcloud functions deploy"))
+    # 2m held as two checks a minute apart, 90s as 60 + 30; the gate read after each wait
+    assert [c for c in calls if c.startswith("sleep")] == ["sleep 60", "sleep 60", "sleep 60", "sleep 30"]
+    checks = [c for c in calls if c.startswith("curl")]
+    assert len(checks) == 4 and "Authorization: Bearer token" in checks[0] and "token" not in checks[0].split(" | ")[0]
+    assert 'policy.display_name = "mlgen digits: release"' in checks[0] and "/v3/projects/p1/alerts" in checks[0]
+    policy = json.loads((gcp_release / "monitoring" / "release.policy.json").read_text())
+    assert policy["displayName"] == "mlgen digits: release"
+
+
+def test_gcp_rolls_back_to_the_earlier_revision_on_an_open_alert(gcp_release, tmp_path):
+    result, calls = run_deploy(gcp_release, tmp_path, open_at=3)
+    assert result.returncode == 1 and "has an open alert: all traffic is back on digits-00001-old" in result.stderr
+    assert traffic(calls) == ["--to-revisions digits-00001-old=100", "--to-revisions digits-00002-new=10,digits-00001-old=90",
+                              "--to-revisions digits-00002-new=50,digits-00001-old=50",
+                              "--to-revisions digits-00001-old=100"]
+
+
+def test_gcp_release_script_passes_shellcheck_and_gcloud_parses_every_command(gcp_release, tmp_path):
+    shellcheck = subprocess.run([require_tool("shellcheck"), "--severity=style", "deploy.sh"], cwd=gcp_release,
+                                capture_output=True, text=True)
+    assert shellcheck.returncode == 0, shellcheck.stdout
+    dry = subprocess.run(["bash", "deploy.sh", "--dry-run", "--project", "p1"], cwd=gcp_release, capture_output=True, text=True, timeout=30,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert dry.returncode == 0, dry.stderr
+    commands = [shlex.split(line[2:]) for line in dry.stdout.splitlines() if line.startswith("+ gcloud ")]
+    distinct = list({tuple(c): c for c in commands}.values())
+    gcloud = require_tool("gcloud")
+    env = {**os.environ, "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"), "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false",
+           "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
+    for command in distinct:
+        if command[1:3] == ["alpha", "monitoring"] or command[1:3] == ["auth", "print-access-token"]:
+            continue  # parsed by the existing serverless tests; print-access-token asks for nothing to parse
+        result = subprocess.run([gcloud, *command[1:]], capture_output=True, text=True, timeout=120, env=env, cwd=gcp_release)
+        assert result.returncode != 2, f"{command}\n{result.stderr}"
+        assert "active account" in result.stderr or "credentials" in result.stderr, f"{command}\n{result.stderr}"
