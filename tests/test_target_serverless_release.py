@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from azure_cli import check_commands
 from helpers import EXAMPLES, render_spec, require_tool, run_mlgen
 
 EXAMPLE = EXAMPLES / "image-classifier-serverless"
@@ -205,3 +206,99 @@ def test_gcp_release_script_passes_shellcheck_and_gcloud_parses_every_command(gc
         result = subprocess.run([gcloud, *command[1:]], capture_output=True, text=True, timeout=120, env=env, cwd=gcp_release)
         assert result.returncode != 2, f"{command}\n{result.stderr}"
         assert "active account" in result.stderr or "credentials" in result.stderr, f"{command}\n{result.stderr}"
+
+
+# --- Azure: a staging slot swapped in with preview ----------------------------------------------------
+
+FAKE_AZ = r"""#!/bin/bash
+printf 'az %s\n' "$*" >> "$CALLS"
+case "$*" in
+  "functionapp show"*"--slot"*) echo mlgen-digits-staging.azurewebsites.net ;;
+  "functionapp keys list"*) echo the-key ;;
+esac
+"""
+# The staging slot answers 200 until its FAIL_AT-th request, then 500.
+FAKE_SLOT_CURL = r"""#!/bin/bash
+header=$(cat)
+printf 'curl %s | %s\n' "$*" "$header" >> "$CALLS"
+requests=$(($(cat "$CALLS.requests" 2>/dev/null || echo 0) + 1))
+echo "$requests" > "$CALLS.requests"
+if ((FAIL_AT > 0 && requests >= FAIL_AT)); then printf 500; else printf 200; fi
+"""
+FAKE_FUNC = "#!/bin/bash\nprintf 'func %s\\n' \"$*\" >> \"$CALLS\"\n"
+
+
+def run_azure_deploy(bundle: Path, tmp_path: Path, fail_at: int) -> tuple[subprocess.CompletedProcess, list[str]]:
+    fake = tmp_path / "fake-bin"
+    fake.mkdir(exist_ok=True)
+    for name, text in (("az", FAKE_AZ), ("func", FAKE_FUNC), ("curl", FAKE_SLOT_CURL), ("sleep", FAKE_SLEEP)):
+        (fake / name).write_text(text)
+        (fake / name).chmod(0o755)
+    calls = tmp_path / f"calls-{fail_at}"
+    result = subprocess.run(["bash", "deploy.sh"], cwd=bundle, capture_output=True, text=True, timeout=60,
+                            env={"PATH": f"{fake}:/usr/bin:/bin", "HOME": str(tmp_path), "CALLS": str(calls),
+                                 "FAIL_AT": str(fail_at)})
+    return result, calls.read_text().splitlines()
+
+
+def swaps(calls: list[str]) -> list[str]:
+    return [call.rsplit("--action ", 1)[1] for call in calls if "deployment slot swap" in call]
+
+
+@pytest.fixture(scope="module")
+def azure_release(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("release-azure")
+    return render(tmp, {"strategy": "blue_green", "preview": "2m"}, provider="azure", plan="premium")
+
+
+def test_azure_publishes_to_the_staging_slot_checks_the_examples_and_swaps_with_preview(azure_release, tmp_path):
+    result, calls = run_azure_deploy(azure_release, tmp_path, fail_at=0)
+    assert result.returncode == 0, result.stderr
+    publish = next(c for c in calls if c.startswith("func "))
+    assert "--slot staging" in publish
+    assert swaps(calls) == ["preview", "swap"]
+    assert "sleep 120" in calls and calls.index("sleep 120") > calls.index(next(c for c in calls if "--action preview" in c))
+    requests = [c for c in calls if c.startswith("curl")]
+    assert len(requests) == 2 and "@release/example-1.json" in requests[0] and "/v2/models/digits/infer" in requests[0]
+    assert "x-functions-key: the-key" in requests[0] and "the-key" not in requests[0].split(" | ")[0]
+    assert "roll back with az functionapp deployment slot swap" in result.stdout
+
+
+def test_azure_resets_the_swap_when_the_slot_fails_in_preview_and_never_swaps_a_slot_that_fails_first(azure_release, tmp_path):
+    (tmp_path / "preview").mkdir()
+    result, calls = run_azure_deploy(azure_release, tmp_path / "preview", fail_at=2)
+    assert result.returncode == 1 and "failed the spec's examples in preview: the swap was reset" in result.stderr
+    assert swaps(calls) == ["preview", "reset"]
+    (tmp_path / "first").mkdir()
+    result, calls = run_azure_deploy(azure_release, tmp_path / "first", fail_at=1)
+    assert result.returncode == 1 and "production is unchanged" in result.stderr and swaps(calls) == []
+
+
+def test_azure_release_script_passes_shellcheck_and_az_parses_every_command(azure_release, tmp_path):
+    shellcheck = subprocess.run([require_tool("shellcheck"), "--severity=style", "deploy.sh"], cwd=azure_release,
+                                capture_output=True, text=True)
+    assert shellcheck.returncode == 0, shellcheck.stdout
+    dry = subprocess.run(["bash", "deploy.sh", "--dry-run"], cwd=azure_release, capture_output=True, text=True, timeout=30,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert dry.returncode == 0, dry.stderr
+    commands = [shlex.split(line[2:]) for line in dry.stdout.splitlines() if line.startswith("+ az ")]
+    distinct = list({tuple(c): c for c in commands}.values())
+    assert any(c[1:5] == ["functionapp", "deployment", "slot", "swap"] for c in distinct)
+    refused = [str(v) for v in check_commands(distinct, tmp_path, cwd=azure_release) if not v.accepted]
+    assert not refused, "\n".join(refused)
+
+
+@pytest.mark.parametrize("plan", ["consumption", "flex"])
+def test_blue_green_on_an_azure_plan_without_slots_is_refused_at_the_strategy(tmp_path, plan):
+    spec = release_spec(tmp_path, {"strategy": "blue_green"}, provider="azure", plan=plan)
+    result = run_mlgen("render", spec, "-t", "serverless", "-o", tmp_path / "out")
+    assert result.returncode == 1, result.stderr
+    assert f"rollout.strategy: blue_green on Azure swaps a staging slot, and the {plan} plan has none" in result.stderr
+    assert "plan: premium" in result.stderr
+
+
+def test_canary_on_azure_is_refused_naming_where_it_runs(tmp_path):
+    spec = release_spec(tmp_path, canary((10, "5m"), (100, None)), provider="azure", plan="premium")
+    result = run_mlgen("render", spec, "-t", "serverless", "-o", tmp_path / "out")
+    assert result.returncode == 1 and "cannot release with canary on azure" in result.stderr
+    assert "AWS Lambda, Google Cloud Functions" in result.stderr

@@ -38,6 +38,8 @@ def provider_files(model: ServiceModel, settings: FunctionSettings, renderer: Re
         RenderedFile.text("host.json", pretty_json(host_json(settings))),
         RenderedFile.text("local.settings.json.example", pretty_json(local_settings(model))),
     ]
+    # blue_green: the spec's examples, sent to the staging slot before and during the swap's preview.
+    files += [RenderedFile.text(path, body.decode()) for path, body in settings.release_examples.items()]
     if settings.app_settings_file:
         files.append(RenderedFile.text(settings.app_settings_file, pretty_json(dict(model.env))))
     return files
