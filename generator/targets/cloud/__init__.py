@@ -57,8 +57,9 @@ TARGET = Target(
                       "image": "projects/ml-serving-1/global/images/family/mlgen-base",
                       "artifact_url": "https://bundles.example.com/model/bundle.tar.gz",
                       "allowed_cidrs": ["0.0.0.0/0"], "certificate": "model-example-com"},
+        # The vault an example's secrets are read from on Azure (it changes nothing without secrets).
         "azure": {"provider": "azure", "region": "westeurope", "artifact_url": "https://bundles.example.com/model/bundle.tar.gz",
-                  "allowed_cidrs": ["203.0.113.0/24"]},
+                  "allowed_cidrs": ["203.0.113.0/24"], "key_vault": "model-secrets"},
     },
     summary="a VM fleet behind a load balancer with autoscaling, each VM running the on-prem service from cloud-init",
     plan=plan,
