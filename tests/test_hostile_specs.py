@@ -38,9 +38,9 @@ OUTCOMES: Counter = Counter()  # (variant, "rendered" | "refused") -> count, pri
 ENV_FILES = {
     "kubernetes": ["compose.yaml"],  # the Deployments: kubernetes_env, Kubernetes expands `$` there
     **{f"kubernetes-{mode}": ["compose.yaml"] for mode in ("kserve", "knative", "keda", "canary", "bluegreen")},
-    "serverless-aws": ["template.yaml"],
-    "serverless-gcp": ["env.yaml"],
-    "serverless-azure": ["local.settings.json.example"],
+    **{f"serverless-aws{mode}": ["template.yaml"] for mode in ("", "-canary")},
+    **{f"serverless-gcp{mode}": ["env.yaml"] for mode in ("", "-canary")},
+    **{f"serverless-azure{mode}": ["local.settings.json.example"] for mode in ("", "-bluegreen")},
 }
 
 # Failing examples found by this test are kept as files, one per case, and run on every target
@@ -92,7 +92,7 @@ def assert_values_come_back(name: str, changes: dict, files: dict[str, bytes], e
         (account,) = parsed["base/serviceaccount.yaml"]
         wanted = (extra or {}).get("service_account_annotations") or {}
         assert (account["metadata"].get("annotations") or {}) == wanted
-    if name == "serverless-aws":
+    if name.startswith("serverless-aws"):
         description = f"mlgen iris {version}: {changes['description']}"[:1024]
         assert ("Description", description) in pairs(parsed["template.yaml"])
     if name.startswith("onprem"):

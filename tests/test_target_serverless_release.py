@@ -302,3 +302,13 @@ def test_canary_on_azure_is_refused_naming_where_it_runs(tmp_path):
     result = run_mlgen("render", spec, "-t", "serverless", "-o", tmp_path / "out")
     assert result.returncode == 1 and "cannot release with canary on azure" in result.stderr
     assert "AWS Lambda, Google Cloud Functions" in result.stderr
+
+
+def test_a_gcp_pause_shorter_than_a_minute_is_a_warning_and_blue_green_on_gcp_is_refused(tmp_path):
+    spec = release_spec(tmp_path, canary((10, "30s"), (100, None)), provider="gcp")
+    result = run_mlgen("render", spec, "-t", "serverless", "-o", tmp_path / "out")
+    assert result.returncode == 0 and "warning: rollout.steps[0].pause: Cloud Run's request metrics" in result.stderr, result.stderr
+    spec = release_spec(tmp_path / "bg", {"strategy": "blue_green"}, provider="gcp")
+    result = run_mlgen("render", spec, "-t", "serverless", "-o", tmp_path / "bg-out")
+    assert result.returncode == 1 and "cannot release with blue_green on gcp" in result.stderr
+    assert "Azure Functions (plan: premium)" in result.stderr

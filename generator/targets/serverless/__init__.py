@@ -9,7 +9,7 @@ from __future__ import annotations
 from mlgen.render import RenderedFile, Renderer
 from mlgen.spec import ServiceModel
 from mlgen.targets.serverless.docs import limits_markdown
-from mlgen.targets.base import Target, TradeOff, schema_fragment
+from mlgen.targets.base import SPEC_FIELDS, Target, TradeOff, schema_fragment
 from mlgen.targets.serverless import aws, azure, gcp
 from mlgen.targets.serverless.fitness import fit
 from mlgen.targets.serverless.package import function_app_files, requirements_file
@@ -47,6 +47,15 @@ TARGET = Target(
     # canary on AWS (CodeDeploy) and GCP (Cloud Run traffic), blue_green on Azure Premium (slot swap):
     # release.py refuses each where its provider cannot.
     rollouts=("all_at_once", "canary", "blue_green"),
+    # Every provider, and each provider's gradual release (what its deploy carries out differs).
+    variants={
+        "aws": {"provider": "aws"}, "gcp": {"provider": "gcp"}, "azure": {"provider": "azure"},
+        "aws-canary": {"provider": "aws", SPEC_FIELDS: {"rollout": {"strategy": "canary",
+                                                                    "steps": [{"weight": 10, "pause": "5m"}, {"weight": 100}]}}},
+        "gcp-canary": {"provider": "gcp", SPEC_FIELDS: {"rollout": {"strategy": "canary"}}},
+        "azure-bluegreen": {"provider": "azure", "plan": "premium", "memory_mb": 3584,
+                            SPEC_FIELDS: {"rollout": {"strategy": "blue_green"}}},
+    },
     providers={
         "aws": "AWS Lambda behind an API Gateway HTTP API, deployed with SAM (zip or container image)",
         "gcp": "Google Cloud Functions 2nd gen (an HTTP function), deployed with gcloud",

@@ -69,6 +69,11 @@ def release_problems(model: ServiceModel, provider: str, plan: str) -> list:
         return [_refused(model, provider, plan, rollout.strategy, able)]
     if provider == "aws":
         return _codedeploy_problems(model)
+    if provider == "gcp":
+        return [model.problem(("rollout", "steps", index, "pause"), f"Cloud Run's request metrics come per minute: a "
+                              f"{step.pause_s} s pause ends before the release policy can see this step",
+                              hint="pause: 1m or longer", warning=True)
+                for index, step in enumerate(rollout.steps[:-1]) if step.pause_s < 60]
     if provider == "azure" and model.model.fetched and model.model.uri.startswith("az"):
         return [model.problem(WHERE, "blue_green on Azure publishes to a staging slot, whose managed identity deploy.sh "
                                      "does not grant the model's blob container",
