@@ -71,8 +71,11 @@ TARGET = Target(
     docs="docs/targets/kubernetes.md",
     summary="a Kubernetes service per pipeline stage (Deployments, KServe or Knative) with autoscaling, restricted pods and kustomize overlays",
     # Each flavor and the autoscaler that only Deployments take: goldens and hostile specs render each.
-    # The release strategies Argo Rollouts carries out (a spec field outside targets.kubernetes).
-    variants={"": {}, "kserve": {"flavor": "kserve"}, "knative": {"flavor": "knative"}, "keda": {"autoscaling": "keda"},
+    # The release strategies Argo Rollouts carries out (a spec field outside targets.kubernetes);
+    # KServe and Knative release all at once (their own traffic split is theirs to drive).
+    variants={"": {}, "kserve": {"flavor": "kserve", SPEC_FIELDS: {"rollout": {"strategy": "all_at_once"}}},
+              "knative": {"flavor": "knative", SPEC_FIELDS: {"rollout": {"strategy": "all_at_once"}}},
+              "keda": {"autoscaling": "keda"},
               "canary": {"service_monitor": True, SPEC_FIELDS: {"rollout": {"strategy": "canary"}}},
               "bluegreen": {"service_monitor": True, SPEC_FIELDS: {"rollout": {"strategy": "blue_green"}}}},
     plan=plan,
