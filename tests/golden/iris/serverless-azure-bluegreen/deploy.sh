@@ -92,6 +92,7 @@ if ((!dry_run)); then
   elif ! az account show >/dev/null 2>&1; then
     problem "not logged in to Azure: run 'az login' first"
   fi
+  command -v curl >/dev/null || problem "curl is not installed (the release sends the spec's examples to the staging slot with it)"
   stop_on_problems "deploy to Azure Functions"
 fi
 

@@ -87,6 +87,7 @@ if ((!dry_run)); then
   else
     problem "the gcloud CLI is not installed: https://cloud.google.com/sdk/docs/install"
   fi
+  command -v curl >/dev/null || problem "curl is not installed (the release reads Cloud Monitoring's alerts with it)"
   stop_on_problems "deploy to Google Cloud Functions"
 fi
 
