@@ -128,27 +128,31 @@ case "$*" in
   "auth print-access-token"*) echo token ;;
 esac
 """
-# The Monitoring API: an open alert on the release policy from the OPEN_AT-th check on.
+# The Monitoring API: another policy's open alert always, the release policy's from the OPEN_AT-th
+# check on; an unreadable answer (curl fails) from the FAIL_AT-th.
 FAKE_CURL = r"""#!/bin/bash
 header=$(cat)
 printf 'curl %s | %s\n' "$*" "$header" >> "$CALLS"
 checks=$(($(cat "$CALLS.checks" 2>/dev/null || echo 0) + 1))
 echo "$checks" > "$CALLS.checks"
-if ((OPEN_AT > 0 && checks >= OPEN_AT)); then echo '{"alerts": [{"state": "OPEN"}]}'; else echo '{}'; fi
+((FAIL_AT > 0 && checks >= FAIL_AT)) && exit 22
+other='{"name": "projects/p1/alerts/1", "state": "OPEN", "policy": {"displayName": "mlgen digits: no-traffic"}}'
+release='{"name": "projects/p1/alerts/2", "state": "OPEN", "policy": {"displayName": "mlgen digits: release"}}'
+if ((OPEN_AT > 0 && checks >= OPEN_AT)); then echo "{\"alerts\": [$other, $release]}"; else echo "{\"alerts\": [$other]}"; fi
 """
 FAKE_SLEEP = "#!/bin/bash\nprintf 'sleep %s\\n' \"$*\" >> \"$CALLS\"\n"
 
 
-def run_deploy(bundle: Path, tmp_path: Path, open_at: int) -> tuple[subprocess.CompletedProcess, list[str]]:
+def run_deploy(bundle: Path, tmp_path: Path, open_at: int, fail_at: int = 0) -> tuple[subprocess.CompletedProcess, list[str]]:
     fake = tmp_path / "fake-bin"
     fake.mkdir(exist_ok=True)
     for name, text in (("gcloud", FAKE_GCLOUD), ("curl", FAKE_CURL), ("sleep", FAKE_SLEEP)):
         (fake / name).write_text(text)
         (fake / name).chmod(0o755)
-    calls = tmp_path / f"calls-{open_at}"
+    calls = tmp_path / f"calls-{open_at}-{fail_at}"
     result = subprocess.run(["bash", "deploy.sh", "--project", "p1"], cwd=bundle, capture_output=True, text=True, timeout=60,
                             env={"PATH": f"{fake}:/usr/bin:/bin", "HOME": str(tmp_path), "CALLS": str(calls),
-                                 "OPEN_AT": str(open_at)})
+                                 "OPEN_AT": str(open_at), "FAIL_AT": str(fail_at)})
     return result, calls.read_text().splitlines()
 
 
@@ -175,16 +179,21 @@ def test_gcp_moves_traffic_step_by_step_checking_the_release_policy(gcp_release,
     assert [c for c in calls if c.startswith("sleep")] == ["sleep 60", "sleep 60", "sleep 60", "sleep 30"]
     checks = [c for c in calls if c.startswith("curl")]
     assert len(checks) == 4 and "Authorization: Bearer token" in checks[0] and "token" not in checks[0].split(" | ")[0]
-    assert 'policy.display_name = "mlgen digits: release"' in checks[0] and "/v3/projects/p1/alerts" in checks[0]
+    assert 'filter=state = "OPEN"' in checks[0] and "/v3/projects/p1/alerts" in checks[0]
     policy = json.loads((gcp_release / "monitoring" / "release.policy.json").read_text())
     assert policy["displayName"] == "mlgen digits: release"
 
 
-def test_gcp_rolls_back_to_the_earlier_revision_on_an_open_alert(gcp_release, tmp_path):
+def test_gcp_rolls_back_to_the_earlier_revision_on_an_open_alert_or_an_unreadable_one(gcp_release, tmp_path):
     result, calls = run_deploy(gcp_release, tmp_path, open_at=3)
     assert result.returncode == 1 and "has an open alert: all traffic is back on digits-00001-old" in result.stderr
     assert traffic(calls) == ["--to-revisions digits-00001-old=100", "--to-revisions digits-00002-new=10,digits-00001-old=90",
                               "--to-revisions digits-00002-new=50,digits-00001-old=50",
+                              "--to-revisions digits-00001-old=100"]
+    # An answer it cannot read stops the release the same way.
+    result, calls = run_deploy(gcp_release, tmp_path, open_at=0, fail_at=2)
+    assert result.returncode == 1 and "alerts could not be read: all traffic is back on digits-00001-old" in result.stderr
+    assert traffic(calls) == ["--to-revisions digits-00001-old=100", "--to-revisions digits-00002-new=10,digits-00001-old=90",
                               "--to-revisions digits-00001-old=100"]
 
 

@@ -134,30 +134,31 @@ done
 
 # rollout canary: traffic moves to the new revision step by step; during each pause the release
 # policy (rollout.analysis) is checked every 60 s, and an open alert on it puts all the
-# traffic back on the earlier revision and stops. Cloud Monitoring's alerts are read from its API
-# (projects.alerts) with your gcloud login.
+# traffic back on the earlier revision and stops, as does an answer deploy.sh cannot read.
 new=$(lookup NEW_REVISION gcloud run services describe "$name" "${project_flag[@]}" --region "$region" \
   --format='value(status.latestReadyRevisionName)')
 release_policy='mlgen digits: release'
 check_every=60
-release_gate_open() {
-  local token answer
-  token=$(lookup TOKEN gcloud auth print-access-token)
-  answer=$(lookup '{}' curl -fsS --get -H @- \
-    --data-urlencode "filter=state = \"OPEN\" AND policy.display_name = \"$release_policy\"" \
-    "https://monitoring.googleapis.com/v3/projects/${project:-PROJECT}/alerts" <<<"Authorization: Bearer $token")
-  [[ $answer == *'"alerts"'* ]]
+# The open alerts of the project (Cloud Monitoring API, projects.alerts), read with your login.
+open_alerts() {
+  local token
+  token=$(lookup TOKEN gcloud auth print-access-token) || return 1
+  lookup '{}' curl -fsS --get -H @- --data-urlencode 'filter=state = "OPEN"' \
+    "https://monitoring.googleapis.com/v3/projects/${project:-PROJECT}/alerts" <<<"Authorization: Bearer $token"
+}
+roll_back() {
+  run gcloud run services update-traffic "$name" "${project_flag[@]}" --region "$region" --to-revisions "$stable=100"
+  fail "$1: all traffic is back on $stable ($new keeps none); see docs/targets/serverless.md"
 }
 hold() {
-  local left=$1 wait
+  local left=$1 wait answer
   while ((left > 0)); do
     wait=$((left < check_every ? left : check_every))
     run sleep "$wait"
     left=$((left - wait))
-    if release_gate_open; then
-      run gcloud run services update-traffic "$name" "${project_flag[@]}" --region "$region" --to-revisions "$stable=100"
-      fail "'$release_policy' has an open alert: all traffic is back on $stable ($new keeps none); see docs/targets/serverless.md"
-    fi
+    # A gate that cannot be read stops the release as an open alert does.
+    answer=$(open_alerts) || roll_back "Cloud Monitoring's alerts could not be read"
+    [[ $answer != *"\"$release_policy\""* ]] || roll_back "'$release_policy' has an open alert"
   done
 }
 if [[ -z $stable || $stable == "$new" ]]; then
