@@ -207,16 +207,19 @@ def lock(spec, inputs) -> None:
 @click.argument("spec", type=PATH)
 @click.option("--target", "-t", "selection", default="all", show_default=True,
               help="Target name, a comma-separated list, or all (the targets the spec configures).")
+@click.option("--model-file", type=EXISTING_FILE,
+              help="A local copy of the model.uri artifact (checked against model.sha256) for the bundles' model "
+                   "cache; without it each bundle fetches the model with this environment's credentials.")
 @spec_inputs
 @FORMAT
-def verify(spec, selection, inputs, fmt) -> None:
+def verify(spec, selection, model_file, inputs, fmt) -> None:
     """Build each target's environment from the lock, start the bundle as its platform would, send
     the spec's examples and compare the answers. Exit 1 when any target fails."""
     from mlgen import targets
     from mlgen.verify import FAILED, report, verify as run
 
     chosen = [] if selection == "all" else targets.resolve(selection)
-    results = run(spec, chosen, inputs,
+    results = run(spec, chosen, inputs, model_file=model_file,
                   progress=(lambda line: click.echo(line, err=True)) if fmt == "text" else (lambda line: None))
     if fmt == "json":
         click.echo(json.dumps([r.as_json() for r in results], indent=2, ensure_ascii=False))

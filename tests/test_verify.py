@@ -132,3 +132,19 @@ def test_the_text_report_has_a_line_per_target_with_its_times(tmp_path):
     header, line = result.stdout.splitlines()[:2]
     assert header.split()[:2] == ["target", "environment"]
     assert line.startswith("onprem") and line.rstrip().endswith("passed") and " s" in line and " ms" in line
+
+
+def test_a_model_in_storage_behind_an_api_key_is_verified_from_a_local_copy(tmp_path):
+    """iris-s3 asks callers for an API key and fetches its model from S3: verify delivers each
+    bundle a throwaway key as its platform delivers secrets, sends it with every example, and puts
+    the local copy (checked against model.sha256) in the bundle's model cache."""
+    spec = EXAMPLES / "iris-s3" / "spec.yaml"
+    code, results, err = verify(spec, "--model-file", EXAMPLES / "iris" / "model" / "model.joblib")
+    assert sorted(results) == ["cloud", "kubernetes", "onprem", "serverless"]
+    passed_where_this_machine_can(results)
+    assert code == 0, err
+    wrong = tmp_path / "model.joblib"
+    wrong.write_bytes(b"another model")
+    code, results, err = verify(spec, "-t", "onprem", "--model-file", wrong)
+    assert code == 1 and results["onprem"]["status"] == "FAILED"
+    assert "not the spec's model.sha256 795e4c45" in results["onprem"]["reason"]

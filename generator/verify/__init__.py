@@ -27,6 +27,7 @@ from mlgen.render import Renderer
 from mlgen.spec.build import SpecInputs
 from mlgen.spec import ServiceModel
 from mlgen.verify import environment, launch
+from mlgen.verify.access import Access, ModelFileMismatch, access_for
 from mlgen.verify.probe import infer_path, judge, probes
 
 PASSED, FAILED, NOT_VERIFIED = "passed", "FAILED", "not verified"
@@ -48,7 +49,9 @@ class Result:
 
 
 def verify(spec: Path, selection: list[str], inputs: SpecInputs = SpecInputs(),
-           progress: Callable[[str], None] = lambda line: None) -> list[Result]:
+           progress: Callable[[str], None] = lambda line: None, model_file: Path | None = None) -> list[Result]:
+    """`model_file`: a local copy of a model.uri artifact, put in each bundle's model cache (else
+    the service fetches it with the credentials of this environment)."""
     model = inputs.load(spec)
     names = list(selection) or configured_targets(model)
     results = []
@@ -56,10 +59,10 @@ def verify(spec: Path, selection: list[str], inputs: SpecInputs = SpecInputs(),
         progress(f"{name}: rendering and building its environment")
         result = Result(name)
         try:
-            _verify_target(model, name, result, progress)
+            _verify_target(model, name, result, progress, model_file)
         except environment.NotHere as reason:
             result.status, result.reason = NOT_VERIFIED, str(reason)
-        except (environment.BuildFailed, launch.StartFailed) as failure:
+        except (environment.BuildFailed, launch.StartFailed, ModelFileMismatch) as failure:
             result.status, result.reason = FAILED, str(failure)
         except MlgenError as error:
             result.status, result.reason = FAILED, "; ".join(p.render() for p in error.problems)
@@ -67,7 +70,7 @@ def verify(spec: Path, selection: list[str], inputs: SpecInputs = SpecInputs(),
     return results
 
 
-def _verify_target(model: ServiceModel, name: str, result: Result, progress) -> None:
+def _verify_target(model: ServiceModel, name: str, result: Result, progress, model_file: Path | None) -> None:
     target = targets.get(name)
     if target.platform is None:
         raise environment.NotHere(f"the {name} target names no Python platform to build")
@@ -84,7 +87,7 @@ def _verify_target(model: ServiceModel, name: str, result: Result, progress) -> 
         starter = STARTERS.get(name)
         if starter is None:
             raise environment.NotHere(f"verify does not know how the {name} platform starts a bundle")
-        service = starter(model, bundle, platform, scratch, result)
+        service = starter(model, bundle, platform, scratch, result, access_for(model, scratch, model_file))
         try:
             started = time.perf_counter()
             service.wait_ready()
@@ -130,7 +133,7 @@ def _environment(platform, requirements: Path, result: Result, lambda_package: b
     return built
 
 
-def _host(model: ServiceModel, bundle: Path, platform, scratch: Path, result: Result, settings=None):
+def _host(model: ServiceModel, bundle: Path, platform, scratch: Path, result: Result, access: Access, settings=None):
     from mlgen.targets.onprem import host_settings
 
     settings = settings or host_settings(model)
@@ -139,10 +142,10 @@ def _host(model: ServiceModel, bundle: Path, platform, scratch: Path, result: Re
                                   "from the lock (use mode: venv to verify here)")
     built = _environment(platform, bundle / "app" / "requirements.txt", result)
     return launch.start_host(bundle, settings.unit_file, f"{settings.name}.env", settings.prefix, settings.home,
-                             built.python, scratch)
+                             built.python, scratch, access)
 
 
-def _cloud(model: ServiceModel, bundle: Path, platform, scratch: Path, result: Result):
+def _cloud(model: ServiceModel, bundle: Path, platform, scratch: Path, result: Result, access: Access):
     """The VMs unpack bundle.tar.gz (downloaded, or carried in the user data) and install it."""
     from mlgen.targets.cloud.userdata import vm_host
 
@@ -151,7 +154,7 @@ def _cloud(model: ServiceModel, bundle: Path, platform, scratch: Path, result: R
     host = scratch / "host"
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(host, filter="data")
-    return _host(model, host, platform, scratch, result, vm_host(model))
+    return _host(model, host, platform, scratch, result, access, vm_host(model))
 
 
 def _inline_archive(user_data: Path) -> bytes:
@@ -163,7 +166,7 @@ def _inline_archive(user_data: Path) -> bytes:
     raise launch.StartFailed("cloud-init.yaml carries no bundle archive and no bundle.tar.gz was rendered")
 
 
-def _kubernetes(model: ServiceModel, bundle: Path, platform, scratch: Path, result: Result):
+def _kubernetes(model: ServiceModel, bundle: Path, platform, scratch: Path, result: Result, access: Access):
     from mlgen.targets.kubernetes.settings import kubernetes_settings
 
     settings = kubernetes_settings(model)
@@ -174,20 +177,20 @@ def _kubernetes(model: ServiceModel, bundle: Path, platform, scratch: Path, resu
     found = {d["metadata"]["name"]: d for path in sorted((bundle / "base").glob("*.yaml"))
              for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d and d.get("kind") == "Deployment"}
     deployments = [found[w.name] for w in settings.workloads]  # the entry stage first
-    return launch.start_stages(bundle, deployments, settings.app_dir, built.python, scratch)
+    return launch.start_stages(bundle, deployments, settings.app_dir, built.python, scratch, access)
 
 
-def _serverless(model: ServiceModel, bundle: Path, platform, scratch: Path, result: Result):
+def _serverless(model: ServiceModel, bundle: Path, platform, scratch: Path, result: Result, access: Access):
     from mlgen.targets.serverless.settings import function_settings
 
     settings = function_settings(model)
     if settings.provider == "aws":
         built = _environment(platform, bundle / "requirements.txt", result, lambda_package=True)
-        return launch.FunctionHost("lambda", bundle, built.python, built.site, scratch)
+        return launch.FunctionHost("lambda", bundle, built.python, built.site, scratch, access)
     built = _environment(platform, bundle / "requirements.txt", result)
     if settings.provider == "gcp":
-        return launch.start_gcp(bundle, built.bin, settings.entry_point, scratch)
-    return launch.FunctionHost("azure", bundle, built.python, None, scratch)
+        return launch.start_gcp(bundle, built.bin, settings.entry_point, scratch, access)
+    return launch.FunctionHost("azure", bundle, built.python, None, scratch, access)
 
 
 STARTERS = {"onprem": _host, "cloud": _cloud, "kubernetes": _kubernetes, "serverless": _serverless}

@@ -26,6 +26,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from mlgen.verify.access import Access
+
 READY_TIMEOUT_S = 180  # import + model load of a large model on a slow machine
 REQUEST_TIMEOUT_S = 120
 READY_PATH = "/v2/health/ready"
@@ -88,8 +90,8 @@ def http_ready(process: Process, port: int) -> None:
     raise StartFailed(f"{process.name} was not ready within {READY_TIMEOUT_S} s:\n{process.tail()}")
 
 
-def http_post(port: int, path: str, body: bytes) -> tuple[int, bytes]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", body, {"content-type": "application/json"})
+def http_post(port: int, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", body, {"content-type": "application/json", **headers})
     try:
         with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as reply:
             return reply.status, reply.read()
@@ -100,16 +102,16 @@ def http_post(port: int, path: str, body: bytes) -> tuple[int, bytes]:
 class HttpService:
     """Processes answering HTTP; requests go to the entry one."""
 
-    def __init__(self, processes: list[Process], ports: list[int]):
+    def __init__(self, processes: list[Process], ports: list[int], headers: dict[str, str]):
         self.processes, self.port = processes, ports[0]
-        self.ports = ports
+        self.ports, self.headers = ports, headers
 
     def wait_ready(self) -> None:
         for process, port in zip(self.processes, self.ports):
             http_ready(process, port)
 
     def ask(self, path: str, body: bytes) -> list[tuple[str, int, bytes]]:
-        return [("HTTP", *http_post(self.port, path, body))]
+        return [("HTTP", *http_post(self.port, path, body, self.headers))]
 
     def stop(self) -> None:
         for process in self.processes:
@@ -134,7 +136,7 @@ def env_file(text: str) -> dict[str, str]:
 
 
 def start_host(bundle: Path, unit_name: str, env_name: str, prefix: str, home: str, python: Path,
-               scratch: Path) -> HttpService:
+               scratch: Path, access: Access) -> HttpService:
     """The unit's ExecStart with the install prefix in `scratch` (app/ copied there, the venv
     linked from the cache), bound to 127.0.0.1 on a free port."""
     unit = (bundle / unit_name).read_text(encoding="utf-8")
@@ -157,8 +159,10 @@ def start_host(bundle: Path, unit_name: str, env_name: str, prefix: str, home: s
             env[key] = moved(value)
     env.update(env_file((bundle / env_name).read_text(encoding="utf-8")))
     env["HOME"] = str(scratch / "home")
+    env.update(access.env)
     (workdir,) = directive(unit, "WorkingDirectory") or [f"{home}/app"]
-    return HttpService([Process(unit_name, argv, env, Path(moved(workdir)), scratch / "service.log")], [port])
+    return HttpService([Process(unit_name, argv, env, Path(moved(workdir)), scratch / "service.log")], [port],
+                       access.headers)
 
 
 def _copy_tree(source: Path, target: Path) -> None:
@@ -186,7 +190,8 @@ def expand(value: str, env: dict[str, str]) -> str:
     return "".join(out)
 
 
-def start_stages(bundle: Path, deployments: list[dict], app_dir: str, python: Path, scratch: Path) -> HttpService:
+def start_stages(bundle: Path, deployments: list[dict], app_dir: str, python: Path, scratch: Path,
+                 access: Access) -> HttpService:
     """Each Deployment's container, entry stage first; the gateway reaches the other stages at the
     local ports through MLGEN_STAGE_URL_<STAGE>, as the ConfigMap's stage URLs point it in a cluster."""
     stages = []
@@ -209,19 +214,21 @@ def start_stages(bundle: Path, deployments: list[dict], app_dir: str, python: Pa
         command[command.index("--port") + 1] = str(port)
         if "--host" in command:
             command[command.index("--host") + 1] = "127.0.0.1"
-        full = {"PATH": "/usr/bin:/bin", "HOME": str(scratch), **env, "PYTHONPATH": str(bundle / "app"), **urls}
+        full = {"PATH": "/usr/bin:/bin", "HOME": str(scratch), **env, "PYTHONPATH": str(bundle / "app"), **urls,
+                **access.env}
         processes.append(Process(name, command, full, bundle / "app", scratch / f"{name}.log"))
-    return HttpService(processes, [port for *_, port in stages])
+    return HttpService(processes, [port for *_, port in stages], access.headers)
 
 
 # --- functions ------------------------------------------------------------------------------------
 
-def start_gcp(bundle: Path, environment_bin: Path, entry_point: str, scratch: Path) -> HttpService:
+def start_gcp(bundle: Path, environment_bin: Path, entry_point: str, scratch: Path, access: Access) -> HttpService:
     port = free_port()
     argv = [str(environment_bin / "functions-framework"), "--source", "main.py", "--target", entry_point,
             "--host", "127.0.0.1", "--port", str(port)]
-    env = {"PATH": f"{environment_bin}:/usr/bin:/bin", "HOME": str(scratch)}
-    return HttpService([Process("functions-framework", argv, env, bundle, scratch / "functions-framework.log")], [port])
+    env = {"PATH": f"{environment_bin}:/usr/bin:/bin", "HOME": str(scratch), **access.env}
+    return HttpService([Process("functions-framework", argv, env, bundle, scratch / "functions-framework.log")], [port],
+                       access.headers)
 
 
 # Runs in the function's own Python: imports the entry point as the platform does, says "ready",
@@ -246,13 +253,13 @@ for line in sys.stdin:
     answers = []
     if kind == "lambda":
         http_api = {"version": "2.0", "routeKey": "$default", "rawPath": ask["path"], "rawQueryString": "",
-                    "headers": {"content-type": "application/json"}, "isBase64Encoded": True,
+                    "headers": {"content-type": "application/json", **ask["headers"]}, "isBase64Encoded": True,
                     "body": base64.b64encode(body).decode(),
                     "requestContext": {"http": {"method": "POST", "path": ask["path"], "protocol": "HTTP/1.1",
                                                 "sourceIp": "127.0.0.1", "userAgent": "mlgen-verify"},
                                        "stage": "$default", "requestId": "verify", "routeKey": "$default"}}
         rest = {"resource": "/{proxy+}", "path": ask["path"], "httpMethod": "POST", "isBase64Encoded": False,
-                "headers": {"Content-Type": "application/json"}, "body": body.decode(),
+                "headers": {"Content-Type": "application/json", **ask["headers"]}, "body": body.decode(),
                 "requestContext": {"stage": "prod", "requestId": "verify", "httpMethod": "POST"}}
         for name, event in (("HTTP API v2 event", http_api), ("REST API event", rest)):
             reply = handler(event, None)
@@ -261,7 +268,7 @@ for line in sys.stdin:
             answers.append([name, reply["statusCode"], base64.b64encode(data).decode()])
     else:
         request = func.HttpRequest("POST", "https://verify.azurewebsites.net" + ask["path"],
-                                   headers={"Content-Type": "application/json"}, params={},
+                                   headers={"Content-Type": "application/json", **ask["headers"]}, params={},
                                    route_params={"path": ask["path"].lstrip("/")}, body=body)
         reply = serve(request)
         answers.append(["azure.functions.HttpRequest", reply.status_code, base64.b64encode(reply.get_body()).decode()])
@@ -272,9 +279,10 @@ for line in sys.stdin:
 class FunctionHost:
     """The driver process: the function imported by its platform's rules, called per request."""
 
-    def __init__(self, kind: str, bundle: Path, python: Path, site: Path | None, scratch: Path):
+    def __init__(self, kind: str, bundle: Path, python: Path, site: Path | None, scratch: Path, access: Access):
         env = {"PATH": "/usr/bin:/bin", "HOME": str(scratch), "PYTHONDONTWRITEBYTECODE": "1",
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(bundle), str(site) if site else None]))}
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(bundle), str(site) if site else None])), **access.env}
+        self.headers = access.headers
         self.process = Process(f"the {kind} function", [str(python), "-c", _DRIVER, kind], env, bundle,
                                scratch / f"{kind}.log", stdin=True)
 
@@ -288,7 +296,7 @@ class FunctionHost:
         self._line()
 
     def ask(self, path: str, body: bytes) -> list[tuple[str, int, bytes]]:
-        request = json.dumps({"path": path, "body": base64.b64encode(body).decode()}) + "\n"
+        request = json.dumps({"path": path, "body": base64.b64encode(body).decode(), "headers": self.headers}) + "\n"
         self.process.popen.stdin.write(request.encode())
         self.process.popen.stdin.flush()
         return [(name, status, base64.b64decode(data)) for name, status, data in self._line()["answers"]]
