@@ -7,7 +7,7 @@ from __future__ import annotations
 from mlgen.render import RenderedFile, Renderer
 from mlgen.spec import ServiceModel
 from mlgen.targets.cloud.docs import limits_markdown
-from mlgen.targets.base import Target, TradeOff, schema_fragment
+from mlgen.targets.base import SPEC_FIELDS, Target, TradeOff, schema_fragment
 from mlgen.targets.cloud.balancers import edge
 from mlgen.targets.cloud.fitness import fit
 from mlgen.targets.cloud.monitoring import monitoring
@@ -52,6 +52,10 @@ TARGET = Target(
         "gcp": {"provider": "gcp", "region": "europe-west1", "project": "ml-serving-1",
                 "image": "projects/ml-serving-1/global/images/family/mlgen-base",
                 "artifact_url": "https://bundles.example.com/model/bundle.tar.gz", "allowed_cidrs": ["203.0.113.0/24"]},
+        # A canary through an instance refresh, which rolls back only to a launch template with an AMI id.
+        "aws-canary": {"provider": "aws", "image": "ami-0123456789abcdef0",
+                       "artifact_url": "https://bundles.example.com/model/bundle.tar.gz",
+                       "allowed_cidrs": ["203.0.113.0/24"], SPEC_FIELDS: {"rollout": {"strategy": "canary"}}},
         # With a certificate GCP's balancer is an external Application Load Balancer instead.
         "gcp-https": {"provider": "gcp", "region": "europe-west1", "project": "ml-serving-1",
                       "image": "projects/ml-serving-1/global/images/family/mlgen-base",
@@ -69,6 +73,8 @@ TARGET = Target(
     filters=HOST_FILTERS,
     checks=HOST_CHECKS,
     platform=vm_platform,
+    # canary through an AWS instance refresh; release.py refuses it on the other providers.
+    rollouts=("all_at_once", "canary"),
     providers={
         "aws": "launch template, auto-scaling group with CPU target tracking, application load balancer (HTTPS with an ACM certificate)",
         "gcp": "instance template, regional managed instance group with autoscaler, passthrough network load balancer "

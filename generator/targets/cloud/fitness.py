@@ -8,6 +8,7 @@ from mlgen.spec import ServiceModel
 from mlgen.spec.artifact_uri import parse_uri
 from mlgen.targets.cloud.balancers import GRPC, edge_problems
 from mlgen.targets.cloud.identity import SECRET_STORES
+from mlgen.targets.cloud.release import release_problems
 from mlgen.targets.cloud.settings import DEFAULT_IMAGES, CloudSettings, cloud_settings
 
 # AWS names target groups and load balancers with at most 32 characters; ours end in -tg / -lb.
@@ -47,6 +48,7 @@ def fit(model: ServiceModel) -> list[Problem]:
                                           warning=True))
     problems += secret_problems(model, settings)
     problems += model_problems(model, settings)
+    problems += release_problems(model, settings.provider, settings.image, settings.custom_image)
     if model.pipeline.split:
         problems.append(model.problem(("pipeline", "topology"), "each VM runs the stages collocated in one process",
                                       hint="the kubernetes target runs each stage as its own service", warning=True))

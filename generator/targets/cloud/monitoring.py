@@ -1,13 +1,23 @@
 """The cloud fleet's monitoring/ folder: the shared rules and dashboard, and scrape jobs that find
 the group's VMs as it scales (EC2 discovery by the mlgen-service tag on AWS; a targets file on
-Google Cloud and Azure, whose discovery needs credentials Prometheus usually does not have)."""
+Google Cloud and Azure, whose discovery needs credentials Prometheus usually does not have); and
+on AWS, the CloudWatch alarms that gate a canary release (release.py)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping
 
 from mlgen.monitoring import NODE_EXPORTER_PORT, host_resources, monitoring_files, node_job, static_job
 from mlgen.render import RenderedFile, Renderer
 from mlgen.spec import ServiceModel
-from mlgen.targets.cloud.settings import CloudSettings
+
+if TYPE_CHECKING:  # settings.py builds the release alarms from this module
+    from mlgen.targets.cloud.settings import CloudSettings
+
+# Stand-ins for the ARN suffixes CloudWatch names the balancer and the target group by; deploy.sh
+# puts the real ones in once it has them.
+LOAD_BALANCER_DIMENSION = "@LOAD_BALANCER@"
+TARGET_GROUP_DIMENSION = "@TARGET_GROUP@"
 
 
 def _ec2(settings: CloudSettings, port: int) -> dict:
@@ -32,3 +42,37 @@ def monitoring(model: ServiceModel, settings: CloudSettings, renderer: Renderer)
         jobs = [service, node_job([], file_sd_configs=[{"files": [f"targets/{model.name}-node.json"]}])]
         note = "cloud-file"
     return monitoring_files(model, renderer, jobs, host_resources(), note=note)
+
+
+def aws_release_alarm_names(name: str) -> tuple[str, ...]:
+    return (f"{name}-release-errors", f"{name}-release-latency")
+
+
+def aws_release_alarms(model: ServiceModel, name: str, tags: Mapping[str, str], period_s: int) -> tuple[dict, ...]:
+    """`aws cloudwatch put-metric-alarm --cli-input-json` of each alarm an instance refresh watches:
+    the target group's share of 5xx answers and its p99 response time over rollout.analysis. ALB
+    metrics are the whole group's, old and new instances together: a canary's errors show diluted
+    by its share of the instances."""
+    gate = model.rollout
+    errors_alarm, latency_alarm = aws_release_alarm_names(name)
+    dimensions = [{"Name": "LoadBalancer", "Value": LOAD_BALANCER_DIMENSION},
+                  {"Name": "TargetGroup", "Value": TARGET_GROUP_DIMENSION}]
+
+    def metric(metric_id: str, metric_name: str) -> dict:
+        return {"Id": metric_id, "ReturnData": False, "MetricStat": {
+            "Metric": {"Namespace": "AWS/ApplicationELB", "MetricName": metric_name, "Dimensions": dimensions},
+            "Period": period_s, "Stat": "Sum"}}
+
+    over = {"ComparisonOperator": "GreaterThanThreshold", "EvaluationPeriods": 1, "DatapointsToAlarm": 1,
+            "TreatMissingData": "notBreaching", "Tags": [{"Key": key, "Value": value} for key, value in sorted(tags.items())]}
+    return (
+        {"AlarmName": errors_alarm, **over, "Threshold": round(gate.max_error_ratio * 100, 6),
+         "AlarmDescription": f"{model.name} release: over {gate.max_error_ratio:.2%} of the fleet's answers were 5xx",
+         "Metrics": [metric("errors", "HTTPCode_Target_5XX_Count"), metric("requests", "RequestCount"),
+                     {"Id": "error_percent", "Expression": "100 * FILL(errors, 0) / requests",
+                      "Label": "5xx answers (percent)", "ReturnData": True}]},
+        {"AlarmName": latency_alarm, **over, "Threshold": gate.max_latency_p99_ms / 1000,
+         "AlarmDescription": f"{model.name} release: p99 response time of the fleet over {gate.max_latency_p99_ms} ms",
+         "Namespace": "AWS/ApplicationELB", "MetricName": "TargetResponseTime", "Dimensions": dimensions,
+         "Period": period_s, "ExtendedStatistic": "p99"},
+    )

@@ -10,6 +10,8 @@ from typing import Mapping
 
 from mlgen.spec import ServiceModel
 from mlgen.targets.cloud.balancers import Edge, edge
+from mlgen.targets.cloud.monitoring import aws_release_alarm_names, aws_release_alarms
+from mlgen.targets.cloud.release import Release, alarm_period_s, release
 from mlgen.targets.cloud.identity import CREDSTORE, ModelObject, VmSecret, gcp_service_account, model_object, vm_secrets
 
 HEALTH_PATH = "/v2/health/ready"
@@ -60,6 +62,8 @@ class CloudSettings:
     model_object: ModelObject | None  # model.uri in the provider's own store: the VMs' identity reads it
     secrets: tuple[VmSecret, ...]  # read at boot with the VMs' identity (identity.py)
     key_vault: str | None  # Azure: the Key Vault holding the secrets
+    release: Release | None  # a gradual release (release.py); None: all at once
+    release_alarms: tuple[dict, ...]  # put-metric-alarm input of each alarm that gates it (AWS)
 
     health_path = HEALTH_PATH
     archive = ARCHIVE
@@ -210,6 +214,7 @@ class CloudSettings:
 def cloud_settings(model: ServiceModel) -> CloudSettings:
     spec = model.target("cloud")
     provider = spec["provider"]
+    tags = {"mlgen-service": model.name, **model.labels, **spec["tags"]}
     image = spec.get("image") or DEFAULT_IMAGES.get(model.runtime.python, {}).get(provider)
     return CloudSettings(
         provider=provider,
@@ -233,8 +238,11 @@ def cloud_settings(model: ServiceModel) -> CloudSettings:
         network=spec["network"],
         project=spec.get("project"),
         resource_group=spec.get("resource_group") or f"mlgen-{model.name}",
-        tags={"mlgen-service": model.name, **model.labels, **spec["tags"]},
+        tags=tags,
         model_object=model_object(model, provider),
         secrets=vm_secrets(model),
         key_vault=spec.get("key_vault"),
+        release=release(model, provider, aws_release_alarm_names(model.name)),
+        release_alarms=aws_release_alarms(model, model.name, tags, alarm_period_s(model))
+        if provider == "aws" and model.rollout.strategy == "canary" else (),
     )
