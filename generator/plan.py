@@ -82,9 +82,10 @@ def rollout_problems(model: ServiceModel, target: targets.Target) -> list[Proble
     if strategy in target.rollouts:
         return []
     able = [name for name in targets.available() if strategy in targets.get(name).rollouts]
+    own = f"; {target.name} releases with {', '.join(target.rollouts)}" if len(target.rollouts) > 1 else ""
     return [model.problem(("rollout", "strategy"), f"the {target.name} target cannot release with {strategy}",
-                          hint=f"targets that can: {', '.join(able)}" if able else
-                          "no target renders it yet: use all_at_once")]
+                          hint=(f"targets that can: {', '.join(able)}" if able else
+                                "no target renders it yet: use all_at_once") + own)]
 
 
 def gpu_wheel_problems(model: ServiceModel) -> list[Problem]:
