@@ -44,6 +44,10 @@ HOSTILE_ENV = {
 SECRET = {"name": "REPORTS_DB_PASSWORD", "secret": "reports-db", "key": "password"}
 SECRET_VALUE = "s3cret 'with' \"quotes\" $and $(more)"
 CREDENTIAL = f"etc/mlgen/{NAME}/credentials/reports-db/password"
+# Callers' API keys: two valid at once (a rotation), each delivered as a systemd credential.
+SECURITY = {"auth": "api_key", "api_keys": [{"secret": "diagnostics-api-keys", "key": "current"},
+                                            {"secret": "diagnostics-api-keys", "key": "previous"}]}
+API_KEYS = {"current": "k-current-0123456789abcdefghij", "previous": "k-previous-0123456789abcdefghi"}
 
 DRIVER = r"""#!/bin/bash
 # Runs inside the container as a oneshot unit after boot; every result lands in /result.
@@ -79,8 +83,10 @@ for unit in units:
         environ = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
     props["environ"] = environ
     result["units"][unit] = props
-def post(connection, path, payload):
-    connection.request("POST", path, payload, {"Content-Type": "application/json"})
+keys = json.load(open("/result/keys.json"))
+def post(connection, path, payload, key=keys["current"]):
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    connection.request("POST", path, payload, headers)
     response = connection.getresponse()
     return response.status, response.read().decode("utf-8", "replace")
 for port in (8080, 8081):
@@ -90,6 +96,14 @@ context = ssl.create_default_context(cafile="/etc/ssl/certs/diagnostics.pem")
 tls = lambda: http.client.HTTPSConnection("127.0.0.1", 443, timeout=10, context=context)
 result["infer"]["tls"] = post(tls(), f"/v2/models/{name}/infer", body)
 result["too_large"] = post(tls(), f"/v2/models/{name}/infer", "x" * (2 * 1024 * 1024))[0]
+result["auth"] = {what: post(tls(), f"/v2/models/{name}/infer", body, key)[0]
+                  for what, key in (("none", None), ("wrong", "k-wrong-0123456789abcdefghijkl"),
+                                    ("current", keys["current"]), ("previous", keys["previous"]))}
+result["auth"]["direct-none"] = post(http.client.HTTPConnection("127.0.0.1", 8080, timeout=10),
+                                     f"/v2/models/{name}/infer", body, None)[0]
+found = subprocess.run(["grep", "-rlF", "-e", keys["current"], "-e", keys["previous"], "/opt/hospital", "/var/lib/mlgen"],
+                       capture_output=True, text=True).stdout.split()
+result["keys_in_files"] = found
 json.dump(result, sys.stdout)
 """
 
@@ -107,7 +121,8 @@ def offline_bundle(tmp_path_factory) -> Path:
     values and a secret added to the spec."""
     _require_nspawn()
     base = tmp_path_factory.mktemp("nspawn-bundle")
-    spec = derived_spec(base / "spec", NAME, {"env": HOSTILE_ENV, "secrets": [SECRET], "runtime": {"python": BOOKWORM_PYTHON}})
+    spec = derived_spec(base / "spec", NAME, {"env": HOSTILE_ENV, "secrets": [SECRET], "security": SECURITY,
+                                              "runtime": {"python": BOOKWORM_PYTHON}})
     bundle = render(spec, base / "out")
     wheelhouse_for(bundle, WHEEL_CACHE)
     result = subprocess.run([str(bundle / "build-offline-bundle.sh"), "--output", str(base / "offline-bundle.tar.gz")],
@@ -137,6 +152,12 @@ def air_gapped_run(offline_bundle, tmp_path_factory) -> Path:
         credential.parent.mkdir(parents=True, mode=0o700)
         credential.write_text(SECRET_VALUE + "\n")
         credential.chmod(0o600)
+        for key, value in API_KEYS.items():
+            path = root / f"etc/mlgen/{NAME}/credentials/diagnostics-api-keys/{key}"
+            path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+            path.write_text(value + "\n")
+            path.chmod(0o600)
+        (results / "keys.json").write_text(json.dumps(API_KEYS))
         (results / "driver.sh").write_text(DRIVER)
         (results / "probe.py").write_text(PROBE)
         nspawn.enable(root, "mlgen-test.service", nspawn.oneshot_unit("onprem", "/bin/bash /result/driver.sh"))
@@ -209,3 +230,16 @@ def test_uninstall_leaves_no_unit_behind(air_gapped_run) -> None:
     assert _read(air_gapped_run, "uninstall.rc").strip() == "0", _read(air_gapped_run, "uninstall.log")
     assert NAME not in _read(air_gapped_run, "units-after.txt")
     assert _read(air_gapped_run, "loaded-after.txt").strip() == ""
+
+
+def test_only_callers_with_a_valid_api_key_get_an_answer_and_the_keys_stay_credentials(air_gapped_run) -> None:
+    """On the real systemd: no key or a wrong one is refused (through nginx and on an instance's
+    own port), both keys of a rotation answer; the keys reach the service as systemd credentials,
+    never its environment nor a file under the install prefix or state folder."""
+    probe = json.loads(_read(air_gapped_run, "probe.json"))
+    assert probe["auth"] == {"none": 401, "wrong": 401, "current": 200, "previous": 200, "direct-none": 401}
+    assert probe["keys_in_files"] == []
+    for unit, props in probe["units"].items():
+        environ = "\n".join(f"{k}={v}" for k, v in props["environ"].items())
+        assert all(key not in environ for key in API_KEYS.values()), unit
+        assert "MLGEN_API_KEY_1" not in props["environ"], unit
