@@ -8,7 +8,7 @@ from __future__ import annotations
 from mlgen.monitoring import NODE_EXPORTER_PORT, host_resources, monitoring_files, node_job, static_job
 from mlgen.render import RenderedFile, Renderer
 from mlgen.spec import ServiceModel
-from mlgen.targets.base import Target, TradeOff, schema_fragment
+from mlgen.targets.base import SPEC_FIELDS, Target, TradeOff, schema_fragment
 from mlgen.targets.onprem.checks import CHECKS
 from mlgen.targets.onprem.filters import FILTERS
 from mlgen.targets.onprem.fitness import fit
@@ -48,10 +48,14 @@ TARGET = Target(
     ),
     docs="docs/targets/onprem.md",
     variants={"venv": {"mode": "venv"},
-              "container": {"mode": "container", "image": "registry.example.com/ml/model:1.0"}},
+              "container": {"mode": "container", "image": "registry.example.com/ml/model:1.0"},
+              # Blue-green switches the TLS proxy; no gRPC (one port cannot carry two versions).
+              "bluegreen": {"mode": "venv", "tls": {"certificate": "/etc/ssl/certs/model.pem", "key": "/etc/ssl/private/model.key"},
+                            SPEC_FIELDS: {"rollout": {"strategy": "blue_green"}}}},
     summary="a hardened systemd service on your own Linux servers, air-gapped if need be; data never leaves them",
     plan=plan,
     fit=fit,
+    rollouts=("all_at_once", "blue_green"),
     filters=FILTERS,
     checks=CHECKS,
     platform=host_platform,

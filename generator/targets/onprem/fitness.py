@@ -44,7 +44,33 @@ def fit(model: ServiceModel) -> list[Problem]:
     if settings.mode == "container" and model.scaling.min_replicas > 1:
         problems.append(model.problem(("scaling", "min_replicas"), "mode container runs one container per host",
                                       hint="use mode venv for several instances behind the proxy", warning=True))
-    return problems + fetch_problems(model, settings)
+    return problems + fetch_problems(model, settings) + rollout_problems(model, settings)
+
+
+def rollout_problems(model: ServiceModel, settings) -> list[Problem]:
+    """Blue-green on one host switches the nginx proxy between two sets of instances (venv mode).
+    A canary is refused by the planner with the strategies this target does carry out."""
+    where = ("rollout", "strategy")
+    strategy = model.rollout.strategy
+    if strategy != "blue_green":
+        return []
+    if settings.mode == "container":
+        return [model.problem(("targets", "onprem", "mode"), "blue_green on one host runs two sets of instances from their own "
+                              "folders; mode container runs one container", hint="use mode venv, or rollout.strategy all_at_once")]
+    if not settings.proxy:
+        return [model.problem(where, "blue_green on one host switches traffic in the nginx proxy, which only targets.onprem.tls sets up",
+                              hint="set targets.onprem.tls (certificate and key on the host), or rollout.strategy all_at_once")]
+    if settings.grpc_port:
+        return [model.problem(("runtime", "grpc_port"), "blue_green on one host cannot run two versions on one gRPC port",
+                              hint="drop runtime.grpc_port, or use rollout.strategy all_at_once")]
+    blue, green = (set(color.ports) for color in settings.colors)
+    taken = blue | {settings.tls["port"]}
+    if max(green) > 65535 or green & taken:
+        return [model.problem(("runtime", "port"), f"blue_green runs the new version on ports {min(green)}-{max(green)} "
+                              f"(runtime.port + {min(green) - min(blue)}), which "
+                              + ("pass 65535" if max(green) > 65535 else "the service already uses"),
+                              hint="pick a lower runtime.port, or fewer instances")]
+    return []
 
 
 def fetch_problems(model: ServiceModel, settings) -> list[Problem]:

@@ -5,14 +5,21 @@ proxy and the app/ folder. The cloud VM target installs this same set through cl
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
 
 from mlgen.bundle import APP, app_files
 from mlgen.render import RenderedFile, Renderer
+from mlgen.render.filters import pretty_json
 from mlgen.spec import ServiceModel
 from mlgen.targets.onprem.settings import HostSettings, host_settings
+from mlgen.verify.probe import _flat, _plain, probes
 
 EXECUTABLE = 0o755
 MODEL_SUMS = "model.sha256"
+RELEASE_EXAMPLES = "release/examples.json"
+RELEASE_SMOKE = "release/smoke.py"
+SMOKE = Path(__file__).with_name("smoke.py")
 
 
 def host_files(model: ServiceModel, renderer: Renderer, settings: HostSettings | None = None) -> list[RenderedFile]:
@@ -28,14 +35,34 @@ def host_files(model: ServiceModel, renderer: Renderer, settings: HostSettings |
     ]
     if settings.mode == "container":
         files.append(renderer.file(f"{settings.name}.container", "onprem/container.j2", **context))
+    elif settings.blue_green:
+        files.extend(blue_green_files(model, renderer, settings))
     else:
         files.append(renderer.file(settings.unit_file, "onprem/service.j2", **context))
+    if settings.mode != "container":
         app = app_files(model, requirements_text=settings.locked.text)
         if not model.model.fetched:  # a fetched model is checked against model.sha256 by the runtime and install.sh
             files.append(RenderedFile.text(MODEL_SUMS, model_sums(model, app)))
         files.extend(app)
     if settings.proxy:
         files.append(renderer.file(f"{settings.name}.nginx.conf", "onprem/nginx.conf.j2", **context))
+    return files
+
+
+def blue_green_files(model: ServiceModel, renderer: Renderer, settings: HostSettings) -> list[RenderedFile]:
+    """Each color's template unit and nginx upstream, and what install.sh sends to a new color
+    before it gets traffic: the spec's examples (those mlgen verify sends) and the checker."""
+    files = []
+    for color in settings.colors:
+        files.append(renderer.file(color.unit_file, "onprem/service.j2", model=model, settings=color))
+        files.append(renderer.file(f"{settings.name}.upstream-{color.color}.conf", "onprem/upstream.conf.j2",
+                                   model=model, settings=color))
+    examples = [{"label": probe.label, "request": json.loads(probe.body), "tolerance": probe.tolerance,
+                 "expected": {name: _flat(_plain(value)) for name, value in probe.expected.items()},
+                 "outputs": list(probe.expected) or [t.name for t in model.model.outputs]}
+                for probe in probes(model)]
+    files.append(RenderedFile.text(RELEASE_EXAMPLES, pretty_json(examples)))
+    files.append(RenderedFile.text(RELEASE_SMOKE, SMOKE.read_text(encoding="utf-8")))
     return files
 
 

@@ -4,7 +4,7 @@ platforms) worked out once, so templates only print them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 from mlgen.bundle import requirements
@@ -36,6 +36,11 @@ GLIBC_MINORS = tuple(range(28, 16, -1))
 LEGACY_PLATFORMS = {"x86_64": ("manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"),
                     "aarch64": ("manylinux2014_aarch64",)}
 CONTAINER_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+# Blue-green on one host: two sets of instances side by side, each with its own app/ and venv/ in
+# PREFIX/<name>/<color>/; blue on the spec's ports, green on the same ports plus this offset, so
+# both sets run at once while nginx switches from one to the other.
+COLORS = ("blue", "green")
+GREEN_PORT_OFFSET = 100
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,9 @@ class HostSettings:
     # once for the offline bundle: the store's SDK (none for https:// and file://).
     fetch_requirements: tuple[str, ...]
     ready_timeout_s: int  # install.sh's default --timeout
+    # rollout.strategy blue_green: a release starts the idle color, checks it, then switches nginx.
+    blue_green: bool = False
+    color: str | None = None  # the one color a unit file is rendered for (None: the service as a whole)
 
     @property
     def require_hashes(self) -> bool:
@@ -97,19 +105,41 @@ class HostSettings:
 
     @property
     def instances(self) -> bool:
-        """Several instances: a template unit `<name>@.service`, one instance per port."""
-        return len(self.ports) > 1
+        """A template unit `<name>@.service`, one instance per port: several instances, or a color
+        of a blue-green service (whose unit serves the port its instance names)."""
+        return len(self.ports) > 1 or self.color is not None
 
     @property
     def unit_file(self) -> str:
+        if self.color:
+            return f"{self.name}-{self.color}@.service"
         return f"{self.name}@.service" if self.instances else f"{self.name}.service"
 
     @property
     def units(self) -> tuple[str, ...]:
-        """The units the installer enables and starts."""
+        """The units the installer enables and starts (a blue-green service: both colors')."""
+        if self.blue_green and not self.color:
+            return tuple(unit for color in self.colors for unit in color.units)
         if self.instances:
-            return tuple(f"{self.name}@{port}.service" for port in self.ports)
+            return tuple(f"{self.unit_file.removesuffix('@.service')}@{port}.service" for port in self.ports)
         return (f"{self.name}.service",)
+
+    @property
+    def unit_files(self) -> tuple[str, ...]:
+        return tuple(color.unit_file for color in self.colors) if self.blue_green and not self.color else (self.unit_file,)
+
+    @property
+    def colors(self) -> tuple["HostSettings", ...]:
+        """Blue-green: the settings of each color's set of instances, its own home and ports."""
+        offsets = {"blue": 0, "green": GREEN_PORT_OFFSET}
+        return tuple(replace(self, color=color, home=f"{self.home}/{color}",
+                             ports=tuple(port + offsets[color] for port in self.ports)) for color in COLORS)
+
+    @property
+    def upstream_include(self) -> str:
+        """Blue-green: the file nginx's site includes for its upstream, relative to nginx's
+        configuration folder; install.sh points it at the live color's ports."""
+        return f"mlgen/{self.name}.upstream.conf"
 
     @property
     def config_dir(self) -> str:
@@ -233,4 +263,7 @@ def host_settings(model: ServiceModel, platform: Platform | None = None, **overr
         fetched_sha256=model.model.sha256 if model.model.fetched else None,
         fetch_requirements=STORE_REQUIREMENTS.get(parse_uri(model.model.uri).store, ()) if model.model.fetched else (),
         ready_timeout_s=FETCH_READY_TIMEOUT_S if model.model.fetched else READY_TIMEOUT_S,
+        # Only this target's own bundle releases blue-green (the cloud target installs it with
+        # blue_green=False behind its own balancer); without the proxy fitness refuses it.
+        blue_green=spec.get("blue_green", model.rollout.strategy == "blue_green") and mode == "venv" and tls is not None,
     )
