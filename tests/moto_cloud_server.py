@@ -20,7 +20,8 @@ def start_instance_refresh(self) -> ActionResult:
     if not self.autoscaling_backend.describe_auto_scaling_groups([group]):
         raise ValueError(f"no auto-scaling group {group}")
     refresh = {"InstanceRefreshId": str(uuid.uuid4()), "AutoScalingGroupName": group, "Status": "Pending",
-               "Preferences": self._get_param("Preferences") or {}}
+               "Preferences": self._get_param("Preferences") or {},
+               **({"DesiredConfiguration": desired} if (desired := self._get_param("DesiredConfiguration")) else {})}
     REFRESHES.setdefault(group, []).append(refresh)
     return ActionResult({"InstanceRefreshId": refresh["InstanceRefreshId"]})
 

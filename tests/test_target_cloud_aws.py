@@ -351,3 +351,51 @@ def test_a_missing_secret_stops_deploy_before_anything_changes(moto, network, tm
     assert result.returncode == 1, result.stdout + result.stderr
     assert "secret shop-db-never-created is not in Secrets Manager in eu-central-1" in result.stderr, result.stderr
     assert "create" not in result.stdout and not fleet(moto)["templates"], result.stdout
+
+
+@pytest.mark.slow
+def test_a_canary_is_an_instance_refresh_with_checkpoints_alarms_and_rollback(moto, network, tmp_path) -> None:
+    """rollout canary: the group names its launch template version; a new version starts an instance
+    refresh to it with the steps' checkpoints and pause, AutoRollback, and the release alarms that
+    deploy.sh put on this balancer's target group (moto keeps them: describe-alarms)."""
+    rollout = {"strategy": "canary", "steps": [{"weight": 20, "pause": "10m"}, {"weight": 60, "pause": "10m"}, {"weight": 100}],
+               "analysis": {"max_error_percent": 2, "max_latency_p99_ms": 800}}
+    spec = derived_spec(tmp_path / "spec", "ecommerce-recommendations", {"rollout": rollout, "targets": {"cloud": network}})
+    bundle = render_spec(spec, "cloud", tmp_path / "out", force=True)
+    output = run(bundle / "deploy.sh", moto)
+    assert "launch template version 1)" in output and "canary:" not in output, output
+    (group,) = fleet(moto)["groups"]
+    assert group["LaunchTemplate"]["Version"] == "1"  # a number: AWS rolls back to nothing else
+    alarms = {a["AlarmName"]: a for a in aws(moto, "cloudwatch", "describe-alarms", "--alarm-name-prefix", f"{NAME}-release")["MetricAlarms"]}
+    assert sorted(alarms) == [f"{NAME}-release-errors", f"{NAME}-release-latency"]
+    (balancer,) = fleet(moto)["balancers"]
+    (target_group,) = fleet(moto)["target_groups"]
+    dimensions = {"LoadBalancer": balancer["LoadBalancerArn"].split(":loadbalancer/")[1],
+                  "TargetGroup": target_group["TargetGroupArn"].split(":")[-1]}
+    latency = alarms[f"{NAME}-release-latency"]
+    assert {d["Name"]: d["Value"] for d in latency["Dimensions"]} == dimensions
+    assert (latency["MetricName"], latency["ExtendedStatistic"], latency["Threshold"]) == ("TargetResponseTime", "p99", 0.8)
+    errors = alarms[f"{NAME}-release-errors"]
+    assert errors["Threshold"] == 2.0
+    assert {m["Id"]: m.get("Expression") for m in errors["Metrics"]}["error_percent"] == "100 * FILL(errors, 0) / requests"
+    for metric in (m for m in errors["Metrics"] if "MetricStat" in m):
+        assert {d["Name"]: d["Value"] for d in metric["MetricStat"]["Metric"]["Dimensions"]} == dimensions
+
+    bundle = render_spec(derived_spec(tmp_path / "spec", "ecommerce-recommendations", {
+        "metadata": {"version": "1.5.0"}, "rollout": rollout, "targets": {"cloud": network}}), "cloud", tmp_path / "out", force=True)
+    output = run(bundle / "deploy.sh", moto)
+    assert "canary: instance refresh to launch template version 2" in output and "back to version 1" in output, output
+    (refresh,) = aws(moto, "autoscaling", "describe-instance-refreshes", "--auto-scaling-group-name", f"{NAME}-asg")["InstanceRefreshes"]
+    preferences = refresh["Preferences"]
+    assert preferences["CheckpointPercentages"] == [20, 60, 100] and preferences["CheckpointDelay"] == 600
+    assert preferences["AutoRollback"] is True
+    assert preferences["AlarmSpecification"]["Alarms"] == [f"{NAME}-release-errors", f"{NAME}-release-latency"]
+    template_id = fleet(moto)["templates"][0]["LaunchTemplateId"]
+    assert refresh["DesiredConfiguration"]["LaunchTemplate"] == {"LaunchTemplateId": template_id, "Version": "2"}
+    # Until the refresh succeeds the group still names the version it ran: the one to roll back to.
+    assert fleet(moto)["groups"][0]["LaunchTemplate"]["Version"] == "1"
+
+    output = run(bundle / "teardown.sh", moto)
+    assert "delete the release alarms" in output, output
+    assert not aws(moto, "cloudwatch", "describe-alarms", "--alarm-name-prefix", f"{NAME}-release")["MetricAlarms"]
+    assert all(not items for items in fleet(moto).values()), fleet(moto)
