@@ -450,9 +450,10 @@ color_ready() {  # color_ready COLOR: every instance answers its readiness check
   local port deadline=$((SECONDS + timeout))
   for port in $(color_ports "$1"); do
     until answers "http://$LOCAL_HOST:$port/v2/health/ready"; do
-      if ((SECONDS >= deadline)); then
+      # A unit that failed its starts (StartLimitBurst=) will not answer: no need to wait longer.
+      if ((SECONDS >= deadline)) || systemctl is-failed --quiet "$NAME-$1@$port.service"; then
         systemctl --no-pager --lines=20 status "$NAME-$1@$port.service" >&2 || true
-        fail "the new version ($1) did not become ready on port $port within ${timeout}s (journalctl -u $NAME-$1@$port.service tells why)"
+        fail "the new version ($1) did not become ready on port $port (journalctl -u $NAME-$1@$port.service tells why)"
       fi
       sleep 0.5
     done
@@ -506,6 +507,7 @@ release_color() {  # release_color NEW OLD: start NEW, check it, switch nginx to
   trap abandon_release EXIT
   change "reload systemd's unit files" systemctl daemon-reload
   for unit in $(color_units "$new"); do
+    systemctl reset-failed "$unit" 2>/dev/null || true  # a failed earlier attempt must not hit the start limit
     change "start $unit" systemctl restart "$unit"
   done
   say "waiting up to ${timeout}s for $new to be ready"
