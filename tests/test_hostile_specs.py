@@ -97,9 +97,10 @@ def assert_values_come_back(name: str, changes: dict, files: dict[str, bytes], e
         assert ("Description", description) in pairs(parsed["template.yaml"])
     if name.startswith("onprem"):
         assert envfile_values(files["iris.env"].decode()) == env
-        unit = files["iris.service" if name == "onprem-venv" else "iris.container"].decode()
-        suffix = "" if name == "onprem-venv" else " (container)"
-        assert unit_values(unit, "Description") == [f"iris model service {version}{suffix}"]
+        units = {"onprem-venv": {"iris.service": ""}, "onprem-container": {"iris.container": " (container)"},
+                 "onprem-bluegreen": {f"iris-{color}@.service": f" on port %i ({color})" for color in ("blue", "green")}}
+        for path, suffix in units[name].items():
+            assert unit_values(files[path].decode(), "Description") == [f"iris model service {version}{suffix}"]
     if name.startswith("cloud"):
         assert_bootstrap_says_the_version(parsed["cloud-init.yaml"][0], version)
 
