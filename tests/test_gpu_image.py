@@ -14,7 +14,9 @@ from helpers import EXAMPLES, require_tool, run_mlgen
 from test_target_kubernetes import checkov
 
 DIGITS = EXAMPLES / "image-classifier-serverless" / "spec.yaml"  # an ONNX model
-GPU = ("--set", "resources.gpu=1", "--set", "scaling.min_replicas=1", "--set", "runtime.requirements=[pillow==13.0.0]")
+# The example releases its function as a canary, which Kubernetes would gate on metrics it turns off.
+ON_KUBERNETES = ("--set", "scaling.min_replicas=1", "--set", "rollout={strategy: all_at_once}")
+GPU = ("--set", "resources.gpu=1", *ON_KUBERNETES, "--set", "runtime.requirements=[pillow==13.0.0]")
 
 
 def render(tmp_path, spec, *sets):
@@ -46,7 +48,7 @@ def test_a_python_the_cuda_image_cannot_give_is_refused_at_runtime_python(tmp_pa
 
 @pytest.mark.parametrize("spec, sets", [
     (EXAMPLES / "iris" / "spec.yaml", ("--set", "resources.gpu=1")),  # scikit-learn: no CUDA
-    (DIGITS, ("--set", "scaling.min_replicas=1")),  # ONNX without a GPU
+    (DIGITS, ON_KUBERNETES),  # ONNX without a GPU
 ])
 def test_a_service_that_computes_on_cpu_keeps_the_python_image(tmp_path, spec, sets):
     result, bundle = render(tmp_path, spec, *sets)

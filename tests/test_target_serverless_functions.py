@@ -62,6 +62,8 @@ def render_for(provider: str, out: Path) -> Path:
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("__pycache__"))
     spec = yaml.safe_load((source / "spec.yaml").read_text())
     spec["targets"]["serverless"]["provider"] = provider
+    if provider == "azure":
+        spec.pop("rollout", None)  # the example's canary is for Lambda: Azure swaps all traffic at once
     (source / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return render_spec(source / "spec.yaml", "serverless", out / provider)  # out/<provider>/serverless
 

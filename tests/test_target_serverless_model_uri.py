@@ -51,6 +51,8 @@ def uri_spec(tmp_path: Path, provider: str, uri: str, model: dict | None = None,
     del spec["model"]["path"]
     spec["model"].update({"uri": uri, "sha256": SHA256, "max_size": "16Mi", **(model or {})})
     spec["targets"]["serverless"].update(provider=provider, **serverless)
+    if provider == "azure":
+        spec.pop("rollout", None)  # the example's canary is for Lambda: Azure swaps all traffic at once
     (source / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return source / "spec.yaml"
 

@@ -87,11 +87,22 @@ if ((!dry_run)); then
   else
     problem "the gcloud CLI is not installed: https://cloud.google.com/sdk/docs/install"
   fi
+  command -v curl >/dev/null || problem "curl is not installed (the release reads Cloud Monitoring's alerts with it)"
   stop_on_problems "deploy to Google Cloud Functions"
 fi
 
 project_flag=()
 [[ -n $project ]] && project_flag=(--project "$project")
+
+# rollout canary: the revision serving most of the traffic is pinned to all of it first, so the
+# revision this deploy creates gets none until the steps below give it some. Run again after an
+# interrupted or rolled-back release, this finds the same revision.
+stable=$(lookup STABLE_REVISION gcloud run services list "${project_flag[@]}" --region "$region" \
+  --filter="metadata.name=$name" --flatten=status.traffic --sort-by=~status.traffic.percent \
+  --format='value(status.traffic.revisionName)' --limit=1)
+if [[ -n $stable ]]; then
+  run gcloud run services update-traffic "$name" "${project_flag[@]}" --region "$region" --to-revisions "$stable=100"
+fi
 
 run gcloud functions deploy "$name" --gen2 "${project_flag[@]}" \
   --region "$region" \
@@ -109,8 +120,8 @@ run gcloud functions deploy "$name" --gen2 "${project_flag[@]}" \
 # Alert policies from observability.slo/alerts (docs/monitoring.md): created on the first deploy,
 # updated in place later (found by display name). Notification channels are yours to add:
 # gcloud alpha monitoring policies update POLICY --add-notification-channels CHANNEL
-policy_files=(monitoring/errors.policy.json monitoring/latency.policy.json monitoring/no-traffic.policy.json)
-policy_names=('mlgen digits: errors' 'mlgen digits: latency' 'mlgen digits: no-traffic')
+policy_files=(monitoring/errors.policy.json monitoring/latency.policy.json monitoring/no-traffic.policy.json monitoring/release.policy.json)
+policy_names=('mlgen digits: errors' 'mlgen digits: latency' 'mlgen digits: no-traffic' 'mlgen digits: release')
 for i in "${!policy_files[@]}"; do
   existing=$(lookup "" gcloud alpha monitoring policies list "${project_flag[@]}" \
     --filter="displayName=\"${policy_names[i]}\"" --format='value(name)' --limit=1)
@@ -120,3 +131,44 @@ for i in "${!policy_files[@]}"; do
     run gcloud alpha monitoring policies create "${project_flag[@]}" --policy-from-file="${policy_files[i]}"
   fi
 done
+
+# rollout canary: traffic moves to the new revision step by step; during each pause the release
+# policy (rollout.analysis) is checked every 60 s, and an open alert on it puts all the
+# traffic back on the earlier revision and stops, as does an answer deploy.sh cannot read.
+new=$(lookup NEW_REVISION gcloud run services describe "$name" "${project_flag[@]}" --region "$region" \
+  --format='value(status.latestReadyRevisionName)')
+release_policy='mlgen digits: release'
+check_every=60
+# The open alerts of the project (Cloud Monitoring API, projects.alerts), read with your login.
+open_alerts() {
+  local token
+  token=$(lookup TOKEN gcloud auth print-access-token) || return 1
+  lookup '{}' curl -fsS --get -H @- --data-urlencode 'filter=state = "OPEN"' \
+    "https://monitoring.googleapis.com/v3/projects/${project:-PROJECT}/alerts" <<<"Authorization: Bearer $token"
+}
+roll_back() {
+  run gcloud run services update-traffic "$name" "${project_flag[@]}" --region "$region" --to-revisions "$stable=100"
+  fail "$1: all traffic is back on $stable ($new keeps none); see docs/targets/serverless.md"
+}
+hold() {
+  local left=$1 wait answer
+  while ((left > 0)); do
+    wait=$((left < check_every ? left : check_every))
+    run sleep "$wait"
+    left=$((left - wait))
+    # A gate that cannot be read stops the release as an open alert does.
+    answer=$(open_alerts) || roll_back "Cloud Monitoring's alerts could not be read"
+    [[ $answer != *"\"$release_policy\""* ]] || roll_back "'$release_policy' has an open alert"
+  done
+}
+if [[ -z $stable || $stable == "$new" ]]; then
+  say "no earlier revision serves traffic: $new takes all of it"
+  run gcloud run services update-traffic "$name" "${project_flag[@]}" --region "$region" --to-latest
+else
+  run gcloud run services update-traffic "$name" "${project_flag[@]}" --region "$region" \
+    --to-revisions "$new=10,$stable=90"
+  hold 300
+  # All of it, and traffic follows the latest revision again, as after a deploy without rollout.
+  run gcloud run services update-traffic "$name" "${project_flag[@]}" --region "$region" --to-latest
+  say "released $new; roll back with: gcloud run services update-traffic $name --region $region --to-revisions $stable=100"
+fi

@@ -86,6 +86,7 @@ if ((!dry_run)); then
   stop_on_problems "deploy to AWS Lambda"
 fi
 
+say "rollout: CodeDeploy shifts the live alias to the new version step by step; sam deploy waits for it and fails if a release alarm rolls it back"
 run ./build.sh
 run sam deploy --template-file template.yaml --stack-name "$stack_name" --region "$region" \
   --resolve-s3 --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset
