@@ -53,7 +53,9 @@ TARGET = Target(
                 "image": "projects/ml-serving-1/global/images/family/mlgen-base",
                 "artifact_url": "https://bundles.example.com/model/bundle.tar.gz", "allowed_cidrs": ["203.0.113.0/24"]},
         # A canary through an instance refresh, which rolls back only to a launch template with an AMI id.
-        "aws-canary": {"provider": "aws", "image": "ami-0123456789abcdef0",
+        # It names a certificate of its region, over any an example names (merged into the variant).
+        "aws-canary": {"provider": "aws", "region": "eu-west-1", "image": "ami-0123456789abcdef0",
+                       "certificate": "arn:aws:acm:eu-west-1:123456789012:certificate/0f6e2c1a-7b5d-4e8f-9a3c-2d1b0e4f6a78",
                        "artifact_url": "https://bundles.example.com/model/bundle.tar.gz",
                        "allowed_cidrs": ["203.0.113.0/24"], SPEC_FIELDS: {"rollout": {"strategy": "canary"}}},
         # With a certificate GCP's balancer is an external Application Load Balancer instead.
@@ -61,6 +63,12 @@ TARGET = Target(
                       "image": "projects/ml-serving-1/global/images/family/mlgen-base",
                       "artifact_url": "https://bundles.example.com/model/bundle.tar.gz",
                       "allowed_cidrs": ["0.0.0.0/0"], "certificate": "model-example-com"},
+        # A canary on GCP is gated by the HTTPS balancer's answers: it needs the certificate.
+        "gcp-canary": {"provider": "gcp", "region": "europe-west1", "project": "ml-serving-1",
+                       "image": "projects/ml-serving-1/global/images/family/mlgen-base",
+                       "artifact_url": "https://bundles.example.com/model/bundle.tar.gz",
+                       "allowed_cidrs": ["0.0.0.0/0"], "certificate": "model-example-com",
+                       SPEC_FIELDS: {"rollout": {"strategy": "canary"}}},
         # The vault an example's secrets are read from on Azure (it changes nothing without secrets).
         "azure": {"provider": "azure", "region": "westeurope", "artifact_url": "https://bundles.example.com/model/bundle.tar.gz",
                   "allowed_cidrs": ["203.0.113.0/24"], "key_vault": "model-secrets"},
@@ -73,7 +81,7 @@ TARGET = Target(
     filters=HOST_FILTERS,
     checks=HOST_CHECKS,
     platform=vm_platform,
-    # canary through an AWS instance refresh; release.py refuses it on the other providers.
+    # canary through an AWS instance refresh or GCP canary versions; release.py refuses it on Azure.
     rollouts=("all_at_once", "canary"),
     providers={
         "aws": "launch template, auto-scaling group with CPU target tracking, application load balancer (HTTPS with an ACM certificate)",

@@ -48,7 +48,7 @@ def fit(model: ServiceModel) -> list[Problem]:
                                           warning=True))
     problems += secret_problems(model, settings)
     problems += model_problems(model, settings)
-    problems += release_problems(model, settings.provider, settings.image, settings.custom_image)
+    problems += release_problems(model, settings)
     if model.pipeline.split:
         problems.append(model.problem(("pipeline", "topology"), "each VM runs the stages collocated in one process",
                                       hint="the kubernetes target runs each stage as its own service", warning=True))

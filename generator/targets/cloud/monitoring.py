@@ -76,3 +76,35 @@ def aws_release_alarms(model: ServiceModel, name: str, tags: Mapping[str, str], 
          "Namespace": "AWS/ApplicationELB", "MetricName": "TargetResponseTime", "Dimensions": dimensions,
          "Period": period_s, "ExtendedStatistic": "p99"},
     )
+
+
+def gcp_release_policy(model: ServiceModel, name: str, period_s: int) -> dict:
+    """The AlertPolicy deploy.sh checks between a canary's steps (`gcloud alpha monitoring policies
+    create --policy-from-file`): rollout.analysis's share of 5xx answers and p99 latency at the
+    HTTPS balancer's backend service NAME-lb (a passthrough balancer reports no HTTP answers).
+    Like AWS's, the whole group's answers: a canary's errors show diluted by its share of the VMs."""
+    gate = model.rollout
+    rule = f'resource.type="https_lb_rule" AND resource.labels.backend_target_name="{name}-lb"'
+    align = f"{period_s}s"
+    rate = [{"alignmentPeriod": align, "perSeriesAligner": "ALIGN_RATE", "crossSeriesReducer": "REDUCE_SUM"}]
+    requests = f'metric.type="loadbalancing.googleapis.com/https/backend_request_count" AND {rule}'
+    return {
+        "displayName": gcp_release_policy_name(name), "combiner": "OR", "severity": "ERROR",
+        "documentation": {"mimeType": "text/markdown",
+                          "content": f"{name}: the release gate (rollout.analysis); deploy.sh rolls a canary back while it is open."},
+        "conditions": [
+            {"displayName": f"{name} release: over {gate.max_error_ratio:.2%} of answers 5xx", "conditionThreshold": {
+                "filter": f"{requests} AND metric.labels.response_code_class=500", "denominatorFilter": requests,
+                "aggregations": rate, "denominatorAggregations": rate,
+                "comparison": "COMPARISON_GT", "thresholdValue": gate.max_error_ratio, "duration": "0s", "trigger": {"count": 1}}},
+            {"displayName": f"{name} release: p99 latency over {gate.max_latency_p99_ms} ms", "conditionThreshold": {
+                "filter": f'metric.type="loadbalancing.googleapis.com/https/backend_latencies" AND {rule}',
+                "aggregations": [{"alignmentPeriod": align, "perSeriesAligner": "ALIGN_PERCENTILE_99",
+                                  "crossSeriesReducer": "REDUCE_MAX"}],
+                "comparison": "COMPARISON_GT", "thresholdValue": gate.max_latency_p99_ms, "duration": "0s",
+                "trigger": {"count": 1}}},
+        ]}
+
+
+def gcp_release_policy_name(name: str) -> str:
+    return f"mlgen {name}: release"

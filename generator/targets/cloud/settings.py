@@ -10,7 +10,7 @@ from typing import Mapping
 
 from mlgen.spec import ServiceModel
 from mlgen.targets.cloud.balancers import Edge, edge
-from mlgen.targets.cloud.monitoring import aws_release_alarm_names, aws_release_alarms
+from mlgen.targets.cloud.monitoring import aws_release_alarm_names, aws_release_alarms, gcp_release_policy, gcp_release_policy_name
 from mlgen.targets.cloud.release import Release, alarm_period_s, release
 from mlgen.targets.cloud.identity import CREDSTORE, ModelObject, VmSecret, gcp_service_account, model_object, vm_secrets
 
@@ -64,6 +64,7 @@ class CloudSettings:
     key_vault: str | None  # Azure: the Key Vault holding the secrets
     release: Release | None  # a gradual release (release.py); None: all at once
     release_alarms: tuple[dict, ...]  # put-metric-alarm input of each alarm that gates it (AWS)
+    release_policy: Mapping | None  # the alert policy that gates it (GCP)
 
     health_path = HEALTH_PATH
     archive = ARCHIVE
@@ -215,6 +216,8 @@ def cloud_settings(model: ServiceModel) -> CloudSettings:
     spec = model.target("cloud")
     provider = spec["provider"]
     tags = {"mlgen-service": model.name, **model.labels, **spec["tags"]}
+    gate = aws_release_alarm_names(model.name) if provider == "aws" else (gcp_release_policy_name(model.name),)
+    gradual = release(model, provider, gate)
     image = spec.get("image") or DEFAULT_IMAGES.get(model.runtime.python, {}).get(provider)
     return CloudSettings(
         provider=provider,
@@ -242,7 +245,7 @@ def cloud_settings(model: ServiceModel) -> CloudSettings:
         model_object=model_object(model, provider),
         secrets=vm_secrets(model),
         key_vault=spec.get("key_vault"),
-        release=release(model, provider, aws_release_alarm_names(model.name)),
-        release_alarms=aws_release_alarms(model, model.name, tags, alarm_period_s(model))
-        if provider == "aws" and model.rollout.strategy == "canary" else (),
+        release=gradual,
+        release_alarms=aws_release_alarms(model, model.name, tags, alarm_period_s(model)) if gradual and provider == "aws" else (),
+        release_policy=gcp_release_policy(model, model.name, alarm_period_s(model)) if gradual and provider == "gcp" else None,
     )

@@ -71,7 +71,7 @@ parse_arguments() {
 }
 export AWS_PAGER=""
 readonly NAME=shop-recs
-region=eu-central-1
+region=eu-west-1
 
 count() { printf '%s\n' "$#"; }
 readonly LB_SECURITY_GROUP=shop-recs-lb

@@ -150,7 +150,7 @@ readonly SCALING_POLICY='{"PredefinedMetricSpecification": {"PredefinedMetricTyp
 # networks on the listener ports.
 readonly LB_INGRESS=('tcp 80 80 203.0.113.0/24' 'tcp 443 443 203.0.113.0/24')
 readonly HTTPS_PORT=443
-readonly CERTIFICATE=arn:aws:acm:eu-west-1:123456789012:certificate/7e1c2b9a-4d3f-4a8e-9b6c-0f1e2d3c4b5a
+readonly CERTIFICATE=arn:aws:acm:eu-west-1:123456789012:certificate/0f6e2c1a-7b5d-4e8f-9a3c-2d1b0e4f6a78
 readonly TLS_POLICY=ELBSecurityPolicy-TLS13-1-2-2021-06
 readonly HTTP_REDIRECT='[{"Type": "redirect", "RedirectConfig": {"Protocol": "HTTPS", "Port": "443", "Host": "#{host}", "Path": "/#{path}", "Query": "#{query}", "StatusCode": "HTTP_301"}}]'
 readonly VM_TRUST_POLICY='{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}'
