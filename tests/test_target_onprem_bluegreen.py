@@ -114,7 +114,7 @@ REQUEST = {"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [2, 4],
                        "data": [5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3]}]}
 # Each phase's client sends requests for as long as its install runs, then this many more (and at
 # most MAX_REQUESTS in all, so a hung install cannot make it loop forever).
-AFTER_REQUESTS, MAX_REQUESTS = 50, 20000
+AFTER_REQUESTS, MAX_REQUESTS = 50, 100000
 
 CLIENT = r"""
 import http.client, json, os, ssl, sys, time
@@ -150,6 +150,7 @@ while result["total"] < limit:
             result["errors"].append(f"{time.time():.3f} {error!r}")
     if result["total"] == 1:
         open(f"/result/started-{phase}", "w").close()
+    time.sleep(0.01)  # leave the two cores to the install
 json.dump(result, open(f"/result/client-{phase}.json", "w"))
 """
 
@@ -254,6 +255,7 @@ def _read(results: Path, name: str) -> str:
 
 def _phase(results: Path, name: str) -> tuple[str, str, dict]:
     client = json.loads(_read(results, f"client-{name}.json"))
+    assert "No such file" not in _read(results, f"install-{name}.log")  # nothing a script did not mean to say
     return _read(results, f"install-{name}.rc").strip(), _read(results, f"install-{name}.log"), client
 
 
@@ -313,3 +315,4 @@ def test_a_good_version_takes_over_with_no_failed_request_and_rollback_brings_th
 
     assert _read(releases, "uninstall.rc").strip() == "0", _read(releases, "uninstall.log")
     assert _read(releases, "loaded-after.txt").strip() == ""
+    assert "iris" not in _read(releases, "files-after.txt")

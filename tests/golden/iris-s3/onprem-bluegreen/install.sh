@@ -478,6 +478,7 @@ abandon_release() {
   for unit in $(color_units "$releasing"); do
     systemctl disable --quiet "$unit" 2>/dev/null || true
     systemctl stop "$unit" 2>/dev/null || true
+    systemctl reset-failed "$unit" 2>/dev/null || true  # reported here; the host need not stay degraded
   done
   if [[ -n $(live_color) ]]; then
     warn "$releasing never received traffic and is stopped; $(live_color) still serves every request"
@@ -495,7 +496,7 @@ nginx_workers() {
 drain() {  # drain PID...: wait until those old workers have exited (at most the request deadline)
   local pid deadline=$((SECONDS + 35))
   for pid; do
-    while [[ $(tr -d '\0' <"/proc/$pid/cmdline" 2>/dev/null) == "nginx: worker process"* ]] && ((SECONDS < deadline)); do
+    while [[ $(tr -d '\0' 2>/dev/null <"/proc/$pid/cmdline") == "nginx: worker process"* ]] && ((SECONDS < deadline)); do
       sleep 0.2
     done
   done
@@ -523,8 +524,10 @@ release_color() {  # release_color NEW OLD: start NEW, check it, switch nginx to
     systemctl is-enabled --quiet "$unit" 2>/dev/null || change "enable $unit at boot" systemctl enable --quiet "$unit"
   done
   say "switched to $new in $((SECONDS - started))s; draining the old nginx workers"
+  started=$SECONDS
   # shellcheck disable=SC2086 # one pid a word
   drain $workers
+  say "the old nginx workers finished in $((SECONDS - started))s"
   if [[ -n $old ]]; then
     for unit in $(color_units "$old"); do
       if systemctl is-enabled --quiet "$unit" 2>/dev/null; then change "disable $unit" systemctl disable --quiet "$unit"; fi

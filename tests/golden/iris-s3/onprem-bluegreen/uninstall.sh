@@ -168,6 +168,9 @@ main() {
   stop_units
   before=$changes
   remove "$root$UNIT_DIR/"iris-s3-blue@.service "$root$UNIT_DIR/"iris-s3-green@.service "$root/etc/nginx/$UPSTREAM_INCLUDE"
+  if [[ -d $root/etc/nginx/mlgen ]] && [[ -z $(ls -A -- "$root/etc/nginx/mlgen") ]]; then
+    change "remove the empty folder /etc/nginx/mlgen" rmdir -- "$root/etc/nginx/mlgen"
+  fi
   remove "$root/etc/nginx/sites-enabled/$NAME.conf" "$root/etc/nginx/sites-available/$NAME.conf" "$root/etc/nginx/conf.d/$NAME.conf"
   if systemd_running && ((changes > before)); then
     change "reload systemd's unit files" systemctl daemon-reload
