@@ -7,7 +7,7 @@ launch template version the group ran before. GCP carries it out in deploy.sh: r
 with a canary version of each step's size, and between them the release alert policy
 (monitoring.gcp_release_policy) checked for an open alert, on which the group goes back to the
 template it ran; only behind the HTTPS balancer, whose metrics count HTTP answers. Azure releases
-all at once for now: a canary there is refused at rollout.strategy, naming the providers that can.
+all at once (WHY_NOT): a canary there is refused at rollout.strategy, naming the providers that can.
 
 The platform limits a release is checked against are data with their source and the date they
 were read, like the serverless target's (generator/targets/serverless/limits.py)."""
@@ -35,6 +35,10 @@ ROLLBACK_NEEDS_AMI = ("an instance refresh rolls back only a launch template who
                       f"not a resolve:ssm: parameter ({_REFRESH_PREFERENCES}, AutoRollback)")
 # The providers whose deploy.sh carries out each gradual strategy.
 GRADUAL = {"canary": ("aws", "gcp")}
+# Why a provider's fleet does not: said in the refusal.
+WHY_NOT = {"azure": "a scale set's rolling upgrade policy brings VMs to the scale set's model without reimaging "
+                    "them, and cloud-init runs new custom data only on a reimaged VM, so deploy.sh reimages one VM "
+                    "at a time, with no gate"}
 # Instances keep serving while the refresh replaces them, as for an all_at_once refresh.
 MIN_HEALTHY_PERCENT = 90
 INSTANCE_WARMUP_S = 300
@@ -84,8 +88,9 @@ def release_problems(model: ServiceModel, settings: CloudSettings) -> list[Probl
         return []
     able = GRADUAL.get(rollout.strategy, ())
     if provider not in able:
+        why = f": {WHY_NOT[provider]}" if provider in WHY_NOT else ""
         return [model.problem(("rollout", "strategy"), f"the cloud target releases with {rollout.strategy} on "
-                              f"{' and '.join(able)} only, not on {provider}",
+                              f"{' and '.join(able)} only, not on {provider}{why}",
                               hint=f"use provider {' or '.join(able)}, or rollout.strategy all_at_once on {provider}")]
     problems = []
     if rollout.interval_s % ALB_METRIC_PERIOD_S:
