@@ -64,6 +64,19 @@ def test_systemd_verify_prints_nothing_for_each_color(bundle, unit, tmp_path) ->
     assert result.returncode == 0 and not result.stderr.strip(), result.stderr
 
 
+def test_prometheus_scrapes_the_live_color_from_the_file_install_sh_switches(bundle) -> None:
+    import yaml
+
+    config = yaml.safe_load((bundle / "monitoring" / "prometheus.yml").read_text())
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "iris"]
+    assert job["file_sd_configs"] == [{"files": ["/opt/mlgen/iris/scrape-targets.json"]}] and "static_configs" not in job
+    green = json.loads((bundle / "release" / "scrape-targets-green.json").read_text())
+    assert green == [{"targets": ["127.0.0.1:8180", "127.0.0.1:8181"], "labels": {"service": "iris", "color": "green"}}]
+    result = subprocess.run([require_tool("promtool"), "check", "config", "prometheus.yml"], cwd=bundle / "monitoring",
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_shellcheck_passes_every_script(bundle) -> None:
     scripts = sorted(bundle.glob("*.sh"))
     result = subprocess.run([require_tool("shellcheck"), "--severity=style", *map(str, scripts)], capture_output=True, text=True)
@@ -176,6 +189,7 @@ phase() {
   touch "/result/stop-$name"
   wait "$client"
   cat /opt/mlgen/iris/live >"/result/live-$name" 2>&1
+  cat /opt/mlgen/iris/scrape-targets.json >"/result/scrape-$name.json" 2>&1
   systemctl list-units --all --plain --no-legend 'iris-*' >"/result/units-$name.txt"
 }
 phase bad ./bad/onprem/install.sh --timeout 180
@@ -298,6 +312,7 @@ def test_a_good_version_takes_over_with_no_failed_request_and_rollback_brings_th
     assert client["failed"] == 0, client
     assert client["versions"].get("2.0.0") and client["versions"].get("1.0.0"), client  # the switch happened under load
     assert _read(releases, "live-v2").strip() == "green"
+    assert json.loads(_read(releases, "scrape-v2.json"))[0]["targets"] == ["127.0.0.1:8180"]  # Prometheus follows
     running = [line.split()[0] for line in _read(releases, "units-v2.txt").splitlines() if " active running" in line]
     assert running == ["iris-green@8180.service"], running  # blue stopped after the drain
 
@@ -311,6 +326,7 @@ def test_a_good_version_takes_over_with_no_failed_request_and_rollback_brings_th
     assert "rolling back from green to blue" in log
     assert client["failed"] == 0, client
     assert _read(releases, "live-rollback").strip() == "blue"
+    assert json.loads(_read(releases, "scrape-rollback.json"))[0]["targets"] == ["127.0.0.1:8080"]
     assert client["last"]["1.0.0"] > client["first"].get("2.0.0", 0), client  # v1 answers again at the end
 
     assert _read(releases, "uninstall.rc").strip() == "0", _read(releases, "uninstall.log")

@@ -22,8 +22,13 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
     settings = host_settings(model)
     files = host_files(model, renderer, settings)
     if model.observability.metrics:
-        # Each instance is scraped on its own port, not through the proxy (which would pick one).
-        jobs = [static_job(model, [f"{settings.local_host}:{port}" for port in settings.ports]),
+        # Each instance is scraped on its own port, not through the proxy (which would pick one);
+        # blue-green: the live color's, from the file install.sh rewrites when it switches.
+        service = static_job(model, [f"{settings.local_host}:{port}" for port in settings.ports])
+        if settings.blue_green:
+            del service["static_configs"]
+            service["file_sd_configs"] = [{"files": [settings.scrape_targets]}]
+        jobs = [service,
                 node_job([f"{settings.local_host.replace('[::1]', 'localhost')}:{NODE_EXPORTER_PORT}"])]
         files += monitoring_files(model, renderer, jobs, host_resources(), note="onprem")
     return files

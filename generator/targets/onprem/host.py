@@ -61,7 +61,9 @@ def blue_green_files(model: ServiceModel, renderer: Renderer, settings: HostSett
                  "expected": {name: _flat(_plain(value)) for name, value in probe.expected.items()},
                  "outputs": list(probe.expected) or [t.name for t in model.model.outputs]}
                 for probe in probes(model)]
-    files.append(RenderedFile.text(RELEASE_EXAMPLES, pretty_json(examples)))
+    files.append(RenderedFile.text(RELEASE_EXAMPLES, pretty_json(examples) + "\n"))
+    for color in settings.colors:
+        files.append(RenderedFile.text(f"release/scrape-targets-{color.color}.json", pretty_json(color.scrape_target_list) + "\n"))
     files.append(RenderedFile.text(RELEASE_SMOKE, SMOKE.read_text(encoding="utf-8")))
     return files
 

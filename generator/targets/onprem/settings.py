@@ -136,6 +136,17 @@ class HostSettings:
                              ports=tuple(port + offsets[color] for port in self.ports)) for color in COLORS)
 
     @property
+    def scrape_targets(self) -> str:
+        """Blue-green: Prometheus's file_sd list of the live color's instances (install.sh writes it)."""
+        return f"{self.home}/scrape-targets.json"
+
+    @property
+    def scrape_target_list(self) -> list[dict]:
+        """The file_sd content for this color's instances."""
+        return [{"targets": [f"{self.local_host}:{port}" for port in self.ports],
+                 "labels": {"service": self.name, "color": self.color}}]
+
+    @property
     def upstream_include(self) -> str:
         """Blue-green: the file nginx's site includes for its upstream, relative to nginx's
         configuration folder; install.sh points it at the live color's ports."""

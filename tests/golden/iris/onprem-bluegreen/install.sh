@@ -487,6 +487,8 @@ release_color() {  # release_color NEW OLD: start NEW, check it, switch nginx to
   if [[ -f $include ]]; then cp -p -- "$include" "$include.mlgen-old"; fi
   install_proxy "$new"
   change "record $new as the live color" put_live "$new"
+  # Prometheus (file_sd) scrapes the live color only: the stopped one is not an outage.
+  install_file "$HOME_DIR/$new/release/scrape-targets-$new.json" "$HOME_DIR/scrape-targets.json" 644 || true
   releasing=""
   rm -f -- "$include.mlgen-old"
   for unit in $(color_units "$new"); do
