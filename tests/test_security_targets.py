@@ -68,9 +68,14 @@ def test_a_private_function_without_runtime_credentials_does_not_warn(tmp_path) 
 
 
 def test_a_target_whose_probes_ignore_the_admin_port_refuses_it_at_its_line(tmp_path) -> None:
+    from mlgen import targets
+
     spec = derived_spec(tmp_path, "iris", {"runtime": {"admin_port": 9090}})
+    unable = next((name for name in targets.BUILTIN if not targets.get(name).admin_port), None)
+    assert unable, "every target routes runtime.admin_port now: this test has nothing left to refuse"
     with pytest.raises(RenderError) as refused:
-        _plan(spec, "kubernetes")
-    problem = refused.value.problems[0]
-    assert problem.level is Level.ERROR and problem.field == "runtime.admin_port"
+        _plan(spec, unable)
+    problem = next(p for p in refused.value.problems if p.field == "runtime.admin_port")
+    assert problem.level is Level.ERROR
     assert "does not route its probes and health checks to runtime.admin_port" in problem.message
+    assert "targets that do: kubernetes" in problem.render()

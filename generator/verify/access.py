@@ -31,6 +31,7 @@ class ModelFileMismatch(Exception):
 class Access:
     env: dict[str, str] = field(default_factory=dict)  # added to every process the bundle runs
     headers: dict[str, str] = field(default_factory=dict)  # sent with every probe
+    admin_port: int | None = None  # where the entry process answers health (runtime.admin_port)
 
 
 def access_for(model: ServiceModel, scratch: Path, model_file: Path | None = None) -> Access:
@@ -52,7 +53,7 @@ def access_for(model: ServiceModel, scratch: Path, model_file: Path | None = Non
             _seed(cache, model.model.uri, model.model.sha256, model_file)
         else:
             env.update({name: value for name, value in os.environ.items() if name.startswith(STORE_ENVIRONMENT)})
-    return Access(env, headers)
+    return Access(env, headers, model.runtime.admin_port)
 
 
 def _seed(cache: Path, uri: str, sha256: str, model_file: Path) -> None:

@@ -102,12 +102,14 @@ def http_post(port: int, path: str, body: bytes, headers: dict[str, str]) -> tup
 class HttpService:
     """Processes answering HTTP; requests go to the entry one."""
 
-    def __init__(self, processes: list[Process], ports: list[int], headers: dict[str, str]):
+    def __init__(self, processes: list[Process], ports: list[int], access: Access):
         self.processes, self.port = processes, ports[0]
-        self.ports, self.headers = ports, headers
+        self.ports, self.headers = ports, access.headers
+        # With runtime.admin_port the entry process answers health there, and only there.
+        self.health_ports = [access.admin_port or ports[0], *ports[1:]]
 
     def wait_ready(self) -> None:
-        for process, port in zip(self.processes, self.ports):
+        for process, port in zip(self.processes, self.health_ports):
             http_ready(process, port)
 
     def ask(self, path: str, body: bytes) -> list[tuple[str, int, bytes]]:
@@ -162,7 +164,7 @@ def start_host(bundle: Path, unit_name: str, env_name: str, prefix: str, home: s
     env.update(access.env)
     (workdir,) = directive(unit, "WorkingDirectory") or [f"{home}/app"]
     return HttpService([Process(unit_name, argv, env, Path(moved(workdir)), scratch / "service.log")], [port],
-                       access.headers)
+                       access)
 
 
 def _copy_tree(source: Path, target: Path) -> None:
@@ -217,7 +219,7 @@ def start_stages(bundle: Path, deployments: list[dict], app_dir: str, python: Pa
         full = {"PATH": "/usr/bin:/bin", "HOME": str(scratch), **env, "PYTHONPATH": str(bundle / "app"), **urls,
                 **access.env}
         processes.append(Process(name, command, full, bundle / "app", scratch / f"{name}.log"))
-    return HttpService(processes, [port for *_, port in stages], access.headers)
+    return HttpService(processes, [port for *_, port in stages], access)
 
 
 # --- functions ------------------------------------------------------------------------------------
@@ -228,7 +230,7 @@ def start_gcp(bundle: Path, environment_bin: Path, entry_point: str, scratch: Pa
             "--host", "127.0.0.1", "--port", str(port)]
     env = {"PATH": f"{environment_bin}:/usr/bin:/bin", "HOME": str(scratch), **access.env}
     return HttpService([Process("functions-framework", argv, env, bundle, scratch / "functions-framework.log")], [port],
-                       access.headers)
+                       access)
 
 
 # Runs in the function's own Python: imports the entry point as the platform does, says "ready",

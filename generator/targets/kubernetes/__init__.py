@@ -14,7 +14,7 @@ from mlgen.targets.base import SPEC_FIELDS, Target, TradeOff, schema_fragment
 from mlgen.targets.kubernetes.artifact import access_warnings
 from mlgen.targets.kubernetes.bundle import plan
 from mlgen.targets.kubernetes.filters import FILTERS
-from mlgen.targets.kubernetes.fitness import autoscaling_problems, grpc_problems, network_problems
+from mlgen.targets.kubernetes.fitness import admin_port_problems, autoscaling_problems, grpc_problems, network_problems
 from mlgen.targets.kubernetes.rollout import release_problems
 from mlgen.targets.kubernetes.settings import image_platform, kubernetes_settings
 
@@ -42,6 +42,7 @@ def fit(model: ServiceModel) -> list[Problem]:
             "with every patch release: two builds of the same bundle can differ",
             hint="pin base_image by digest (name:tag@sha256:…) so every build starts from the same image", warning=True))
     problems += autoscaling_problems(model, settings) + grpc_problems(model, settings) + network_problems(model, settings)
+    problems += admin_port_problems(model, settings)
     problems += release_problems(model, settings.flavor, settings.service_monitor)
     if settings.service_monitor and not model.observability.metrics:
         problems.append(model.problem(
@@ -82,6 +83,7 @@ TARGET = Target(
     fit=fit,
     open_to=open_to,
     model_access=model_access,
+    admin_port=True,
     filters=FILTERS,
     platform=image_platform,
     # Argo Rollouts carries out canary and blue-green (rollout.py); all_at_once is the Deployment's rolling update.

@@ -41,7 +41,8 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
         panels = pod_resources(model, settings)
         base.append(render("base/dashboard.yaml", "base/dashboard.yaml", dashboard_json=dashboard_json(model, panels)))
         # compose.yaml's Prometheus scrapes the stages by their service names, with the same rules.
-        stages = [f"{w.name}:{model.runtime.port}" for w in settings.workloads]
+        stages = [f"{w.name}:{settings.admin_port if settings.admin_port and w.entry else model.runtime.port}"
+                  for w in settings.workloads]
         monitoring = monitoring_files(model, renderer, [static_job(model, stages)], panels, note="compose")
     resources = sorted(f.path.removeprefix("base/") for f in base)
     return [

@@ -63,6 +63,16 @@ def grpc_problems(model: ServiceModel, settings: KubernetesSettings) -> list[Pro
                                "Service carries the second port); or remove runtime.grpc_port")]
 
 
+def admin_port_problems(model: ServiceModel, settings: KubernetesSettings) -> list[Problem]:
+    """The admin port is a second container port with the probes on it: Knative allows one port per
+    container, and KServe's containers are the operator's to probe."""
+    if model.runtime.admin_port is None or settings.flavor == "deployment":
+        return []
+    return [model.problem(("runtime", "admin_port"), f"flavor {settings.flavor} probes and routes one port per container: "
+                          "health and metrics cannot move to runtime.admin_port there",
+                          hint="use flavor: deployment, or remove runtime.admin_port")]
+
+
 def _why_not_zero(flavor: str, autoscaling: str) -> str:
     if autoscaling == "cpu":
         what = {"deployment": "a HorizontalPodAutoscaler", "kserve": "KServe's CPU autoscaling (an HPA)",

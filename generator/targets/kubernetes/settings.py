@@ -35,6 +35,7 @@ DRAIN_MARGIN_S = 10  # after SIGTERM the runtime drains for timeout_s; the pod g
 # The image's Python: Debian 12 (glibc 2.36) on amd64, which manylinux_2_28 wheels and older run on.
 IMAGE_PLATFORM = "x86_64-manylinux_2_28"
 DEFAULT_BASE_IMAGE = "docker.io/library/python:{python}-slim-bookworm"
+ADMIN_PORT_NAME = "admin"
 # A GPU service's default image: NVIDIA's CUDA runtime with cuDNN (CUDA 12 and cuDNN 9, what
 # onnxruntime-gpu's CUDA provider loads) on Ubuntu 24.04, which has no Python of its own in the
 # image: the Dockerfile installs Ubuntu's, so runtime.python must be the one Ubuntu 24.04 carries.
@@ -92,7 +93,8 @@ class KubernetesSettings:
     user: str  # "uid:gid" for the Dockerfile and compose
     app_dir: str
     image_command: tuple[str, ...]  # the image's CMD: the whole pipeline in one container
-    healthcheck: tuple[str, ...]  # the image's HEALTHCHECK command
+    healthcheck: tuple[str, ...]  # the image's HEALTHCHECK command (its CMD runs the entry stage)
+    stage_healthcheck: tuple[str, ...] | None  # compose's for the other stages, when the entry's is on admin_port
     compose_env: Mapping[str, str]  # the spec's env with `$` doubled: compose interpolates `$`
     compose_secrets: Mapping[str, str]  # env name → compose's "required from your shell" reference
     compose_port: str  # where compose publishes the entry stage: loopback only
@@ -107,6 +109,9 @@ class KubernetesSettings:
     scale_to_zero: bool  # scaling.min_replicas is 0 and the flavor and autoscaler can wake from it
     port_name: str  # the container port's name: Knative (and KServe on it) accept only http1 or h2c
     probe_port: str | int  # what the probes name: Knative accepts only the container port's number
+    # runtime.admin_port: the entry stage's health and metrics, off the port the Ingress reaches
+    # (Deployments only; the stages behind the entry keep theirs on their one port).
+    admin_port: int | None
     target_concurrency: int  # in-flight requests per replica for autoscaling: requests
     in_flight_metric: str  # the per-pod metric the HPAs of `requests` read through the Prometheus Adapter
     adapter_rule: Mapping | None  # the Prometheus Adapter's rule for it; None unless deployment + requests
@@ -159,6 +164,9 @@ class KubernetesSettings:
     def loader(self) -> Workload:
         """The stage that runs the model (and fetches a model.uri one)."""
         return next(w for w in self.workloads if w.loads_model)
+
+    def probe_port_of(self, workload: Workload) -> str | int:
+        return ADMIN_PORT_NAME if self.admin_port and workload.entry else self.probe_port
 
     def fetches(self, workload: Workload) -> bool:
         """This stage fetches model.uri when it starts: it gets the cache and the longer startup."""
@@ -238,7 +246,8 @@ def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
         user=f"{RUN_AS}:{RUN_AS}",
         app_dir=APP_DIR,
         image_command=command(model, "all"),
-        healthcheck=("python", "-c", f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}{LIVE}', timeout=2)"),
+        healthcheck=_healthcheck(model.runtime.admin_port or port),
+        stage_healthcheck=_healthcheck(port) if model.runtime.admin_port else None,
         compose_env=_frozen({key: value.replace("$", "$$") for key, value in model.env.items()}),
         compose_secrets=_frozen({s.name: f"${{{s.name}:?set {s.name} (secret {s.secret})}}" for s in model.secrets}),
         compose_port=f"127.0.0.1:{port}:{port}",
@@ -252,6 +261,7 @@ def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
         scale_to_zero=scale_to_zero,
         port_name=port_name,
         probe_port=port if on_knative else port_name,
+        admin_port=model.runtime.admin_port,
         target_concurrency=spec["target_concurrency"],
         in_flight_metric=flavors.IN_FLIGHT_METRIC,
         adapter_rule=(_frozen(flavors.adapter_rule(namespace))
@@ -336,3 +346,7 @@ def uses_cuda_image(model: ServiceModel) -> bool:
     """A GPU service whose model can use CUDA builds on NVIDIA's image (a scikit-learn model
     computes on CPU whatever the pod asks for: `mlgen validate` warns about it)."""
     return model.resources.gpu > 0 and model.model.format != "sklearn"
+
+
+def _healthcheck(port: int) -> tuple[str, ...]:
+    return ("python", "-c", f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}{LIVE}', timeout=2)")
