@@ -63,6 +63,25 @@ def stop_process(process, timeout: float = 30) -> int:
     return process.returncode
 
 
+def wait_until_ready(base_url: str, process, deadline_s: float = 60) -> None:
+    """Poll BASE_URL/v2/health/ready until it answers 200; fail if `process` exits first."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base_url}/v2/health/ready", timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except (OSError, urllib.error.HTTPError):
+            pass
+        assert process.poll() is None, f"the server exited ({process.returncode}) before it was ready"
+        time.sleep(0.1)
+    raise AssertionError(f"{base_url} was not ready within {deadline_s} s")
+
+
 def render_spec(spec: Path, target: str, out: Path, **render_options) -> Path:
     """Render `spec` for `target` into out/<target> through the library (what `mlgen render`
     does, `sets` as its --set arguments) and return that folder."""

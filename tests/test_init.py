@@ -107,11 +107,10 @@ def test_a_scaffold_asks_for_an_api_key_by_default(tmp_path: Path) -> None:
     """New services are not open to whoever reaches them: the scaffold's spec asks for an API key,
     its README says how to serve locally with one, and the served model answers only with it."""
     import signal
-    import time
 
     import requests
 
-    from helpers import free_port
+    from helpers import free_port, wait_until_ready
 
     repo = tmp_path / "fraud"
     assert run_mlgen("init", repo, "--yes").returncode == 0
@@ -127,15 +126,7 @@ def test_a_scaffold_asks_for_an_api_key_by_default(tmp_path: Path) -> None:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert server.poll() is None, "mlgen serve exited before it was ready"
-            time.sleep(0.1)
+        wait_until_ready(base, server)
         infer = f"{base}/v2/models/fraud/infer"
         refused = requests.post(infer, json=REQUEST, timeout=10)
         assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer")

@@ -7,11 +7,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from helpers import EXAMPLES, ROOT, free_port
+from helpers import EXAMPLES, ROOT, free_port, wait_until_ready
 
 pytest.importorskip("joblib")
 pytest.importorskip("numpy")
@@ -29,15 +28,7 @@ def test_mlgen_serve_answers_with_the_models_prediction() -> None:
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert server.poll() is None, "mlgen serve exited before it was ready"
-            time.sleep(0.1)
+        wait_until_ready(base, server)
         rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
         answer = requests.post(f"{base}/v2/models/iris/infer", timeout=10, json={
             "inputs": [{"name": "input-0", "datatype": "FP32", "shape": [2, 4], "data": rows}]}).json()
