@@ -107,6 +107,35 @@ def test_the_smoke_checker_judges_answers_as_verify_does(bundle) -> None:
     assert "HTTP 503" in smoke.judge(example, 503, b'{"error": "not ready"}')
 
 
+def test_a_staging_install_puts_the_first_version_in_blue_and_a_second_run_changes_nothing(tmp_path) -> None:
+    import sys
+
+    from onprem_bundle import tree_state
+
+    this_python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    staged = render(_spec(tmp_path / "spec", {"runtime": {"python": this_python}, "targets": {"onprem": {"air_gapped": True}}}),
+                    tmp_path / "out")
+    wheelhouse_for(staged, WHEEL_CACHE)
+    root = tmp_path / "root"
+    root.mkdir()
+    install = lambda *args: subprocess.run(["bash", str(staged / "install.sh"), "--root", str(root), *args],
+                                           capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    first = install()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "releasing version 1.0.0 to blue" in first.stdout
+    for path in ("opt/mlgen/iris/blue/app/serving.json", "opt/mlgen/iris/blue/venv/bin/python",
+                 "opt/mlgen/iris/blue/release/smoke.py", "etc/systemd/system/iris-blue@.service",
+                 "etc/nginx/mlgen/iris.upstream.conf", "etc/nginx/conf.d/iris.conf"):
+        assert (root / path).exists(), path
+    assert not (root / "opt/mlgen/iris/green").exists()
+    before = tree_state(root)
+    second = install()
+    assert second.returncode == 0 and "install.sh: nothing to change" in second.stdout, second.stdout + second.stderr
+    assert tree_state(root) == before
+    rollback = install("--rollback")
+    assert rollback.returncode == 1 and "nothing to roll back to" in rollback.stderr, rollback.stderr
+
+
 @pytest.mark.parametrize("changes, expected", [
     ({"targets": {"onprem": {"tls": None}}}, "rollout.strategy: blue_green on one host switches traffic in the nginx proxy"),
     ({"targets": {"onprem": {"mode": "container", "image": "registry.example.com/iris:1"}}}, "targets.onprem.mode: blue_green on one host"),

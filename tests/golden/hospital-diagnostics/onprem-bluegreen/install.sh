@@ -559,12 +559,14 @@ main() {
 
   if [[ -n $live ]] && ((!changed)) && release_matches "$live"; then
     unchanged "$live runs this bundle's version $VERSION"
+    install_proxy "$live"  # a site that changed alone (a certificate's path) is installed and reloaded
     if on_host && [[ -z $missing ]]; then start_live "$live"; fi
   else
     new=$(other_color "${live:-green}")
     say "releasing version $VERSION to $new${live:+ (the live color is $live)}"
     stage_color "$new"
     if [[ -n $root ]]; then
+      install_proxy "$new"
       say "skip: starting $new and switching nginx to it (staging root)"
     elif ((dry_run)); then
       say "would: start $new, wait for it to be ready, send it the spec's examples, switch nginx to it${live:+, stop $live}"
@@ -591,10 +593,8 @@ install_proxy() {
   fi
   site=$site_dir/$NAME.conf
   local changed=0
-  # The include with the upstream first (the site reads it), then a reload whatever changed:
-  # the switch to color $1 is this very file.
-  install_file "$bundle/$NAME.upstream-$1.conf" "$root/etc/nginx/$UPSTREAM_INCLUDE" 644 || true
-  changed=1
+  # The include with color $1's upstream first (the site reads it): a switch is this file changing.
+  if install_file "$bundle/$NAME.upstream-$1.conf" "$root/etc/nginx/$UPSTREAM_INCLUDE" 644; then changed=1; fi
   if install_file "$bundle/$NAME.nginx.conf" "$root$site" 644; then changed=1; fi
   if [[ -n $link ]]; then
     if [[ $(readlink -- "$root$link" 2>/dev/null) == "$site" ]]; then
