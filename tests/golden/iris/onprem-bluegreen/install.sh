@@ -137,7 +137,6 @@ readonly MODE=venv
 readonly ENV_FILE=/etc/mlgen/iris/environment
 readonly PYTHON_VERSION=3.12
 readonly AIR_GAPPED=0
-readonly READY_URLS=(http://127.0.0.1:8080/v2/health/ready)
 readonly VERSION=1.0.0
 readonly LOCAL_HOST=127.0.0.1
 readonly BLUE_PORTS=(8080)
@@ -343,22 +342,6 @@ ensure_podman_secrets() {
   return $result
 }
 
-wait_ready() {
-  local url deadline=$((SECONDS + timeout))
-  for url in "${READY_URLS[@]}"; do
-    until "$1" - "$url" <<'PY' 2>/dev/null; do
-import sys, urllib.request
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
-opener.open(sys.argv[1], timeout=2).read()
-PY
-      if ((SECONDS >= deadline)); then
-        systemctl --no-pager --lines=20 status "${UNITS[@]}" >&2 || true
-        fail "the service did not answer $url within ${timeout}s (journalctl -u ${UNITS[0]} tells why)"
-      fi
-      sleep 1
-    done
-  done
-}
 
 # ---- blue-green: two sets of instances, nginx sends traffic to one of them -----------------------
 # $HOME_DIR/blue and $HOME_DIR/green each hold an app/, a venv/ and release/ (the spec's examples
@@ -372,8 +355,10 @@ color_ports() {  # color_ports COLOR: its ports, one a line
 }
 
 color_units() {  # color_units COLOR: its units, one a line
-  local port
-  for port in $(color_ports "$1"); do printf '%s\n' "$NAME-$1@$port.service"; done
+  local unit
+  for unit in "${UNITS[@]}"; do
+    if [[ $unit == "$NAME-$1@"* ]]; then printf '%s\n' "$unit"; fi
+  done
 }
 
 other_color() {
