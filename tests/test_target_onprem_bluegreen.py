@@ -136,6 +136,17 @@ def test_a_staging_install_puts_the_first_version_in_blue_and_a_second_run_chang
     assert rollback.returncode == 1 and "nothing to roll back to" in rollback.stderr, rollback.stderr
 
 
+@pytest.mark.slow
+def test_mlgen_verify_starts_the_first_colors_unit_and_it_answers_the_examples(tmp_path) -> None:
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "mlgen", "verify", str(_spec(tmp_path / "spec")), "-t", "onprem",
+                             "--format", "json"], capture_output=True, text=True, timeout=1800, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (report,) = json.loads(result.stdout)
+    assert report["target"] == "onprem" and report["status"] == "passed", report
+
+
 @pytest.mark.parametrize("changes, expected", [
     ({"targets": {"onprem": {"tls": None}}}, "rollout.strategy: blue_green on one host switches traffic in the nginx proxy"),
     ({"targets": {"onprem": {"mode": "container", "image": "registry.example.com/iris:1"}}}, "targets.onprem.mode: blue_green on one host"),

@@ -141,6 +141,8 @@ def _host(model: ServiceModel, bundle: Path, platform, scratch: Path, result: Re
         raise environment.NotHere("mode: container runs an image pulled by Podman; verify builds environments "
                                   "from the lock (use mode: venv to verify here)")
     built = _environment(platform, bundle / "app" / "requirements.txt", result)
+    if settings.blue_green:  # the first release's color: blue's unit, on the spec's ports
+        settings = settings.colors[0]
     return launch.start_host(bundle, settings.unit_file, f"{settings.name}.env", settings.prefix, settings.home,
                              built.python, scratch, access)
 
