@@ -1,15 +1,19 @@
 """The runtime's ASGI app against the bare app, called in-process: what each costs per request with
 no server, socket or client in the way (the part of the HTTP path the runtime owns).
 
-    python bench/runtime_asgi_calls.py [--requests 5000] [--rounds 5] [--stub-model] [--runtime-src DIR] [--profile]
+    python bench/runtime_asgi_calls.py [--requests 5000] [--rounds 5] [--stub-model] [--runtime-src DIR]
+        [--against DIR] [--profile]
 
 Both apps get the same 1-row and 64-row iris V2 requests as uvicorn would hand them (scope, one
 body message), in rounds that alternate the two, and the medians are compared. The runtime runs as
 bench/runtime_throughput.py's "runtime" (access log at info, to /dev/null) and "quiet" (log_level
 warning). --stub-model answers every request with zeros instead of the model's prediction, in
 both apps, so what is left is the transport's own work. --runtime-src imports mlgen_runtime from
-another folder (a revision's generator/runtime, for before/after). --profile prints a cProfile of
-the runtime's requests instead.
+another folder (a revision's generator/runtime, for before/after). --against DIR also runs the
+runtime from DIR ("runtime@against", "quiet@against"), alternated with the others in the same rounds,
+so before and after see the same machine load (make DIR with
+`git archive REV generator/runtime/mlgen_runtime | tar -x -C DIR`, and pass DIR/generator/runtime).
+--profile prints a cProfile of the runtime's requests instead.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import importlib
 import json
 import logging
 import os
@@ -71,6 +76,16 @@ def stub_model(rows):
     return np.zeros(len(rows), dtype=np.int64)
 
 
+def import_runtime(source: Path) -> None:
+    """Make `import mlgen_runtime` load the package in `source`; apps built from an earlier
+    import keep their own modules (the hot path imports nothing lazily)."""
+    for name in [name for name in sys.modules if name == "mlgen_runtime" or name.startswith("mlgen_runtime.")]:
+        del sys.modules[name]
+    sys.path[:] = [entry for entry in sys.path if entry != str(source)]
+    sys.path.insert(0, str(source))
+    importlib.invalidate_caches()
+
+
 def runtime_app(app_dir: Path, log_level: str, stub: bool):
     from mlgen_runtime.asgi import ServingApp
     from mlgen_runtime.config import load_config
@@ -94,9 +109,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--stub-model", action="store_true")
     parser.add_argument("--runtime-src", type=Path, default=ROOT / "generator" / "runtime")
+    parser.add_argument("--against", type=Path, help="also the runtime in this folder, alternated (before/after)")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    sys.path.insert(0, str(args.runtime_src.resolve()))
     with tempfile.TemporaryDirectory() as folder:
         app_dir = Path(folder)
         apps.sklearn_app(app_dir, apps.iris_estimator()[0], outputs=[apps.IRIS_OUTPUTS[0]])
@@ -111,6 +126,11 @@ def main() -> None:
         saved_stderr = os.dup(2)
         logging.getLogger().setLevel(logging.INFO)
         apps_by_name = {"bare": runtime_bare_app.app}
+        if args.against:
+            import_runtime(args.against.resolve())
+            apps_by_name["runtime@against"] = runtime_app(app_dir, "info", args.stub_model)
+            apps_by_name["quiet@against"] = runtime_app(app_dir, "warning", args.stub_model)
+        import_runtime(args.runtime_src.resolve())
         apps_by_name["runtime"] = runtime_app(app_dir, "info", args.stub_model)
         apps_by_name["quiet"] = runtime_app(app_dir, "warning", args.stub_model)
         loop = asyncio.new_event_loop()
@@ -131,20 +151,23 @@ def main() -> None:
             for _ in range(args.rounds):
                 for rows, (scope, body) in requests.items():
                     for name, app in apps_by_name.items():
-                        if logging.getLogger().level != (logging.WARNING if name == "quiet" else logging.INFO):
-                            logging.getLogger().setLevel(logging.WARNING if name == "quiet" else logging.INFO)
+                        level = logging.WARNING if name.startswith("quiet") else logging.INFO
+                        if logging.getLogger().level != level:
+                            logging.getLogger().setLevel(level)
                         seconds = loop.run_until_complete(drive(app, scope, body, args.requests))
                         times.setdefault((name, rows), []).append(seconds / args.requests * 1e6)
         finally:
             os.dup2(saved_stderr, 2)
         print(f"µs per request, median of {args.rounds} rounds of {args.requests} (alternated)"
               f"{', model stubbed' if args.stub_model else ''}; mlgen_runtime from {args.runtime_src}")
-        print("rows  app       µs/request   bare/it (as a req/s ratio)")
+        print("rows  app              µs/request (min-max)     bare/it   own work µs (minus bare)")
         for rows in (1, 64):
             bare = statistics.median(times[("bare", rows)])
-            for name in ("bare", "runtime", "quiet"):
-                value = statistics.median(times[(name, rows)])
-                print(f"{rows:4}  {name:8} {value:10.1f}   {bare / value:6.2f}")
+            for name in apps_by_name:
+                runs = times[(name, rows)]
+                value = statistics.median(runs)
+                spread = f"({min(runs):.1f}-{max(runs):.1f})"
+                print(f"{rows:4}  {name:16} {value:8.1f} {spread:15} {bare / value:6.2f}   {value - bare:8.1f}")
 
 
 if __name__ == "__main__":

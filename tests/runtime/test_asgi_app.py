@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from mlgen_runtime.asgi import BodyDeadlines, ServingApp
+from mlgen_runtime.asgi import INLINE_BELOW_S, TOO_LARGE, BodyDeadlines, ServingApp
 from mlgen_runtime.config import load_config
 from mlgen_runtime.service import Service
 
@@ -84,6 +84,11 @@ REFUSED = [
     ("POST", "/v1/models/tulip:predict", b'{"instances": [[1, 2, 3, 4]]}'),
     ("POST", "/v2/models/iris/infer/more", GOOD),
     ("POST", "/v2/health/live", b""),
+    ("POST", "/v2/models/iris/infer", b'{"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [true, 4], "data": [1, 2, 3, 4]}]}'),
+    ("POST", "/v2/models/iris/infer", b'{"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [1, 4], "data": [true, false, true, true]}]}'),
+    ("POST", "/v2/models/iris/infer", b'{"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [1, 4], "data": [1e39, 2, 3, 4]}]}'),
+    ("POST", "/v2/models/iris/infer", b'{"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}], "parameters": null}'),
+    ("POST", "/v2/models/iris/infer", b'{"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}], "outputs": [{"name": "colour"}]}'),
 ]
 
 
@@ -95,16 +100,29 @@ def test_refusals_are_the_ones_the_in_process_api_gives(app, method, path, body)
     assert over_http[2] == in_process.body and json.loads(over_http[2])["error"]
 
 
+def messages(*sent: dict):
+    """An ASGI receive handing out `sent` in turn, then waiting forever."""
+    queue = list(sent)
+
+    async def receive():
+        if queue:
+            return queue.pop(0)
+        return await asyncio.get_running_loop().create_future()
+
+    return receive
+
+
 def test_a_body_that_does_not_arrive_in_time_is_a_timeout_and_other_cancellations_pass_through():
     async def scenario():
         deadlines = BodyDeadlines(0.05)
-        never = asyncio.get_running_loop().create_future()
         with pytest.raises(asyncio.TimeoutError):
-            await deadlines.read(never)
+            await deadlines.read(messages(), 100)
+        with pytest.raises(asyncio.TimeoutError):  # a body that starts and then stalls
+            await deadlines.read(messages({"type": "http.request", "body": b"ab", "more_body": True}), 100)
         assert not deadlines.reading and not deadlines.expired
-        assert await deadlines.read(asyncio.sleep(0, result=b"body")) == b"body"
+        assert await deadlines.read(messages({"type": "http.request", "body": b"body"}), 100) == b"body"
 
-        reading = asyncio.create_task(deadlines.read(asyncio.get_running_loop().create_future()))
+        reading = asyncio.create_task(deadlines.read(messages(), 100))
         await asyncio.sleep(0)
         reading.cancel()  # the server's cancellation (the client went away), not the deadline's
         with pytest.raises(asyncio.CancelledError):
@@ -112,3 +130,44 @@ def test_a_body_that_does_not_arrive_in_time_is_a_timeout_and_other_cancellation
         assert not deadlines.reading
 
     asyncio.run(scenario())
+
+
+def test_a_body_is_read_whole_in_chunks_refused_past_the_limit_and_dropped_when_the_client_leaves():
+    async def scenario():
+        deadlines = BodyDeadlines(5)
+        chunks = [{"type": "http.request", "body": part, "more_body": True} for part in (b"ab", b"", b"cd")]
+        assert await deadlines.read(messages(*chunks, {"type": "http.request", "body": b"e"}), 5) == b"abcde"
+        assert await deadlines.read(messages(*chunks, {"type": "http.request", "body": b"ef"}), 5) is TOO_LARGE
+        assert await deadlines.read(messages({"type": "http.request", "body": b"abcdef"}), 5) is TOO_LARGE
+        assert await deadlines.read(messages({"type": "http.request", "body": b"abcde"}), 5) == b"abcde"
+        assert await deadlines.read(messages({"type": "http.request"}), 5) == b""
+        assert await deadlines.read(messages(chunks[0], {"type": "http.disconnect"}), 5) is None
+        assert await deadlines.read(messages({"type": "http.disconnect"}), 5) is None
+        assert not deadlines.reading
+
+    asyncio.run(scenario())
+
+
+def test_a_body_past_the_limit_in_chunks_gets_the_413_over_asgi(tmp_path, iris):
+    service = Service(load_config(apps.sklearn_app(tmp_path, iris[0], runtime={"max_body_bytes": 64})))
+    serving = ServingApp(service)
+    scope = {"type": "http", "method": "POST", "path": "/v2/models/iris/infer", "query_string": b"",
+             "server": ("127.0.0.1", 8080), "headers": [(b"x-request-id", b"big")]}
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    part = {"type": "http.request", "body": b"x" * 40, "more_body": True}
+    asyncio.run(serving(scope, messages(part, part), send))
+    serving.executor.shutdown()
+    assert sent[0]["status"] == 413 and (b"x-request-id", b"big") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"]) == {"error": "body exceeds max_body_bytes 64"}
+
+
+def test_the_loop_learns_how_long_an_inference_takes_from_its_counted_duration(app):
+    app.typical_s = 0.0
+    assert call(app, "POST", "/v2/models/iris/infer", GOOD)[0] == 200
+    assert 0.0 < app.typical_s < INLINE_BELOW_S
+    metrics = app.service.metrics
+    assert app.typical_s == pytest.approx(0.1 * metrics._durations["v2_infer"].total)

@@ -16,7 +16,6 @@ import asyncio
 import logging
 import os
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from .auth import OPEN_PATHS
@@ -77,14 +76,14 @@ class ServingApp:
         # A body that trickles in would hold a connection (and its memory) forever: it must arrive
         # within runtime.timeout_s, like the answer.
         try:
-            body = await self.body_deadlines.read(self._body(receive, service, method, path, headers))
+            body = await self.body_deadlines.read(receive, self.max_body_bytes)
         except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
             return await _send(send, service.refused(method, path, headers, 408,
                                                      f"the request body did not arrive within {self.body_timeout_s:g} s"))
         if body is None:
             return
-        if not isinstance(body, bytes):
-            return await _send(send, body)
+        if body is TOO_LARGE:
+            return await _send(send, service.too_large(method, path, headers, None))
         if self.gets_block:  # a gateway waits on its stages, whatever the method
             response = await self._offload(method, path, headers, body)
         elif service.batcher is not None and method == "POST":
@@ -110,29 +109,18 @@ class ServingApp:
         return service.finish(exchange)
 
     def _timed(self, method, path, headers, body) -> Response:
-        start = time.perf_counter()
-        response = self.service.answer(method, path, headers, body)
-        self.typical_s += _SMOOTHING * (time.perf_counter() - start - self.typical_s)
+        service = self.service
+        exchange = service.begin(method, path, headers, body)
+        if exchange.inference is not None:
+            service.settle(exchange, service.run)
+        response = service.finish(exchange)
+        # The request's own duration, as the metrics counted it (no timer of its own).
+        self.typical_s += _SMOOTHING * (exchange.seconds - self.typical_s)
         return response
 
     async def _offload(self, method, path, headers, body, timed: bool = False) -> Response:
         work = self._timed if timed else self.service.answer
         return await asyncio.get_running_loop().run_in_executor(self.executor, work, method, path, headers, body)
-
-    async def _body(self, receive, service, method, path, headers):
-        """The request body; None when the client went away; the 413 when it grows past the limit."""
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                return service.too_large(method, path, headers, None)
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _lifespan(self, receive, send) -> None:
         while True:
@@ -185,6 +173,9 @@ class ServingApp:
         self.stop_server()
 
 
+TOO_LARGE = object()  # BodyDeadlines.read's answer for a body past the limit
+
+
 class BodyDeadlines:
     """Request bodies must arrive within `seconds`: one timer, ticking while bodies are being read,
     cancels a read past its deadline (to within a quarter of the limit, at most a second late).
@@ -198,8 +189,9 @@ class BodyDeadlines:
         self.expired: set[asyncio.Task] = set()
         self.ticking = False
 
-    async def read(self, awaitable):
-        """`await awaitable`, or asyncio.TimeoutError once the deadline has passed."""
+    async def read(self, receive, limit: int):
+        """The request body from ASGI `receive`: its bytes; None when the client went away; TOO_LARGE
+        once it grows past `limit` bytes; asyncio.TimeoutError once the deadline has passed."""
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         self.reading[task] = loop.time() + self.seconds
@@ -207,7 +199,22 @@ class BodyDeadlines:
             self.ticking = True
             loop.call_later(self.tick_s, self._tick, loop)
         try:
-            return await awaitable
+            message = await receive()
+            body = message.get("body", b"")
+            if not message.get("more_body", False):  # the whole body in one message: the usual case
+                return None if message["type"] == "http.disconnect" else (TOO_LARGE if len(body) > limit else body)
+            chunks, size = [], 0
+            while True:
+                if message["type"] == "http.disconnect":
+                    return None
+                size += len(body)
+                if size > limit:
+                    return TOO_LARGE
+                chunks.append(body)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+                message = await receive()
+                body = message.get("body", b"")
         except asyncio.CancelledError:
             if task not in self.expired:
                 raise  # cancelled by the server (the client went away, shutdown)

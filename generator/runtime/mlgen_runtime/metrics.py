@@ -69,9 +69,15 @@ class Metrics:
             self.in_flight += 1
 
     def request_finished(self, route: str, status: int, seconds: float) -> None:
+        key = (route, status)
         with self._lock:
             self.in_flight -= 1
-            _count(self._requests, (route, status), self._durations, route, seconds)
+            requests = self._requests
+            requests[key] = requests.get(key, 0) + 1
+            histogram = self._durations.get(route)
+            if histogram is None:
+                histogram = self._durations[route] = _Histogram()
+            histogram.observe(seconds)
 
     def batch_ran(self, rows: int) -> None:
         with self._lock:

@@ -22,7 +22,7 @@ _MAX_BRACKETS = 10_000
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
-@dataclass
+@dataclass(slots=True)
 class InferenceRequest:
     inputs: dict
     id: str | None = None
@@ -45,9 +45,10 @@ def parse_v2(body: bytes, headers, specs: tuple[TensorSpec, ...] | None) -> Infe
 
     shapes: dict[str, list[int]] = {}
     inputs = _decode_tensors(raw_inputs, binary, specs, shapes)
-    require_all(inputs, specs)
+    if specs is not None and len(inputs) < len(specs):
+        require_all(inputs, specs)  # every input sent is a declared one by now: fewer means some are missing
 
-    request = InferenceRequest(inputs=inputs, id=_request_id(document.get("id")), parameters=parameters, shapes=shapes)
+    request = InferenceRequest(inputs, _request_id(document.get("id")), parameters, None, set(), shapes)
     binary_all = parameters.get("binary_data_output") is True
     raw_outputs = document.get("outputs")
     if raw_outputs is not None:
@@ -262,18 +263,27 @@ def tensor_header(raw) -> tuple[str, str, list[int]]:
     if not isinstance(datatype, str) or datatype not in tensors.DATATYPES:  # a list is not hashable
         raise RequestError(400, f"tensor '{name}' datatype {datatype!r} is not one of "
                            f"{', '.join(tensors.DATATYPES)}")
-    if not (isinstance(shape, list) and len(shape) <= 32
-            and all(isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in shape)):
+    if not (type(shape) is list and len(shape) <= 32 and _dimensions(shape)):
         raise RequestError(400, f"tensor '{name}' shape must be a list of non-negative integers")
     return name, datatype, shape
+
+
+def _dimensions(shape: list) -> bool:
+    # A loop, not all() over a generator: this runs for every tensor of every request.
+    for dim in shape:
+        if type(dim) is not int or dim < 0:  # bool is an int subclass, and no dimension
+            return False
+    return True
 
 
 def check_input(name: str, datatype: str, shape: list[int], specs) -> None:
     """One input tensor's header against the declared inputs (None: accept what is sent)."""
     if specs is None:
         return
-    spec = next((spec for spec in specs if spec.name == name), None)
-    if spec is None:
+    for spec in specs:
+        if spec.name == name:
+            break
+    else:
         raise RequestError(400, f"unknown input '{name}'" + expected(specs))
     if datatype != spec.datatype:
         raise RequestError(400, f"input '{name}' has datatype {datatype}, expected {spec.datatype}")

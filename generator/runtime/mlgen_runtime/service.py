@@ -60,6 +60,7 @@ class Exchange:
     route: str = "unknown"
     inference: Inference | None = None
     response: Response | None = None
+    seconds: float = 0.0  # from arrival to the answer, once recorded
 
 
 class ModelUnavailable(ConfigError):
@@ -82,6 +83,7 @@ class Service:
         self.guard = Guard(config.security, self.role.stage, config.name)
         self.pipeline = None
         self.batcher = None  # runtime.batching: the transports submit inferences to it
+        self._declared_outputs = {spec.name: spec for spec in self.role.output_specs or ()}
         self._model_prefix = f"/v2/models/{config.name}"
         self._version_prefix = f"{self._model_prefix}/versions/{config.model.version}"
         self.metrics.model_version = config.model.version
@@ -267,7 +269,7 @@ class Service:
 
     def record(self, exchange: Exchange, status: int) -> None:
         """Count and log an answered exchange (`status`: the HTTP status of the same answer)."""
-        seconds = time.perf_counter() - exchange.started
+        seconds = exchange.seconds = time.perf_counter() - exchange.started
         self.metrics.request_finished(exchange.route, status, seconds)
         if self.access_log.enabled:
             self.access_log.write(exchange.request_id, exchange.method, exchange.path, status, seconds)
@@ -338,17 +340,16 @@ class Service:
     def inference(self, request: protocol.InferenceRequest, request_id: str, encode) -> Inference:
         """A validated request waiting for its model call; `encode(outputs)` builds the transport's answer
         from the (name, datatype, shape, values) of the outputs asked for, checked against the spec."""
-        specs = self.role.output_specs
-        if request.requested is not None and specs is not None:
-            known = {spec.name for spec in specs}
-            unknown = [name for name in request.requested if name not in known]
+        specs, declared, requested = self.role.output_specs, self._declared_outputs, request.requested
+        if requested is not None and specs is not None:
+            unknown = [name for name in requested if name not in declared]
             if unknown:
-                raise RequestError(400, f"unknown output(s) {', '.join(unknown)}; outputs: {', '.join(sorted(known))}")
+                raise RequestError(400, f"unknown output(s) {', '.join(unknown)}; outputs: {', '.join(sorted(declared))}")
         parameters = request.parameters
         if "binary_data_output" in parameters:  # the transport's business, not the handler's
             parameters = {k: v for k, v in parameters.items() if k != "binary_data_output"}
         return Inference(request.inputs, request.shapes, RequestContext(request_id, parameters),
-                         lambda produced: encode(_outputs_for_wire(produced, specs, request.requested)))
+                         lambda produced: encode(_outputs_for_wire(produced, specs, declared, requested)))
 
     def require_ready(self) -> None:
         # A gateway does not probe its stages here: the stage call itself answers 503 naming the stage.
@@ -382,13 +383,12 @@ _SIMPLE_ROUTES = {
 }
 
 
-def _outputs_for_wire(produced: dict, specs, requested: list[str] | None) -> list[tuple]:
+def _outputs_for_wire(produced: dict, specs, declared: dict, requested: list[str] | None) -> list[tuple]:
+    """`declared`: the output specs by name, in the spec's order (empty when `specs` is None)."""
     if specs is None:
         names = requested if requested is not None else list(produced)
-        declared = {}
     else:
-        names = requested if requested is not None else [spec.name for spec in specs]
-        declared = {spec.name: spec for spec in specs}
+        names = requested if requested is not None else declared
     outputs = []
     for name in names:
         if name not in produced:

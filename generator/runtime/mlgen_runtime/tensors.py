@@ -37,32 +37,38 @@ def element_count(shape) -> int:
 def shape_matches(declared: tuple[int, ...], shape: list[int]) -> bool:
     if len(declared) != len(shape):
         return False
-    return all(want == -1 or want == got for want, got in zip(declared, shape))
+    for want, got in zip(declared, shape):
+        if want != got and want != -1:
+            return False
+    return True
 
 
 def from_json(name: str, datatype: str, shape: list[int], data) -> np.ndarray | list[str]:
     """A tensor from V2 JSON `data` (flat row-major, or nested as the shape)."""
-    count = element_count(shape)
+    count = prod(shape)
     if datatype == "BYTES":
         values = _flatten_strings(name, data, len(shape))
         if len(values) != count:
             raise RequestError(400, f"input '{name}' has {len(values)} elements, shape {shape} needs {count}")
         return values
     dtype = _DTYPES[datatype]
+    kind = dtype.kind
     try:
         array = np.asarray(data)
     except (ValueError, TypeError, OverflowError):
         raise RequestError(400, f"input '{name}' data is not a regular array of {datatype} values") from None
-    if array.size != count:
-        raise RequestError(400, f"input '{name}' has {array.size} elements, shape {shape} needs {count}")
-    if array.size and array.dtype.kind not in _ACCEPTED_KINDS[dtype.kind]:
+    size = array.size
+    if size != count:
+        raise RequestError(400, f"input '{name}' has {size} elements, shape {shape} needs {count}")
+    if size and array.dtype.kind not in _ACCEPTED_KINDS[kind]:
         raise RequestError(400, f"input '{name}' data holds {_describe_kind(array)}, expected {datatype} values")
-    if dtype.kind in "iu" and array.size:
+    if kind in "iu" and size:
         limits = np.iinfo(dtype)
         if array.min() < limits.min or array.max() > limits.max:
             raise RequestError(400, f"input '{name}' has values outside the {datatype} range")
     array = array.astype(dtype, copy=False).reshape(shape)
-    if dtype.kind == "f" and array.size and not np.isfinite(array).all():
+    # count_nonzero, not isfinite(...).all(): the same answer without ndarray.all's Python wrapper (~1 µs).
+    if kind == "f" and size and np.count_nonzero(np.isfinite(array)) != size:
         raise RequestError(400, f"input '{name}' has values that do not fit {datatype}")
     return array
 
@@ -134,7 +140,9 @@ def to_json_data(values):
     if isinstance(values, list):
         return values
     flat = values.ravel()
-    return flat.tolist() if flat.dtype == np.float16 else flat
+    # orjson has no float16; comparing dtypes by kind and size, not `== np.float16` (~1 µs a call).
+    dtype = flat.dtype
+    return flat.tolist() if dtype.kind == "f" and dtype.itemsize == 2 else flat
 
 
 def _infer_datatype(name: str, array: np.ndarray) -> str:
