@@ -381,11 +381,15 @@ def test_a_canary_is_an_instance_refresh_with_checkpoints_alarms_and_rollback(mo
     for metric in (m for m in errors["Metrics"] if "MetricStat" in m):
         assert {d["Name"]: d["Value"] for d in metric["MetricStat"]["Metric"]["Dimensions"]} == dimensions
 
+    def refreshes() -> list[dict]:  # moto's server keeps those of an earlier group of this name (other tests)
+        return aws(moto, "autoscaling", "describe-instance-refreshes", "--auto-scaling-group-name", f"{NAME}-asg")["InstanceRefreshes"]
+
+    earlier = len(refreshes())
     bundle = render_spec(derived_spec(tmp_path / "spec", "ecommerce-recommendations", {
         "metadata": {"version": "1.5.0"}, "rollout": rollout, "targets": {"cloud": network}}), "cloud", tmp_path / "out", force=True)
     output = run(bundle / "deploy.sh", moto)
     assert "canary: instance refresh to launch template version 2" in output and "back to version 1" in output, output
-    (refresh,) = aws(moto, "autoscaling", "describe-instance-refreshes", "--auto-scaling-group-name", f"{NAME}-asg")["InstanceRefreshes"]
+    (refresh,) = refreshes()[earlier:]
     preferences = refresh["Preferences"]
     assert preferences["CheckpointPercentages"] == [20, 60, 100] and preferences["CheckpointDelay"] == 600
     assert preferences["AutoRollback"] is True
