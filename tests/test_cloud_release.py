@@ -76,7 +76,7 @@ case "$*" in
   "auth list"*) echo someone@example.com ;;
   "auth print-access-token"*) echo token ;;
   *"instance-groups managed describe"*) echo "$OLD_TEMPLATE" ;;
-  *"alpha monitoring policies list"*) ;;
+  *"alpha monitoring policies list"*) if [[ $TEARDOWN == 1 ]]; then echo projects/ml-serving-1/alertPolicies/123; fi ;;
   *" list --filter name="*) args=("$@"); for ((i = 0; i < ${#args[@]}; i++)); do
       [[ ${args[i]} == --filter ]] && echo "${args[i+1]#name=}"; done ;;
   *"addresses describe"*) echo 203.0.113.10 ;;
@@ -109,17 +109,17 @@ def gcp_canary(tmp_path_factory):
     return tmp / "out" / "cloud"
 
 
-def run_deploy(bundle, tmp_path, open_at: int, fail_at: int = 0,
-               running: str = OLD_TEMPLATE) -> tuple[subprocess.CompletedProcess, list[str]]:
+def run_deploy(bundle, tmp_path, open_at: int, fail_at: int = 0, running: str = OLD_TEMPLATE,
+               script: str = "deploy.sh") -> tuple[subprocess.CompletedProcess, list[str]]:
     fake = tmp_path / "fake-bin"
     fake.mkdir(parents=True, exist_ok=True)
     for name, text in (("gcloud", FAKE_GCLOUD), ("curl", FAKE_CURL), ("sleep", FAKE_SLEEP)):
         (fake / name).write_text(text)
         (fake / name).chmod(0o755)
     calls = tmp_path / f"calls-{open_at}-{fail_at}"
-    result = subprocess.run(["bash", "deploy.sh"], cwd=bundle, capture_output=True, text=True, timeout=60,
+    result = subprocess.run(["bash", script], cwd=bundle, capture_output=True, text=True, timeout=60,
                             env={"PATH": f"{fake}:/usr/bin:/bin", "HOME": str(tmp_path), "CALLS": str(calls),
-                                 "OLD_TEMPLATE": running, "OPEN_AT": str(open_at), "FAIL_AT": str(fail_at)})
+                                 "OLD_TEMPLATE": running, "TEARDOWN": str(int(script == "teardown.sh")), "OPEN_AT": str(open_at), "FAIL_AT": str(fail_at)})
     return result, calls.read_text().splitlines()
 
 
@@ -180,12 +180,14 @@ def test_the_group_already_on_the_new_template_is_left_alone(gcp_canary, tmp_pat
     assert not updates(calls) and not [c for c in calls if c.startswith("curl")]
 
 
-def test_shellcheck_passes_and_gcloud_parses_every_command_of_the_canary(gcp_canary, tmp_path):
-    shellcheck = subprocess.run([require_tool("shellcheck"), "--severity=style", "deploy.sh"], cwd=gcp_canary,
+def test_shellcheck_passes_and_gcloud_parses_every_command_of_the_canary_and_its_teardown(gcp_canary, tmp_path):
+    shellcheck = subprocess.run([require_tool("shellcheck"), "--severity=style", "deploy.sh", "teardown.sh"], cwd=gcp_canary,
                                 capture_output=True, text=True)
     assert shellcheck.returncode == 0, shellcheck.stdout
     _, calls = run_deploy(gcp_canary, tmp_path, open_at=3)
-    commands = [shlex.split(c) for c in calls if c.startswith("gcloud ")]
+    _, removals = run_deploy(gcp_canary, tmp_path / "teardown", open_at=0, script="teardown.sh")
+    assert any("alpha monitoring policies delete" in c for c in removals), removals  # the gate goes too
+    commands = [shlex.split(c) for c in calls + removals if c.startswith("gcloud ")]
     distinct = list({tuple(c): c for c in commands if c[1:3] != ["auth", "list"]
                      and c[1:3] != ["auth", "print-access-token"]}.values())
     assert any("--canary-version" in c for c in distinct) and any("wait-until" in c for c in distinct)
