@@ -11,10 +11,10 @@ from helpers import ROOT
 PACKAGE = ROOT / "generator"
 # Lower layers first. A module may import its own part or a lower layer.
 LAYERS = [
-    {"__init__", "errors", "resources"},
+    {"__init__", "errors", "resources", "smoke"},  # smoke: standard library only, copied into bundles
     {"spec"},
     {"render"},
-    {"bundle", "lock", "monitoring", "output"},
+    {"bundle", "examples", "lock", "monitoring", "output"},
     {"targets"},
     {"plan", "schema", "docs", "serve", "scaffold"},
     {"jobs", "pricing", "verify"},

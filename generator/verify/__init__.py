@@ -28,7 +28,7 @@ from mlgen.spec.build import SpecInputs
 from mlgen.spec import ServiceModel
 from mlgen.verify import environment, launch
 from mlgen.verify.access import Access, ModelFileMismatch, access_for
-from mlgen.verify.probe import infer_path, judge, probes
+from mlgen.examples import infer_path, judge, probes
 
 PASSED, FAILED, NOT_VERIFIED = "passed", "FAILED", "not verified"
 

@@ -5,7 +5,6 @@ proxy and the app/ folder. The cloud VM target installs this same set through cl
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from mlgen.bundle import APP, app_files
@@ -13,13 +12,13 @@ from mlgen.render import RenderedFile, Renderer
 from mlgen.render.filters import pretty_json
 from mlgen.spec import ServiceModel
 from mlgen.targets.onprem.settings import HostSettings, host_settings
-from mlgen.verify.probe import _flat, _plain, probes
+from mlgen import examples, smoke
 
 EXECUTABLE = 0o755
 MODEL_SUMS = "model.sha256"
 RELEASE_EXAMPLES = "release/examples.json"
 RELEASE_SMOKE = "release/smoke.py"
-SMOKE = Path(__file__).with_name("smoke.py")
+SMOKE = Path(smoke.__file__)
 
 
 def host_files(model: ServiceModel, renderer: Renderer, settings: HostSettings | None = None) -> list[RenderedFile]:
@@ -57,11 +56,7 @@ def blue_green_files(model: ServiceModel, renderer: Renderer, settings: HostSett
         files.append(renderer.file(color.unit_file, "onprem/service.j2", model=model, settings=color))
         files.append(renderer.file(f"{settings.name}.upstream-{color.color}.conf", "onprem/upstream.conf.j2",
                                    model=model, settings=color))
-    examples = [{"label": probe.label, "request": json.loads(probe.body), "tolerance": probe.tolerance,
-                 "expected": {name: _flat(_plain(value)) for name, value in probe.expected.items()},
-                 "outputs": list(probe.expected) or [t.name for t in model.model.outputs]}
-                for probe in probes(model)]
-    files.append(RenderedFile.text(RELEASE_EXAMPLES, pretty_json(examples) + "\n"))
+    files.append(RenderedFile.text(RELEASE_EXAMPLES, pretty_json(examples.documents(model)) + "\n"))
     for color in settings.colors:
         files.append(RenderedFile.text(f"release/scrape-targets-{color.color}.json", pretty_json(color.scrape_target_list) + "\n"))
     files.append(RenderedFile.text(RELEASE_SMOKE, SMOKE.read_text(encoding="utf-8")))

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mlgen.spec.distributions import project_name
-from mlgen.verify.probe import probes
+from mlgen.examples import probes
 from mlgen.bundle import requirements
 from mlgen.lock import Locked, Platform, locked
 from mlgen.spec import ServiceModel

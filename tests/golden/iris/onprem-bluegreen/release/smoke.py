@@ -1,9 +1,10 @@
-"""Send the spec's examples to one instance and check its answers (blue-green's smoke request).
+"""Send the spec's examples to one instance and check its answers: the one judge of an answer,
+for `mlgen verify` (generator/examples.py) and for a bundle's own release checks.
 
 Copied verbatim into the on-prem bundle as release/smoke.py; install.sh runs it with the host's
 Python against each instance of a new version before nginx sends it any traffic, so it uses the
-standard library only. release/examples.json holds the requests and expected answers that
-mlgen's own verify sends (generator/verify/probe.py), numbers compared within each tolerance.
+standard library only. release/examples.json holds the requests and expected answers
+(examples.documents), numbers compared within each tolerance.
 
 Usage: python3 smoke.py EXAMPLES.JSON URL   (URL: http://127.0.0.1:PORT/v2/models/NAME/infer)
 Exit codes: 0 every answer right, 1 a wrong answer or no answer (the reason on stderr).
@@ -60,7 +61,7 @@ def judge(example: dict, status: int, body: bytes) -> str | None:
     outputs = {o.get("name"): o for o in answer.get("outputs", []) if isinstance(o, dict)}
     missing = [name for name in example["outputs"] if name not in outputs]
     if missing:
-        return f"{label}: the answer has no output {', '.join(missing)}"
+        return f"{label}: the answer has no output {', '.join(missing)} (it has {', '.join(map(str, outputs)) or 'none'})"
     for name, expected in example["expected"].items():
         got = outputs[name].get("data")
         if not same(flat(expected), got, example["tolerance"]):
