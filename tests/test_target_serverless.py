@@ -32,6 +32,8 @@ def spec_copy(tmp_path: Path, **serverless) -> Path:
         *section, field = key.split(".")
         (spec[section[0]] if section else spec)[field] = value
     spec["targets"]["serverless"].update(serverless)
+    if serverless.get("provider") == "azure":
+        spec.pop("rollout", None)  # the example's canary is for Lambda: Azure swaps all traffic at once
     (source / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return source / "spec.yaml"
 
