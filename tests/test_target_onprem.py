@@ -149,7 +149,8 @@ def test_podmans_quadlet_turns_the_container_unit_into_the_expected_service(tmp_
     root = cached_root(QUADLET_PACKAGES, suite=QUADLET_SUITE)
     spec = derived_spec(tmp_path / "spec", "iris", {
         "targets": {"onprem": {"mode": "container", "image": "localhost/iris:1"}},
-        "secrets": [{"name": "DB_PASSWORD", "secret": "iris-db", "key": "password"}]})
+        "secrets": [{"name": "DB_PASSWORD", "secret": "iris-db", "key": "password"}],
+        "security": {"auth": "api_key", "api_keys": [{"secret": "iris-api-keys"}]}})
     bundle = render(spec, tmp_path / "out")
     units = tmp_path / "quadlet"
     units.mkdir()
@@ -163,8 +164,12 @@ def test_podmans_quadlet_turns_the_container_unit_into_the_expected_service(tmp_
     run = exec_start.split()
     assert run[:2] == ["/usr/bin/podman", "run"] and run[-1] == "localhost/iris:1", exec_start
     for expected in ("--read-only", "--cap-drop all", "--publish 0.0.0.0:8080:8080",
-                     "--env-file /etc/mlgen/iris/environment", "--secret iris-db_password,type=env,target=DB_PASSWORD"):
+                     "--env-file /etc/mlgen/iris/environment", "--secret iris-db_password,type=env,target=DB_PASSWORD",
+                     # an API key is a file in the runtime's credentials folder, never a variable
+                     "--secret iris-mlgen_api_key_1,type=mount,target=MLGEN_API_KEY_1",
+                     "--env CREDENTIALS_DIRECTORY=/run/secrets"):
         assert expected in exec_start, exec_start
+    assert "type=env,target=MLGEN_API_KEY" not in exec_start
     assert directive(service, "TimeoutStopSec") == ["35"] and directive(service, "MemoryMax") == ["512M"]
     assert directive(service, "WantedBy") == ["multi-user.target"]
 
