@@ -20,7 +20,7 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT6
 
-from azure_cli import dry_run_commands
+from azure_cli import check_script, dry_run_commands
 from helpers import render_spec, require_tool, run_mlgen
 from onprem_bundle import derived_spec
 
@@ -29,6 +29,11 @@ GCP_HTTPS = {"provider": "gcp", "region": "europe-west1", "project": "shop-ml-pr
              "artifact_upload": "gs://shop-ml-bundles/shop-recs.tar.gz",
              # 12 networks: more than one Cloud Armor rule holds (10 ranges each)
              "allowed_cidrs": [f"198.51.{i}.0/24" for i in range(11)] + ["2001:db8:100::/48"]}
+
+AZURE_CERTIFICATE = "https://shop-ml-certs.vault.azure.net/secrets/recs-shop-example-com"
+AZURE_HTTPS = {"provider": "azure", "region": "westeurope", "certificate": AZURE_CERTIFICATE,
+               "artifact_upload": "https://shopml.blob.core.windows.net/bundles/shop-recs.tar.gz",
+               "allowed_cidrs": ["198.51.100.0/24", "2001:db8:100::/48"]}
 
 
 def render_cloud(tmp_path: Path, cloud: dict, **changes) -> subprocess.CompletedProcess:
@@ -73,9 +78,9 @@ def test_without_a_certificate_render_and_plan_warn_that_the_traffic_is_clear_te
 
 
 @pytest.mark.parametrize("cloud, changes, field, message", [
-    ({"provider": "azure", "region": "westeurope", "artifact_upload": None,
-      "artifact_url": "https://bundles.example.com/shop-recs.tar.gz"}, {},
-     "targets.cloud.certificate", "Standard Load Balancer (layer 4)"),
+    (AZURE_HTTPS | {"certificate": "projects/shop-ml-prod/global/sslCertificates/recs-shop-example-com"}, {},
+     "targets.cloud.certificate", "is not a Key Vault secret id"),
+    (AZURE_HTTPS, {"runtime": {"grpc_port": 9000}}, "runtime.grpc_port", "Azure's Application Gateway carries HTTP only"),
     (GCP_HTTPS | {"certificate": "arn:aws:acm:eu-central-1:123456789012:certificate/0f6e2c1a"}, {"runtime": {"python": "3.12"}},
      "targets.cloud.certificate", "is not a GCP SSL certificate name"),
     ({"provider": "aws", "certificate": "recs-shop-example-com"}, {},
@@ -95,7 +100,9 @@ def test_a_certificate_the_balancer_cannot_use_is_a_located_error(tmp_path, clou
 
 @pytest.mark.parametrize("value", ["arn:aws:acm:eu-central-1:123456789012:certificate/x;reboot",
                                    "arn:aws:acm:eu-central-1:123456789012:certificate/$(id)", "cert name", "Cert",
-                                   "projects/p/global/sslCertificates/x`id`", "x\n--ssl-policy=none"])
+                                   "projects/p/global/sslCertificates/x`id`", "x\n--ssl-policy=none",
+                                   "https://shop.vault.azure.net/secrets/x;id", "https://evil.example.com/secrets/cert",
+                                   "https://shop.vault.azure.net/secrets/cert/abc", "http://shop.vault.azure.net/secrets/cert"])
 def test_the_schema_refuses_a_certificate_that_could_inject(tmp_path, value) -> None:
     result = render_cloud(tmp_path, {"certificate": value})
     assert result.returncode == 1 and "targets.cloud.certificate" in result.stderr, result.stderr
@@ -168,3 +175,68 @@ def test_gcloud_parses_every_command_of_the_https_scripts_and_shellcheck_passes(
         for command, result in pool.map(run, commands):
             assert result.returncode != 2, f"{shlex.join(command)}\n{result.stderr}"
             assert "active account" in result.stderr or "credentials" in result.stderr, f"{shlex.join(command)}\n{result.stderr}"
+
+
+@pytest.fixture(scope="module")
+def azure_https(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("azure-https")
+    spec = derived_spec(tmp / "spec", "ecommerce-recommendations", {"targets": {"cloud": AZURE_HTTPS}})
+    return render_spec(spec, "cloud", tmp / "out")
+
+
+def test_azure_with_a_certificate_is_an_application_gateway_reading_it_from_key_vault(azure_https, tmp_path) -> None:
+    """The real az parses every command; the flags say: Standard_v2 with the Key Vault secret id and
+    its own identity, the strict TLS policy, HTTP answering a permanent redirect, a probe on the
+    readiness path, the scale set in the gateway's pool, allowed_cidrs on the gateway's subnet only."""
+    verdicts = check_script(azure_https / "deploy.sh", tmp_path) + check_script(azure_https / "teardown.sh", tmp_path)
+    refused = [str(verdict) for verdict in verdicts if not verdict.accepted]
+    assert not refused, "\n".join(refused)
+    said = [shlex.join(v.command) for v in verdicts]
+
+    def one(prefix: str) -> str:
+        (found,) = [c for c in said if c.startswith("az " + prefix)]
+        return found
+
+    gateway = one("network application-gateway create")
+    for flag in ("--sku Standard_v2", f"--key-vault-secret-id {AZURE_CERTIFICATE}", "--frontend-port 443",
+                 "--identity /subscriptions/SUBSCRIPTION/resourceGroups/mlgen-shop-recs/providers/"
+                 "Microsoft.ManagedIdentity/userAssignedIdentities/shop-recs-gateway",
+                 "--subnet shop-recs-gateway-subnet", "--http-settings-port 8080"):
+        assert flag in gateway, gateway
+    assert "--policy-type Predefined --name AppGwSslPolicy20220101S" in one("network application-gateway ssl-policy set")
+    assert "--type Permanent --target-listener appGatewayHttpListener --include-path true --include-query-string true" \
+        in one("network application-gateway redirect-config create")
+    assert "--port 80" in one("network application-gateway frontend-port create")
+    assert "--path /v2/health/ready" in one("network application-gateway probe create")
+    assert "--probe shop-recs-ready" in one("network application-gateway http-settings update")
+    # The gateway's identity reads the certificate's secret only, in the certificate's vault.
+    (grant,) = [c for c in said if "role assignment create" in c and "shop-ml-certs" in c]
+    assert grant.endswith("/vaults/shop-ml-certs/secrets/recs-shop-example-com --output none") and "'Key Vault Secrets User'" in grant
+    # Who reaches what: the clients the gateway's listeners, Azure's infrastructure what v2 needs,
+    # the VMs the gateway's subnet only; no layer-4 balancer at all.
+    rules = {c.split("--nsg-name ")[1].split()[0] + " " + c.split("--name ")[1].split()[0]: c
+             for c in said if "nsg rule create" in c}
+    assert "--source-address-prefixes 198.51.100.0/24 2001:db8:100::/48 --destination-port-ranges 80 443" \
+        in rules["shop-recs-gateway-nsg allow-clients"]
+    assert "--source-address-prefixes GatewayManager --destination-port-ranges 65200-65535" \
+        in rules["shop-recs-gateway-nsg allow-gateway-manager"]
+    assert "--source-address-prefixes AzureLoadBalancer" in rules["shop-recs-gateway-nsg allow-azure-load-balancer"]
+    assert "--source-address-prefixes 10.0.1.0/24 --destination-port-ranges 8080" in rules["shop-recs-nsg allow-clients"]
+    assert all("198.51.100.0/24" not in c for c in rules.values() if "--nsg-name shop-recs-nsg " in c)
+    vmss = one("vmss create")
+    assert "--app-gateway shop-recs-gateway --backend-pool-name appGatewayBackendPool" in vmss and "--load-balancer" not in vmss
+    assert not [c for c in said if c.startswith("az network lb probe create") or c.startswith("az network lb rule create")]
+    assert "--nat-gateway shop-recs-nat" in one("network vnet subnet update")  # the VMs' way out
+    # Teardown removes the gateway, its identity and grant, its address, subnet (with the network) and NSG.
+    for gone in ("network application-gateway delete --resource-group mlgen-shop-recs --name shop-recs-gateway",
+                 "identity delete --resource-group mlgen-shop-recs --name shop-recs-gateway",
+                 "network public-ip delete --resource-group mlgen-shop-recs --name shop-recs-gateway-ip",
+                 "network nat gateway delete", "network vnet delete", "network nsg delete --resource-group mlgen-shop-recs --name shop-recs-gateway-nsg"):
+        assert [c for c in said if c.startswith("az " + gone)], gone
+
+
+def test_shellcheck_passes_the_application_gateway_scripts(azure_https) -> None:
+    shellcheck = require_tool("shellcheck")
+    result = subprocess.run([shellcheck, "--severity=style", str(azure_https / "deploy.sh"), str(azure_https / "teardown.sh")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout

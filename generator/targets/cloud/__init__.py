@@ -72,6 +72,10 @@ TARGET = Target(
         # The vault an example's secrets are read from on Azure (it changes nothing without secrets).
         "azure": {"provider": "azure", "region": "westeurope", "artifact_url": "https://bundles.example.com/model/bundle.tar.gz",
                   "allowed_cidrs": ["203.0.113.0/24"], "key_vault": "model-secrets"},
+        # With a certificate (a Key Vault secret id) Azure's balancer is an Application Gateway v2.
+        "azure-https": {"provider": "azure", "region": "westeurope", "artifact_url": "https://bundles.example.com/model/bundle.tar.gz",
+                        "allowed_cidrs": ["203.0.113.0/24"], "key_vault": "model-secrets",
+                        "certificate": "https://model-certs.vault.azure.net/secrets/model-example-com"},
     },
     summary="a VM fleet behind a load balancer with autoscaling, each VM running the on-prem service from cloud-init",
     plan=plan,
@@ -87,6 +91,7 @@ TARGET = Target(
         "aws": "launch template, auto-scaling group with CPU target tracking, application load balancer (HTTPS with an ACM certificate)",
         "gcp": "instance template, regional managed instance group with autoscaler, passthrough network load balancer "
                "(an external Application Load Balancer with Cloud Armor when the spec names a certificate)",
-        "azure": "VM scale set with autoscale settings, standard load balancer with an HTTP probe",
+        "azure": "VM scale set with autoscale settings, standard load balancer with an HTTP probe "
+                 "(an Application Gateway v2 with a Key Vault certificate when the spec names one)",
     },
 )

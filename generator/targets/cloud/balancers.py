@@ -60,6 +60,25 @@ ARMOR_FIRST_PRIORITY = 1000
 EVERYONE = frozenset({"0.0.0.0/0", "::/0"})
 
 AWS_CERTIFICATE = re.compile(r"arn:aws[a-z-]*:acm:(?P<region>[a-z0-9-]+):[0-9]{12}:certificate/[A-Za-z0-9-]+")
+# A Key Vault secret identifier: the certificate's secret, versionless (the gateway follows its
+# renewals, polling every four hours) or one version (32 hex digits).
+AZURE_CERTIFICATE = re.compile(r"https://(?P<vault>[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9])\.vault\.azure\.net/secrets/"
+                               r"(?P<secret>[A-Za-z0-9-]{1,127})(/[0-9a-f]{32})?")
+# Application Gateway v2's strictest predefined policy: TLS 1.2 and 1.3, ECDHE with AEAD suites only
+# (https://learn.microsoft.com/azure/application-gateway/application-gateway-ssl-policy-overview).
+AZURE_TLS_POLICY = "AppGwSslPolicy20220101S"
+AZURE_GATEWAY_SKU = "Standard_v2"
+# The gateway's instances autoscale between these (v2: 0 to 125; one keeps it answering while idle).
+AZURE_GATEWAY_CAPACITY = (1, 10)
+# The fleet's network when an Application Gateway fronts it: the VMs' subnet and the gateway's own
+# (v2 wants a dedicated subnet, /24 recommended: one address per instance).
+AZURE_VNET = "10.0.0.0/16"
+AZURE_VM_SUBNET = "10.0.0.0/24"
+AZURE_GATEWAY_SUBNET = "10.0.1.0/24"
+# What Application Gateway v2's subnet must let in besides the clients: Azure's infrastructure on
+# 65200-65535 from the GatewayManager service tag, and Azure's load balancer probes
+# (https://learn.microsoft.com/azure/application-gateway/configuration-infrastructure#network-security-groups).
+AZURE_GATEWAY_MANAGER_PORTS = "65200-65535"
 GCP_CERTIFICATE = re.compile(r"(projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/global/sslCertificates/)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
@@ -78,11 +97,31 @@ class Edge:
     aws_tls_policy = AWS_TLS_POLICY
     gcp_tls_profile = GCP_TLS_PROFILE
     gcp_min_tls = GCP_MIN_TLS
+    azure_tls_policy = AZURE_TLS_POLICY
+    azure_gateway_sku = AZURE_GATEWAY_SKU
+    azure_gateway_capacity = AZURE_GATEWAY_CAPACITY
+    azure_vnet = AZURE_VNET
+    azure_vm_subnet = AZURE_VM_SUBNET
+    azure_gateway_subnet = AZURE_GATEWAY_SUBNET
+    azure_gateway_manager_ports = AZURE_GATEWAY_MANAGER_PORTS
 
     @property
     def https(self) -> bool:
         """The balancer terminates TLS with the spec's certificate and redirects HTTP to it."""
         return self.certificate is not None
+
+    @property
+    def azure_gateway(self) -> bool:
+        """Azure with a certificate: an Application Gateway v2 terminates TLS in front of the scale
+        set instead of the layer-4 load balancer."""
+        return self.https and self.provider == "azure"
+
+    @property
+    def azure_certificate(self) -> tuple[str, str]:
+        """The vault and the secret of the certificate's Key Vault secret id (the gateway's identity
+        may read that secret only)."""
+        found = AZURE_CERTIFICATE.fullmatch(self.certificate or "")
+        return (found["vault"], found["secret"]) if found else ("", "")
 
     @property
     def public(self) -> bool:
@@ -148,8 +187,9 @@ CERTIFICATE_HINTS = {
            "(arn:aws:acm:REGION:ACCOUNT:certificate/ID)",
     "gcp": "set targets.cloud.certificate to a Google-managed or self-managed SSL certificate "
            "(gcloud compute ssl-certificates create NAME --domains DOMAIN --global)",
-    "azure": "put an Application Gateway with your Key Vault certificate in front of the load balancer "
-             "(docs/targets/cloud.md, HTTPS), or deploy with provider aws or gcp",
+    "azure": "set targets.cloud.certificate to the Key Vault secret id of the certificate "
+             "(https://VAULT.vault.azure.net/secrets/NAME, from az keyvault certificate show --query sid): "
+             "an Application Gateway then terminates TLS",
 }
 
 
@@ -171,9 +211,9 @@ def edge_problems(model: ServiceModel, region: str | None) -> list[Problem]:
         return problems
     at = where + ("certificate",)
     if fleet.provider == "azure":
-        problems.append(model.problem(at, "azure's deploy.sh puts a Standard Load Balancer (layer 4) in front of the "
-                                          "scale set: it passes TCP through and cannot terminate TLS with a certificate",
-                                      hint="remove certificate and " + CERTIFICATE_HINTS["azure"]))
+        if not AZURE_CERTIFICATE.fullmatch(fleet.certificate):
+            problems.append(model.problem(at, f"{fleet.certificate} is not a Key Vault secret id",
+                                          hint=CERTIFICATE_HINTS["azure"]))
     elif fleet.provider == "aws":
         arn = AWS_CERTIFICATE.fullmatch(fleet.certificate)
         if not arn:
@@ -190,9 +230,10 @@ def edge_problems(model: ServiceModel, region: str | None) -> list[Problem]:
         problems.append(model.problem(where + ("lb_port",), f"port {HTTPS_PORT} is the HTTPS listener's; lb_port is "
                                                             "the HTTP listener that redirects to it",
                                       hint="use lb_port 80"))
-    if fleet.provider == "gcp" and model.runtime.grpc_port is not None:
-        problems.append(model.problem(("runtime", "grpc_port"), "with a certificate GCP's external Application Load "
-                                                                "Balancer carries HTTP only, not the gRPC port",
-                                      hint="remove runtime.grpc_port, or targets.cloud.certificate for the passthrough "
-                                           "balancer (no TLS in front)"))
+    if fleet.provider in ("gcp", "azure") and model.runtime.grpc_port is not None:
+        balancer = {"gcp": "GCP's external Application Load Balancer", "azure": "Azure's Application Gateway"}[fleet.provider]
+        problems.append(model.problem(("runtime", "grpc_port"), f"with a certificate {balancer} carries HTTP only, not "
+                                                                "the gRPC port",
+                                      hint="remove runtime.grpc_port, or targets.cloud.certificate for the layer-4 "
+                                           "balancer (no TLS in front); provider aws carries gRPC over HTTPS"))
     return problems

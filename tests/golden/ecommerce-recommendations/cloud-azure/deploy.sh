@@ -77,7 +77,6 @@ region=westeurope
 count() { printf '%s\n' "$#"; }
 readonly RESOURCE_GROUP=mlgen-shop-recs
 readonly SCALE_SET=shop-recs
-readonly LOAD_BALANCER=shop-recs-lb
 readonly AUTOSCALE=shop-recs-autoscale
 [[ -n $region ]] || region=${AZURE_DEFAULTS_LOCATION:-}
 
@@ -105,6 +104,7 @@ readonly bundle
 readonly USER_DATA_FILE=$bundle/cloud-init.yaml
 readonly LB_PORT=80
 readonly SERVICE_PORT=8080
+readonly LOAD_BALANCER=shop-recs-lb
 readonly SERVICE_PORTS=(8080)
 readonly HEALTH_PATH=/v2/health/ready
 readonly MIN_SIZE=2
@@ -136,7 +136,8 @@ main() {
       --admin-username mlgen --generate-ssh-keys --authentication-type ssh --upgrade-policy-mode Manual \
       --vnet-name "$NAME-vnet" --subnet "$NAME-subnet" --nsg "$NAME-nsg" \
       --lb-sku Standard --load-balancer "$LOAD_BALANCER" --backend-pool-name "$NAME-pool" \
-      --public-ip-address "$NAME-ip" --tags "${TAGS[@]}" --output none
+      --public-ip-address "$NAME-ip" \
+      --tags "${TAGS[@]}" --output none
   else
     custom_data=$(base64 -w0 -- "$USER_DATA_FILE")
     if [[ $(az_get '' vmss show --resource-group "$RESOURCE_GROUP" --name "$SCALE_SET" \

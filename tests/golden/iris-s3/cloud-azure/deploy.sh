@@ -80,7 +80,6 @@ region=westeurope
 count() { printf '%s\n' "$#"; }
 readonly RESOURCE_GROUP=mlgen-iris-s3
 readonly SCALE_SET=iris-s3
-readonly LOAD_BALANCER=iris-s3-lb
 readonly AUTOSCALE=iris-s3-autoscale
 [[ -n $region ]] || region=${AZURE_DEFAULTS_LOCATION:-}
 
@@ -108,6 +107,7 @@ readonly bundle
 readonly USER_DATA_FILE=$bundle/cloud-init.yaml
 readonly LB_PORT=80
 readonly SERVICE_PORT=8080
+readonly LOAD_BALANCER=iris-s3-lb
 readonly SERVICE_PORTS=(8080)
 readonly HEALTH_PATH=/v2/health/ready
 readonly MIN_SIZE=1
@@ -122,14 +122,14 @@ readonly VM_IDENTITY=iris-s3-vm
 readonly KEY_VAULT=model-secrets
 readonly SECRETS=(iris-s3-api-keys)
 
-# grant ROLE SCOPE: a role assignment for the VMs' identity, unless it has one already.
+# grant IDENTITY PRINCIPAL ROLE SCOPE: a role assignment for a managed identity, unless it has one already.
 grant() {
-  if [[ -n $(az_get '' role assignment list --assignee "$principal" --role "$1" --scope "$2" --query '[].id') ]]; then
-    say "$VM_IDENTITY has $1 on $2"
+  if [[ -n $(az_get '' role assignment list --assignee "$2" --role "$3" --scope "$4" --query '[].id') ]]; then
+    say "$1 has $3 on $4"
   else
-    say "grant $1 on $2 to $VM_IDENTITY"
-    run az role assignment create --assignee-object-id "$principal" --assignee-principal-type ServicePrincipal \
-      --role "$1" --scope "$2" --output none
+    say "grant $3 on $4 to $1"
+    run az role assignment create --assignee-object-id "$2" --assignee-principal-type ServicePrincipal \
+      --role "$3" --scope "$4" --output none
   fi
 }
 
@@ -145,7 +145,7 @@ grant_vm_reads() {
   principal=$(az_get 00000000-0000-0000-0000-000000000000 identity show --resource-group "$RESOURCE_GROUP" --name "$VM_IDENTITY" --query principalId)
   vault=$(az_get "/subscriptions/SUBSCRIPTION/resourceGroups/GROUP/providers/Microsoft.KeyVault/vaults/$KEY_VAULT" keyvault show --name "$KEY_VAULT" --query id)
   for secret in "${SECRETS[@]}"; do
-    grant "Key Vault Secrets User" "$vault/secrets/$secret"
+    grant "$VM_IDENTITY" "$principal" "Key Vault Secrets User" "$vault/secrets/$secret"
   done
 }
 
@@ -179,7 +179,8 @@ main() {
       --admin-username mlgen --generate-ssh-keys --authentication-type ssh --upgrade-policy-mode Manual \
       --vnet-name "$NAME-vnet" --subnet "$NAME-subnet" --nsg "$NAME-nsg" \
       --lb-sku Standard --load-balancer "$LOAD_BALANCER" --backend-pool-name "$NAME-pool" \
-      --public-ip-address "$NAME-ip" --tags "${TAGS[@]}" --assign-identity "$identity_id" --output none
+      --public-ip-address "$NAME-ip" \
+      --tags "${TAGS[@]}" --assign-identity "$identity_id" --output none
   else
     run az vmss identity assign --resource-group "$RESOURCE_GROUP" --name "$SCALE_SET" --identities "$identity_id" --output none
     custom_data=$(base64 -w0 -- "$USER_DATA_FILE")
