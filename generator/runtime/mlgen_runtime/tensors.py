@@ -9,7 +9,10 @@ as flat lists of str (row-major), because that is what text handlers want to ite
 from __future__ import annotations
 
 import struct
+from array import array as typed_array
+from functools import reduce
 from math import prod
+from operator import iadd
 
 import numpy as np
 
@@ -28,6 +31,15 @@ _DATATYPE_OF_DTYPE = {dtype: name for name, dtype in _DTYPES.items()}
 # numpy kinds a JSON array may arrive as, per target kind: ints may fill a float tensor, not the reverse.
 _ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
 _LENGTH_PREFIX = struct.Struct("<I")
+# Datatypes whose JSON data takes the direct route (_from_plain_numbers): the array module's type
+# code that converts each Python number, and the dtype the tensor ends up with.
+_PLAIN_NUMBERS = {"FP32": ("d", np.dtype("float32")), "FP64": ("d", np.dtype("float64")),
+                  "INT64": ("q", np.dtype("int64"))}
+# Below this many elements numpy's discovery costs less than the direct route's few extra calls
+# (one 4-feature row: 1.6 µs against 2.4).
+_DIRECT_FROM = 32
+# Below this magnitude an integer is exact as a double (see _from_plain_numbers).
+_EXACT_IN_DOUBLE = 2.0 ** 53
 
 
 def element_count(shape) -> int:
@@ -51,6 +63,10 @@ def from_json(name: str, datatype: str, shape: list[int], data) -> np.ndarray | 
         if len(values) != count:
             raise RequestError(400, f"input '{name}' has {len(values)} elements, shape {shape} needs {count}")
         return values
+    if count >= _DIRECT_FROM and datatype in _PLAIN_NUMBERS:
+        array = _from_plain_numbers(datatype, shape, count, data)
+        if array is not None:
+            return array
     dtype = _DTYPES[datatype]
     kind = dtype.kind
     try:
@@ -71,6 +87,49 @@ def from_json(name: str, datatype: str, shape: list[int], data) -> np.ndarray | 
     if kind == "f" and size and np.count_nonzero(np.isfinite(array)) != size:
         raise RequestError(400, f"input '{name}' has values that do not fit {datatype}")
     return array
+
+
+def _from_plain_numbers(datatype: str, shape: list[int], count: int, data) -> np.ndarray | None:
+    """The common request (FP32, FP64 or INT64 numbers, flat or nested as the shape) without numpy's
+    type and shape discovery over nested lists, which costs more than the rest of the validation
+    together (64x4 floats: 8.9 µs the general way, 7.1 µs this way; 64x4 INT64, which the general
+    way range-checks, 10.6 against 5.6). None whenever the data is
+    anything else or might convert differently: from_json's general route then decides, and words
+    any refusal, so both routes give the same arrays and the same errors.
+
+    The array module converts each element strictly: "d" takes ints and floats (and bools), "q"
+    ints (and bools); it raises TypeError on str, None, lists and dicts, OverflowError past its
+    range. Bools are the one thing numpy sees differently, and only when every element is one (an
+    all-bool array is refused; bools among numbers count as 0 and 1): data starting with a bool
+    goes the general way."""
+    code, dtype = _PLAIN_NUMBERS[datatype]
+    values = data
+    if type(values) is not list:
+        return None
+    try:
+        if type(values[0]) is list:  # nested: every level as long as the shape says
+            if len(values) != shape[0]:
+                return None
+            for width in shape[1:]:
+                if list(map(len, values)).count(width) != len(values):
+                    return None
+                values = reduce(iadd, values, [])  # a loop of list +=: half of chain's cost
+        if len(values) != count or type(values[0]) is bool:
+            return None
+        numbers = typed_array(code)
+        numbers.fromlist(values)
+    except (TypeError, OverflowError, IndexError):  # IndexError: empty data, or a shape of rank 0
+        return None
+    if code == "q":
+        return np.frombuffer(numbers, dtype).reshape(shape)
+    doubles = np.frombuffer(numbers, np.float64)
+    # Every value under 2**53 in magnitude, so it fits FP32, and an integer among them was exact as
+    # a double (it then rounds once, as numpy's int64 cast does); NaN fails the comparison. 1e20 is
+    # legal too, and takes the general way. (A sum of squares would be one call fewer, but
+    # overflows into a RuntimeWarning on 1e200.)
+    if not np.maximum.reduce(np.abs(doubles)) < _EXACT_IN_DOUBLE:
+        return None
+    return doubles.astype(dtype, copy=False).reshape(shape)
 
 
 def from_binary(name: str, datatype: str, shape: list[int], raw: memoryview) -> np.ndarray | list[str]:
