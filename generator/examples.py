@@ -7,10 +7,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 from mlgen import smoke
+from mlgen.render import RenderedFile
+from mlgen.render.filters import pretty_json
 from mlgen.spec import ServiceModel
+
+# Where a bundle carries its release check: the judge and what it sends (relative to the bundle).
+RELEASE_EXAMPLES = "release/examples.json"
+RELEASE_SMOKE = "release/smoke.py"
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,13 @@ def documents(model: ServiceModel) -> list[dict]:
     """The probes as smoke.py reads them (a bundle's release/examples.json): each request, and the
     outputs it must bring back, expected data flattened."""
     return [_document(model, probe) for probe in probes(model)]
+
+
+def release_files(model: ServiceModel) -> list[RenderedFile]:
+    """release/examples.json and release/smoke.py, for a bundle that checks a new version itself
+    before it gets traffic (on-prem blue-green, a Kubernetes preview, a Lambda PreTraffic hook)."""
+    return [RenderedFile.text(RELEASE_EXAMPLES, pretty_json(documents(model)) + "\n"),
+            RenderedFile.text(RELEASE_SMOKE, Path(smoke.__file__).read_text(encoding="utf-8"))]
 
 
 def _document(model: ServiceModel, probe: Probe) -> dict:

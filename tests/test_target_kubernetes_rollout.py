@@ -104,7 +104,7 @@ def test_blue_green_previews_each_stage_behind_its_own_service(built):
         assert blue_green["prePromotionAnalysis"]["args"][0] == {"name": "stage", "value": rollout["spec"]["template"][
             "metadata"]["labels"]["app.kubernetes.io/component"]}
         assert services[f"{name}-preview"]["spec"]["selector"] == services[name]["spec"]["selector"]
-    (template,) = of_kind(documents, "AnalysisTemplate").values()
+    template = of_kind(documents, "AnalysisTemplate")["recsys-slo"]
     assert {m["count"] for m in template["spec"]["metrics"]} == {10}  # a measurement a minute over the 10 m preview
     # The Ingress still sends clients to the active Service.
     (ingress,) = of_kind(documents, "Ingress").values()
@@ -129,7 +129,7 @@ def test_autoscalers_scale_the_rollouts_and_overlays_patch_them(built):
     assert {(h["spec"]["minReplicas"], h["spec"]["maxReplicas"]) for h in hpas.values()} == {(2, 6)}
     (scaled,) = of_kind(built["iris-bluegreen-keda:base"], "ScaledObject").values()
     assert scaled["spec"]["triggers"][0]["metadata"]["serverAddress"] == "http://prometheus.observability.svc:9090"
-    (template,) = of_kind(built["iris-bluegreen-keda:base"], "AnalysisTemplate").values()
+    template = of_kind(built["iris-bluegreen-keda:base"], "AnalysisTemplate")["iris-slo"]
     assert {m["provider"]["prometheus"]["address"] for m in template["spec"]["metrics"]} == {
         "http://prometheus.observability.svc:9090"}
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from mlgen import smoke
 from mlgen.spec import ServiceModel
 from mlgen.verify.environment import NotHere
 
@@ -44,8 +45,7 @@ def access_for(model: ServiceModel, scratch: Path, model_file: Path | None = Non
     if security.auth == "api_key":
         keys = {key.name: secrets.token_urlsafe(24) for key in security.api_keys}
         env.update(keys)
-        key = next(iter(keys.values()))
-        headers[security.header] = f"Bearer {key}" if security.header == "authorization" else key
+        headers.update(smoke.credential_headers(security.header, next(iter(keys.values()))))
     if model.model.fetched:
         cache = scratch / "model-cache"
         env["MLGEN_MODEL_CACHE"] = str(cache)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mlgen.bundle import app_files
+from mlgen.examples import release_files
 from mlgen.monitoring import monitoring_files, rule_groups, static_job
 from mlgen.monitoring.scrape import dashboard_json
 from mlgen.targets.kubernetes.monitoring import pod_resources
@@ -57,6 +58,8 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
         render("compose.yaml", "compose.yaml"),
         *monitoring,
         *app_files(model, stage_urls=settings.stage_urls, requirements_text=settings.locked.text),
+        # The image carries the blue-green release's check (the Dockerfile copies release/).
+        *(release_files(model) if settings.release and settings.release.check else []),
     ]
 
 

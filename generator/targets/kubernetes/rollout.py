@@ -10,16 +10,28 @@ that the HPA, the overlays and `kubectl argo rollouts` all name.
 Why every stage of a split pipeline and not the entry stage only: every stage runs the same image,
 and the model lives in `predict`; releasing the gateway gradually while the model rolled out at
 once would gate the wrong code. Each stage's analysis reads that stage's own answers.
+
+Why a Job in a blue-green preview: the preview Service gets no client traffic, so the Prometheus
+metrics alone would judge nothing. A Job from the new image sends the spec's examples to the entry
+stage's preview and judges the answers (generator/smoke.py, the judge of mlgen verify and the
+on-prem release); its requests are also what the Prometheus metrics then measure. Only the entry
+stage runs it: the other stages of a split pipeline answer the gateway's intermediate tensors, not
+the spec's examples.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
 
+from mlgen import smoke
 from mlgen.errors import Problem
+from mlgen.examples import RELEASE_EXAMPLES, RELEASE_SMOKE, probes
 from mlgen.monitoring.rules import SLO, slo
 from mlgen.spec import ServiceModel
-from mlgen.spec.model import RolloutStep
+from mlgen.spec.model import RolloutStep, SecretRef
+from mlgen.targets.kubernetes.workloads import Workload
 
 API_VERSION = "argoproj.io/v1alpha1"
 # Argo Rollouts reads a pause as an intstr.IntOrString, whose number of seconds is an int32
@@ -40,6 +52,37 @@ FAILURE_LIMIT = 1
 MIN_WINDOW_S = 120  # a rate needs at least four of the ServiceMonitor's 30 s scrapes
 STAGE_ARG = "stage"
 HASH_ARG = "pod-template-hash"
+# Where the image carries release/ (the Dockerfile copies it there: app/ stays the same on every target).
+CHECK_DIR = "/opt/mlgen"
+CHECK_COMPONENT = "release-check"  # app.kubernetes.io/component of the Job's pod: no stage's selector
+# The Job's time: the image is already on the node (the preview pods pulled it), Python starts in
+# about a second, and smoke.py waits at most TIMEOUT_S for each answer.
+CHECK_START_S = 60
+KEY_DIRECTORY = "/var/run/secrets/mlgen"  # where the Job mounts the API key (security.auth api_key)
+KEY_FILE = "api-key"
+
+
+@dataclass(frozen=True)
+class ReleaseCheck:
+    """The spec's examples, sent by a Job from the new image to the entry stage's preview Service
+    and judged by smoke.py: one measurement of its own AnalysisTemplate, which fails on a wrong
+    answer or none."""
+
+    template: str  # the AnalysisTemplate's name: <name>-examples
+    rollout: str  # the entry stage's Rollout: the only one that runs it
+    command: tuple[str, ...]
+    header: str | None  # security.auth api_key: the header the key travels in
+    api_key: SecretRef | None  # and the Secret holding the key (the stage's own first key)
+    key_directory: str  # the mounted Secret, whose one file is key_file
+    key_file: str
+    deadline_s: int  # the Job's activeDeadlineSeconds
+    labels: Mapping[str, str]  # the Job's pod: the service's labels, a component no stage selects
+    selector: Mapping[str, str]  # what the NetworkPolicies select the Job's pod by
+    directory: str  # where the image carries release/
+
+    @property
+    def key_path(self) -> str:
+        return f"{self.key_directory}/{self.key_file}"
 
 
 @dataclass(frozen=True)
@@ -70,13 +113,20 @@ class Release:
     hash_label: str
     hash_series_label: str
     role_label: str
+    check: ReleaseCheck | None  # blue_green: the examples sent to the entry stage's preview
+
+    def templates(self, workload: Workload) -> tuple[str, ...]:
+        """The AnalysisTemplates this stage's release runs."""
+        if self.check and workload.name == self.check.rollout:
+            return (self.template, self.check.template)
+        return (self.template,)
 
     @property
     def canary(self) -> bool:
         return self.strategy == "canary"
 
 
-def release(model: ServiceModel, prometheus_url: str) -> Release | None:
+def release(model: ServiceModel, prometheus_url: str, entry: Workload) -> Release | None:
     """The release of a gradual `rollout`; None for all_at_once (a Deployment's rolling update)."""
     rollout = model.rollout
     if not rollout.gradual:
@@ -98,6 +148,31 @@ def release(model: ServiceModel, prometheus_url: str) -> Release | None:
         hash_label=HASH_LABEL,
         hash_series_label=HASH_SERIES_LABEL,
         role_label=ROLE_LABEL,
+        check=release_check(model, entry) if rollout.strategy == "blue_green" else None,
+    )
+
+
+def release_check(model: ServiceModel, entry: Workload) -> ReleaseCheck | None:
+    """The examples Job of a blue-green release; None with security.auth jwt (a Job cannot sign a
+    token the issuer would accept, and a check that always fails would block every release)."""
+    security = model.security
+    if security.auth == "jwt":
+        return None
+    key = security.api_keys[0] if security.auth == "api_key" else None
+    selector = {**entry.selector, "app.kubernetes.io/component": CHECK_COMPONENT}
+    url = f"http://{entry.name}-preview:{model.runtime.port}/v2/models/{model.name}/infer"
+    return ReleaseCheck(
+        template=f"{model.name}-examples",
+        rollout=entry.name,
+        command=("python", f"{CHECK_DIR}/{RELEASE_SMOKE}", f"{CHECK_DIR}/{RELEASE_EXAMPLES}", url),
+        header=security.header if key else None,
+        api_key=key,
+        key_directory=KEY_DIRECTORY,
+        key_file=KEY_FILE,
+        deadline_s=CHECK_START_S + smoke.TIMEOUT_S * len(probes(model)),
+        labels=MappingProxyType({**entry.labels, **selector}),
+        selector=MappingProxyType(selector),
+        directory=CHECK_DIR,
     )
 
 

@@ -218,7 +218,7 @@ def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
     port_name = "http" if flavor == "deployment" else flavors.KNATIVE_PORT_NAME
     scale_to_zero = model.scaling.min_replicas == 0 and flavors.scales_to_zero(
         flavor, autoscaling, spec["keda"].get("query"))
-    gradual = release(model, flavors.prometheus_url(spec))
+    gradual = release(model, flavors.prometheus_url(spec), stages[0])
     return KubernetesSettings(
         name=name,
         namespace=namespace,

@@ -5,20 +5,16 @@ proxy and the app/ folder. The cloud VM target installs this same set through cl
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 from mlgen.bundle import APP, app_files
 from mlgen.render import RenderedFile, Renderer
 from mlgen.render.filters import pretty_json
 from mlgen.spec import ServiceModel
 from mlgen.targets.onprem.settings import HostSettings, host_settings
-from mlgen import examples, smoke
+from mlgen.examples import release_files
 
 EXECUTABLE = 0o755
 MODEL_SUMS = "model.sha256"
-RELEASE_EXAMPLES = "release/examples.json"
-RELEASE_SMOKE = "release/smoke.py"
-SMOKE = Path(smoke.__file__)
 
 
 def host_files(model: ServiceModel, renderer: Renderer, settings: HostSettings | None = None) -> list[RenderedFile]:
@@ -56,11 +52,9 @@ def blue_green_files(model: ServiceModel, renderer: Renderer, settings: HostSett
         files.append(renderer.file(color.unit_file, "onprem/service.j2", model=model, settings=color))
         files.append(renderer.file(f"{settings.name}.upstream-{color.color}.conf", "onprem/upstream.conf.j2",
                                    model=model, settings=color))
-    files.append(RenderedFile.text(RELEASE_EXAMPLES, pretty_json(examples.documents(model)) + "\n"))
     for color in settings.colors:
         files.append(RenderedFile.text(f"release/scrape-targets-{color.color}.json", pretty_json(color.scrape_target_list) + "\n"))
-    files.append(RenderedFile.text(RELEASE_SMOKE, SMOKE.read_text(encoding="utf-8")))
-    return files
+    return files + release_files(model)
 
 
 def model_sums(model: ServiceModel, app: list[RenderedFile]) -> str:

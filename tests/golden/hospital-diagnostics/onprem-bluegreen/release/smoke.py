@@ -1,12 +1,17 @@
 """Send the spec's examples to one instance and check its answers: the one judge of an answer,
 for `mlgen verify` (generator/examples.py) and for a bundle's own release checks.
 
-Copied verbatim into the on-prem bundle as release/smoke.py; install.sh runs it with the host's
-Python against each instance of a new version before nginx sends it any traffic, so it uses the
-standard library only. release/examples.json holds the requests and expected answers
-(examples.documents), numbers compared within each tolerance.
+Copied verbatim beside release/examples.json (examples.release_files), so it uses the standard
+library only: the on-prem install.sh runs it with the host's Python against each instance of a new
+version before nginx sends it any traffic; a Kubernetes blue-green release runs it in a Job from
+the new image against the preview Service; a Lambda release's PreTraffic hook imports `judge`.
+examples.json holds the requests and expected answers (examples.documents), numbers compared
+within each tolerance.
 
 Usage: python3 smoke.py EXAMPLES.JSON URL   (URL: http://127.0.0.1:PORT/v2/models/NAME/infer)
+With security.auth api_key: MLGEN_SMOKE_HEADER names the header, and MLGEN_SMOKE_KEY_FILE names a
+file holding the key (a mounted Secret) or MLGEN_SMOKE_KEY holds it; never an argument, which every
+process on the host can read.
 Exit codes: 0 every answer right, 1 a wrong answer or no answer (the reason on stderr).
 """
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -39,9 +45,25 @@ def same(expected: list, got: object, tolerance: float) -> bool:
     return True
 
 
-def send(url: str, request: dict) -> tuple[int, bytes]:
+def credential_headers(header: str | None, key: str | None) -> dict[str, str]:
+    """The header an API key travels in: `Authorization: Bearer KEY`, or the key as it is in the
+    spec's own header (security.header); nothing without both."""
+    if not header or not key:
+        return {}
+    return {header: f"Bearer {key}" if header.lower() == "authorization" else key}
+
+
+def api_key() -> str | None:
+    path = os.environ.get("MLGEN_SMOKE_KEY_FILE")
+    if path:
+        with open(path, encoding="utf-8") as file:
+            return file.read().strip("\r\n")
+    return os.environ.get("MLGEN_SMOKE_KEY")
+
+
+def send(url: str, request: dict, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
-    post = urllib.request.Request(url, json.dumps(request).encode(), {"content-type": "application/json"})
+    post = urllib.request.Request(url, json.dumps(request).encode(), {"content-type": "application/json", **(headers or {})})
     try:
         with opener.open(post, timeout=TIMEOUT_S) as answer:
             return answer.status, answer.read()
@@ -72,9 +94,10 @@ def judge(example: dict, status: int, body: bytes) -> str | None:
 def main(examples_path: str, url: str) -> int:
     with open(examples_path, encoding="utf-8") as file:
         examples = json.load(file)
+    headers = credential_headers(os.environ.get("MLGEN_SMOKE_HEADER"), api_key())
     for example in examples:
         try:
-            status, body = send(url, example["request"])
+            status, body = send(url, example["request"], headers)
         except (OSError, urllib.error.URLError) as error:
             print(f"{example['label']}: no answer from {url}: {error}", file=sys.stderr)
             return 1
