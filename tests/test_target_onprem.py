@@ -30,6 +30,9 @@ VARIANTS = {
     "gpu": ("iris", {"resources": {"gpu": 2}}),
     "secrets": ("iris", {"secrets": [{"name": "DB_PASSWORD", "secret": "iris-db", "key": "password"},
                                      {"name": "API_TOKEN", "secret": "iris-api"}]}),
+    # The credentials' shell execs the admin port's shell, which execs the runtime.
+    "secrets-admin-port-instances": ("iris", {"secrets": [{"name": "DB_PASSWORD", "secret": "iris-db", "key": "password"}],
+                                              "scaling": {"min_replicas": 2}, "runtime": {"admin_port": 9180}}),
     "ip-allow-list": ("iris", {"targets": {"onprem": {"bind": "127.0.0.1", "ip_address_deny": ["any"],
                                                       "ip_address_allow": ["localhost", "10.20.0.0/16", "fd00::/8"]}}}),
     "hostile-prefix-and-env": ("iris", {"targets": {"onprem": {"prefix": "/srv/models.v2/a-b_c"}},
@@ -75,7 +78,9 @@ def test_the_unit_runs_the_runtime_from_its_venv_as_a_dedicated_user_with_the_sp
 def test_several_replicas_become_a_template_unit_on_consecutive_ports_behind_the_proxy(bundles) -> None:
     bundle = bundles["hospital-instances-tls-no-network"]
     unit = (bundle / "hospital-diagnostics@.service").read_text()
-    assert directive(unit, "ExecStart")[0].endswith('--host "127.0.0.1" --port %i')
+    # runtime.admin_port 9180: instance 8080 answers health on 9180, 8081 on 9181, on loopback only.
+    assert directive(unit, "ExecStart")[0].startswith("""/bin/sh -c 'exec "$$@" --admin-port $$((%i + 1100))' mlgen-admin-port """)
+    assert directive(unit, "ExecStart")[0].endswith('--host "127.0.0.1" --port %i --admin-host "127.0.0.1"')
     site = (bundle / "hospital-diagnostics.nginx.conf").read_text()
     assert "server 127.0.0.1:8080 " in site and "server 127.0.0.1:8081 " in site
     assert "client_max_body_size 1048576;" in site  # runtime.max_body_bytes

@@ -101,6 +101,27 @@ result["auth"] = {what: post(tls(), f"/v2/models/{name}/infer", body, key)[0]
                                     ("current", keys["current"]), ("previous", keys["previous"]))}
 result["auth"]["direct-none"] = post(http.client.HTTPConnection("127.0.0.1", 8080, timeout=10),
                                      f"/v2/models/{name}/infer", body, None)[0]
+# runtime.admin_port 9180: health and metrics on 9180/9181 (one per instance, loopback only), never on
+# the public ports or through the proxy, which carry inference only.
+def get(connection, path):
+    connection.request("GET", path)
+    response = connection.getresponse()
+    response.read()
+    return response.status
+result["health"] = {where: {path: get(connection(), path) for path in ("/v2/health/ready", "/metrics")}
+                    for where, connection in (("admin-9180", lambda: http.client.HTTPConnection("127.0.0.1", 9180, timeout=10)),
+                                              ("admin-9181", lambda: http.client.HTTPConnection("127.0.0.1", 9181, timeout=10)),
+                                              ("public-8080", lambda: http.client.HTTPConnection("127.0.0.1", 8080, timeout=10)),
+                                              ("public-8081", lambda: http.client.HTTPConnection("127.0.0.1", 8081, timeout=10)),
+                                              ("tls", tls))}
+listening = []
+for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for line in open(table).read().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if state == "0A":  # LISTEN
+            address, port = local.rsplit(":", 1)
+            listening.append([address, int(port, 16)])
+result["listening"] = listening
 found = subprocess.run(["grep", "-rlF", "-e", keys["current"], "-e", keys["previous"], "/opt/hospital", "/var/lib/mlgen"],
                        capture_output=True, text=True).stdout.split()
 result["keys_in_files"] = found
@@ -208,6 +229,19 @@ def test_every_instance_and_the_tls_proxy_answer_v2_inference(air_gapped_run) ->
         assert outputs["diagnosis"]["data"] == ["malignant"]  # the first row of the data set
         assert outputs["malignant_probability"]["data"][0] > 0.5
     assert probe["too_large"] == 413  # nginx's body limit matches runtime.max_body_bytes
+
+
+def test_health_and_metrics_answer_on_the_admin_ports_only_on_loopback_and_never_through_the_proxy(air_gapped_run) -> None:
+    """runtime.admin_port 9180 with two instances: 8080's health is on 9180, 8081's on 9181, bound to
+    127.0.0.1 (targets.onprem.admin_bind's default); the public ports and the TLS proxy, which
+    carry inference (answered above), refuse both paths with 404."""
+    probe = json.loads(_read(air_gapped_run, "probe.json"))
+    ok, refused = {"/v2/health/ready": 200, "/metrics": 200}, {"/v2/health/ready": 404, "/metrics": 404}
+    assert probe["health"] == {"admin-9180": ok, "admin-9181": ok, "public-8080": refused, "public-8081": refused,
+                               "tls": refused}
+    loopback = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it
+    admin = [address for address, port in probe["listening"] if port in (9180, 9181)]
+    assert admin == [loopback, loopback], probe["listening"]
 
 
 def test_env_values_and_the_secret_reach_the_service_exactly(air_gapped_run) -> None:

@@ -57,22 +57,24 @@ def _serve(args) -> int:
             return 0
         os.environ["MLGEN_ADMIN_PORT"] = str(admin_port)
         server_config = uvicorn.Config("mlgen_runtime.asgi:app_from_environment", factory=True, workers=workers, **options)
-        Multiprocess(server_config, sockets=_sockets(server_config, admin_port)).run()
+        Multiprocess(server_config, sockets=_sockets(server_config, admin_port, args.admin_host)).run()
         return 0
     app = ServingApp(Service(config, args.stage), args.host, args.grpc_port, admin_port)
     server_config = uvicorn.Config(app, **options)
     server = uvicorn.Server(server_config)
     app.stop_server = lambda: setattr(server, "should_exit", True)
-    server.run(sockets=_sockets(server_config, admin_port) if admin_port else None)
+    server.run(sockets=_sockets(server_config, admin_port, args.admin_host) if admin_port else None)
     return 1 if app.load_failed else 0
 
 
-def _sockets(server_config, admin_port: int) -> list:
-    """The listening sockets of the public port and the admin port."""
+def _sockets(server_config, admin_port: int, admin_host: str | None) -> list:
+    """The listening sockets of the public port and the admin port (on `admin_host`, else the
+    public port's address: a host keeps unauthenticated health and metrics on loopback)."""
     import copy
 
     admin = copy.copy(server_config)
     admin.port = admin_port
+    admin.host = admin_host or server_config.host
     return [server_config.bind_socket(), admin.bind_socket()]
 
 
@@ -116,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="port (default runtime.port)")
     serve.add_argument("--grpc-port", type=int, default=None, help="gRPC port (default runtime.grpc_port)")
     serve.add_argument("--admin-port", type=int, default=None, help="health and metrics port (default runtime.admin_port)")
+    serve.add_argument("--admin-host", default=None, help="address of the admin port (default --host)")
     serve.add_argument("--stage", default="all", choices=SERVE_STAGES, help="part of the pipeline to run")
     serve.add_argument("--workers", type=int, default=None, help="worker processes (default runtime.workers)")
     serve.set_defaults(run=_serve)

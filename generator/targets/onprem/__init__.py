@@ -22,9 +22,10 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
     settings = host_settings(model)
     files = host_files(model, renderer, settings)
     if model.observability.metrics:
-        # Each instance is scraped on its own port, not through the proxy (which would pick one);
+        # Each instance is scraped on its own port (its admin port with runtime.admin_port), not
+        # through the proxy (which would pick one);
         # blue-green: the live color's, from the file install.sh rewrites when it switches.
-        service = static_job(model, [f"{settings.local_host}:{port}" for port in settings.ports])
+        service = static_job(model, list(settings.health_addresses))
         if settings.blue_green:
             del service["static_configs"]
             service["file_sd_configs"] = [{"files": [settings.scrape_targets]}]
@@ -61,6 +62,7 @@ TARGET = Target(
     plan=plan,
     fit=fit,
     rollouts=("all_at_once", "blue_green"),
+    admin_port=True,
     filters=FILTERS,
     checks=CHECKS,
     platform=host_platform,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from mlgen.errors import Problem
+from mlgen.monitoring import NODE_EXPORTER_PORT
 from mlgen.spec import ServiceModel
 from mlgen.targets.onprem.settings import host_settings
 
@@ -44,7 +45,35 @@ def fit(model: ServiceModel) -> list[Problem]:
     if settings.mode == "container" and model.scaling.min_replicas > 1:
         problems.append(model.problem(("scaling", "min_replicas"), "mode container runs one container per host",
                                       hint="use mode venv for several instances behind the proxy", warning=True))
-    return problems + fetch_problems(model, settings) + rollout_problems(model, settings)
+    return problems + fetch_problems(model, settings) + rollout_problems(model, settings) + admin_port_problems(model, settings)
+
+
+def admin_port_problems(model: ServiceModel, settings) -> list[Problem]:
+    """runtime.admin_port gives each instance its own health and metrics port, as far from
+    runtime.admin_port as the instance is from runtime.port (blue-green's green set 100 above):
+    none of them may land on a port something else on this host listens on."""
+    if not settings.admin_ports:
+        return []
+    sets = settings.colors if settings.blue_green else (settings,)
+    admin = sorted(port for each in sets for port in each.admin_ports)
+    taken = {port: "a public port of the service" for each in sets for port in each.ports}
+    if settings.grpc_port:
+        taken[settings.grpc_port] = "runtime.grpc_port"
+    if settings.proxy:
+        taken[settings.tls["port"]] = "the TLS proxy's port"
+    if model.observability.metrics:
+        taken[NODE_EXPORTER_PORT] = "node_exporter's port, which the rendered Prometheus scrapes"
+    clash = next((port for port in admin if port in taken), None)
+    what = "one per instance" + (" and color" if settings.blue_green else "")
+    if admin[-1] > 65535:
+        message = f"health and metrics need ports {admin[0]}-{admin[-1]} ({what}), which pass 65535"
+    elif clash is not None:
+        message = f"health and metrics need ports {admin[0]}-{admin[-1]} ({what}); {clash} is {taken[clash]}"
+    else:
+        return []
+    return [model.problem(("runtime", "admin_port"), message,
+                          hint="pick a runtime.admin_port whose ports stay clear of "
+                               + ", ".join(str(port) for port in sorted(taken)))]
 
 
 def rollout_problems(model: ServiceModel, settings) -> list[Problem]:

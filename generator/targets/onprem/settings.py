@@ -66,6 +66,10 @@ class HostSettings:
     # runtime.grpc_port: every instance listens on it (the runtime sets SO_REUSEPORT, so the kernel
     # spreads connections over them); None: HTTP only.
     grpc_port: int | None
+    # runtime.admin_port: health and metrics on a port of their own per instance, as far from
+    # runtime.admin_port as the instance's port is from runtime.port (empty: beside inference).
+    admin_ports: tuple[int, ...]
+    admin_bind: str  # where the admin ports listen: the host itself unless the spec opens them
     python: str  # "3.11"
     platform: str  # wheel platform of the host: x86_64 or aarch64
     air_gapped: bool
@@ -133,7 +137,8 @@ class HostSettings:
         """Blue-green: the settings of each color's set of instances, its own home and ports."""
         offsets = {"blue": 0, "green": GREEN_PORT_OFFSET}
         return tuple(replace(self, color=color, home=f"{self.home}/{color}",
-                             ports=tuple(port + offsets[color] for port in self.ports)) for color in COLORS)
+                             ports=tuple(port + offsets[color] for port in self.ports),
+                             admin_ports=tuple(port + offsets[color] for port in self.admin_ports)) for color in COLORS)
 
     @property
     def scrape_targets(self) -> str:
@@ -143,8 +148,7 @@ class HostSettings:
     @property
     def scrape_target_list(self) -> list[dict]:
         """The file_sd content for this color's instances."""
-        return [{"targets": [f"{self.local_host}:{port}" for port in self.ports],
-                 "labels": {"service": self.name, "color": self.color}}]
+        return [{"targets": list(self.health_addresses), "labels": {"service": self.name, "color": self.color}}]
 
     @property
     def upstream_include(self) -> str:
@@ -177,11 +181,30 @@ class HostSettings:
     @property
     def publish_address(self) -> str:
         """The bound address as Podman's PublishPort= wants it (IPv6 in brackets)."""
-        return f"[{self.bind}]" if ":" in self.bind else self.bind
+        return _bracketed(self.bind)
+
+    @property
+    def admin_publish_address(self) -> str:
+        return _bracketed(self.admin_bind)
+
+    @property
+    def health_ports(self) -> tuple[int, ...]:
+        """Where each instance answers health and /metrics: its admin port, else its own port."""
+        return self.admin_ports or self.ports
+
+    @property
+    def health_host(self) -> str:
+        """How a client on the host reaches health and /metrics (the admin ports' address)."""
+        return LOOPBACK[self.admin_bind] if self.admin_ports else self.local_host
+
+    @property
+    def health_addresses(self) -> tuple[str, ...]:
+        """host:port of each instance's health and /metrics, for readiness checks and scrapes."""
+        return tuple(f"{self.health_host}:{port}" for port in self.health_ports)
 
     @property
     def ready_urls(self) -> tuple[str, ...]:
-        return tuple(f"http://{self.local_host}:{port}{READY_PATH}" for port in self.ports)
+        return tuple(f"http://{address}{READY_PATH}" for address in self.health_addresses)
 
     @property
     def infer_urls(self) -> tuple[str, ...]:
@@ -206,9 +229,23 @@ class HostSettings:
     def exec_start(self) -> str:
         """The command the unit runs: the runtime from the service's own virtual environment."""
         port = "%i" if self.instances else str(self.ports[0])
-        return " ".join([systemd_word(f"{self.home}/venv/bin/python"), "-m", "mlgen_runtime", "serve",
-                         "--config", systemd_word(f"{self.home}/app/serving.json"),
-                         "--host", systemd_word(self.bind), "--port", port])
+        command = [systemd_word(f"{self.home}/venv/bin/python"), "-m", "mlgen_runtime", "serve",
+                   "--config", systemd_word(f"{self.home}/app/serving.json"),
+                   "--host", systemd_word(self.bind), "--port", port]
+        if not self.admin_ports:
+            return " ".join(command)
+        command += ["--admin-host", systemd_word(self.admin_bind)]
+        if not self.instances:
+            return " ".join(command + ["--admin-port", str(self.admin_ports[0])])
+        # A template unit knows only its instance's port (%i); systemd has no arithmetic, so a
+        # shell adds the distance to the admin port and execs the runtime (still the unit's process).
+        return ("/bin/sh -c 'exec \"$$@\" --admin-port $$((%i + " + str(self.admin_offset) + "))' mlgen-admin-port "
+                + " ".join(command))
+
+    @property
+    def admin_offset(self) -> int:
+        """How far each instance's admin port is from its public port (may be negative)."""
+        return self.admin_ports[0] - self.ports[0]
 
     @property
     def archive(self) -> str:
@@ -227,6 +264,10 @@ class HostSettings:
     @property
     def container_arch(self) -> str:
         return CONTAINER_ARCH[self.platform]
+
+
+def _bracketed(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
 
 
 def host_platform(model: ServiceModel, label: str = "onprem", arch: str | None = None) -> Platform:
@@ -256,6 +297,8 @@ def host_settings(model: ServiceModel, platform: Platform | None = None, **overr
         bind=spec.get("bind") or ("127.0.0.1" if tls else "0.0.0.0"),
         ports=tuple(range(port, port + instances)),
         grpc_port=model.runtime.grpc_port,
+        admin_ports=tuple(model.runtime.admin_port + index for index in range(instances)) if model.runtime.admin_port else (),
+        admin_bind=spec["admin_bind"],
         python=model.runtime.python,
         platform=spec["platform"],
         air_gapped=spec["air_gapped"],

@@ -141,6 +141,9 @@ readonly VERSION=1.0.0
 readonly LOCAL_HOST=127.0.0.1
 readonly BLUE_PORTS=(8080)
 readonly GREEN_PORTS=(8180)
+# Where each instance answers health, in the order of its ports (its admin port with runtime.admin_port).
+readonly BLUE_HEALTH=(127.0.0.1:8080)
+readonly GREEN_HEALTH=(127.0.0.1:8180)
 readonly CREDENTIALS=()
 readonly PROXY_URL=https://THIS-HOST:443/v2/models/iris/infer
 readonly TLS_FILES=(/etc/ssl/certs/model.pem /etc/ssl/private/model.key)
@@ -400,10 +403,17 @@ opener.open(sys.argv[1], timeout=2).read()
 PY
 }
 
+color_health() {  # color_health COLOR: host:port of each instance's health check, one a line
+  if [[ $1 == blue ]]; then printf '%s\n' "${BLUE_HEALTH[@]}"; else printf '%s\n' "${GREEN_HEALTH[@]}"; fi
+}
+
 color_ready() {  # color_ready COLOR: every instance answers its readiness check before the deadline
-  local port deadline=$((SECONDS + timeout))
-  for port in $(color_ports "$1"); do
-    until answers "http://$LOCAL_HOST:$port/v2/health/ready"; do
+  local index port ports health deadline=$((SECONDS + timeout))
+  mapfile -t ports < <(color_ports "$1")
+  mapfile -t health < <(color_health "$1")
+  for index in "${!ports[@]}"; do
+    port=${ports[index]}
+    until answers "http://${health[index]}/v2/health/ready"; do
       # A unit that failed its starts (StartLimitBurst=) will not answer: no need to wait longer.
       if ((SECONDS >= deadline)) || systemctl is-failed --quiet "$NAME-$1@$port.service"; then
         systemctl --no-pager --lines=20 status "$NAME-$1@$port.service" >&2 || true
