@@ -121,7 +121,8 @@ class ServingConfig:
 
 
 def load_config(path: str | os.PathLike, environ: dict[str, str] | None = None) -> ServingConfig:
-    """Read serving.json; `MLGEN_STAGE_URL_<STAGE>` in `environ` override pipeline.stage_urls."""
+    """Read serving.json; `MLGEN_STAGE_URL_<STAGE>` in `environ` override pipeline.stage_urls and
+    `MLGEN_STAGE_TOKEN_CREDENTIAL` security.stage_token."""
     source = Path(path).resolve()
     try:
         raw = orjson.loads(source.read_bytes())
@@ -195,16 +196,20 @@ def _build(raw: dict, app_dir: Path, environ) -> ServingConfig:
         pipeline=pipeline,
         runtime=runtime,
         observability=observability,
-        security=_security(raw["security"]),
+        security=_security(raw["security"], environ),
         app_dir=app_dir,
     )
 
 
 AUTH_MODES = ("none", "api_key", "jwt")
+STAGE_TOKEN_ENV = "MLGEN_STAGE_TOKEN_CREDENTIAL"  # the name of the stage token's credential, not the token
 
 
-def _security(raw: dict) -> SecurityConfig:
+def _security(raw: dict, environ) -> SecurityConfig:
     fields = _known(raw, SecurityConfig, "security")
+    # Where no network policy keeps callers from the split stages (compose), the environment names
+    # the token a gateway and its stages share; serving.json (the same image on Kubernetes) keeps null.
+    fields["stage_token"] = environ.get(STAGE_TOKEN_ENV) or fields["stage_token"]
     if fields["auth"] not in AUTH_MODES:
         raise ValueError(f"security.auth {fields['auth']!r} is not one of {', '.join(AUTH_MODES)}")
     jwt = fields["jwt"]
