@@ -56,6 +56,7 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
         render("build-image.sh", "build-image.sh", mode=EXECUTABLE),
         render(".dockerignore", "dockerignore"),
         render("compose.yaml", "compose.yaml"),
+        *([render("compose-up.sh", "compose-up.sh", mode=EXECUTABLE)] if settings.compose_stage_token else []),
         *monitoring,
         *app_files(model, stage_urls=settings.stage_urls, requirements_text=settings.locked.text),
         # The image carries the blue-green release's check (the Dockerfile copies release/).

@@ -36,6 +36,12 @@ DRAIN_MARGIN_S = 10  # after SIGTERM the runtime drains for timeout_s; the pod g
 IMAGE_PLATFORM = "x86_64-manylinux_2_28"
 DEFAULT_BASE_IMAGE = "docker.io/library/python:{python}-slim-bookworm"
 ADMIN_PORT_NAME = "admin"
+# compose has no NetworkPolicy: a split pipeline's gateway and stages share a token, a compose secret
+# from a file compose-up.sh makes at first use (never rendered), named to the runtime by this variable.
+STAGE_TOKEN_SECRET = "mlgen-stage-token"
+STAGE_TOKEN_FILE = "secrets/stage-token"
+STAGE_TOKEN_ENV = "MLGEN_STAGE_TOKEN_CREDENTIAL"
+COMPOSE_SECRETS_DIR = "/run/secrets"  # where compose mounts its secrets; the runtime's $CREDENTIALS_DIRECTORY
 # A GPU service's default image: NVIDIA's CUDA runtime with cuDNN (CUDA 12 and cuDNN 9, what
 # onnxruntime-gpu's CUDA provider loads) on Ubuntu 24.04, which has no Python of its own in the
 # image: the Dockerfile installs Ubuntu's, so runtime.python must be the one Ubuntu 24.04 carries.
@@ -102,6 +108,8 @@ class KubernetesSettings:
     # only); None: HTTP only. Its readiness and startup probes ask the gRPC health service.
     grpc_port: int | None
     compose_grpc_port: str | None  # where compose publishes it: loopback only
+    # A split pipeline under compose: the stage token's compose secret (None: one stage, nothing to guard).
+    compose_stage_token: str | None
     prometheus_service: str
     prometheus_image: str
     flavor: str  # deployment | kserve | knative
@@ -146,6 +154,10 @@ class KubernetesSettings:
     @property
     def entry(self) -> Workload:
         return self.workloads[0]
+
+    stage_token_file = STAGE_TOKEN_FILE
+    stage_token_env = STAGE_TOKEN_ENV
+    compose_secrets_dir = COMPOSE_SECRETS_DIR
 
     @property
     def internal_workloads(self) -> tuple[Workload, ...]:
@@ -254,6 +266,7 @@ def kubernetes_settings(model: ServiceModel) -> KubernetesSettings:
         grpc_port=model.runtime.grpc_port,
         compose_grpc_port=(f"127.0.0.1:{model.runtime.grpc_port}:{model.runtime.grpc_port}"
                            if model.runtime.grpc_port else None),
+        compose_stage_token=STAGE_TOKEN_SECRET if len(stages) > 1 else None,
         prometheus_service=f"{name}-prometheus",
         prometheus_image=PROMETHEUS_IMAGE,
         flavor=flavor,
