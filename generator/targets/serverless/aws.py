@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
+from mlgen.examples import release_files
 from mlgen.render import RenderedFile, Renderer
 from mlgen.render.filters import pretty_json
 from mlgen.spec import ServiceModel
+from mlgen.targets.serverless import pre_traffic
+from mlgen.targets.serverless.release import HOOK_DIR, HOOK_MODULE
 from mlgen.targets.serverless.settings import FunctionSettings
 
 
@@ -40,4 +44,13 @@ def provider_files(model: ServiceModel, settings: FunctionSettings, renderer: Re
         renderer.file("deploy.sh", "serverless/aws/deploy.sh.j2", mode=0o755, **context),
         RenderedFile.text("events/infer.json", pretty_json(sample_event(model))),
         package,
+        *(hook_files(model) if settings.pre_traffic else []),
     ]
+
+
+def hook_files(model: ServiceModel) -> list[RenderedFile]:
+    """The PreTraffic hook's package, release/: its code, the judge and the examples it sends, and
+    the HTTP API event it wraps each one in."""
+    return [RenderedFile.text(f"{HOOK_DIR}/{HOOK_MODULE}.py", Path(pre_traffic.__file__).read_text(encoding="utf-8")),
+            RenderedFile.text(f"{HOOK_DIR}/event.json", pretty_json(sample_event(model))),
+            *release_files(model)]

@@ -5,6 +5,8 @@ of a rollout it cannot express (the figures are in limits.py).
 - AWS: CodeDeploy shifts the `live` alias (SAM's AutoPublishAlias + DeploymentPreference), with a
   predefined configuration when the steps match one, else an AWS::CodeDeploy::DeploymentConfig.
   CodeDeploy expresses one canary step or equal linear steps; blue_green is refused (see below).
+  Before any traffic moves, a PreTraffic hook (pre_traffic.py) sends the new version the spec's
+  examples: the runtime's own 5xx answers are no Lambda function errors, so the alarms miss them.
 - GCP: deploy.sh pins the traffic to the serving revision, deploys (the new revision gets none),
   then moves traffic step by step with `gcloud run services update-traffic`.
 - Azure: a staging slot (Premium plan only) swapped in with preview: blue_green.
@@ -14,8 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mlgen.examples import probes
 from mlgen.spec import ServiceModel
-from mlgen.spec.model import Rollout
+from mlgen.spec.model import Rollout, SecretRef
 from mlgen.targets.serverless import limits
 
 WHERE = ("rollout", "strategy")
@@ -23,6 +26,52 @@ WHERE = ("rollout", "strategy")
 STRATEGY_PROVIDERS = {"canary": ("aws", "gcp"), "blue_green": ("azure",)}
 PROVIDER_NAMES = {"aws": "AWS Lambda", "gcp": "Google Cloud Functions", "azure": "Azure Functions (plan: premium)"}
 STAGING_SLOT = "staging"
+# SAM's CodeDeploy role (the AWSCodeDeployRoleForLambda policy) may invoke hooks named
+# CodeDeployHook_*; a function name holds at most 64 characters, so the stack name at most 49.
+HOOK_PREFIX = "CodeDeployHook_"
+HOOK_STACK_NAME_MAX = 64 - len(HOOK_PREFIX)
+# The hook's package: pre_traffic.py and event.json beside examples.release_files (release/).
+HOOK_DIR = "release"
+HOOK_MODULE = "pre_traffic"
+# What one invocation may take beyond the function's timeout: a cold start's init (the model loads).
+COLD_START_S = 30
+HOOK_MARGIN_S = 30  # the hook's own start and its report to CodeDeploy
+LAMBDA_TIMEOUT_MAX_S = 900  # Lambda's longest timeout
+
+
+@dataclass(frozen=True)
+class PreTraffic:
+    """The Lambda that CodeDeploy runs before it shifts any traffic (DeploymentPreference.Hooks)."""
+
+    logical_id: str
+    function_name: str  # Fn::Sub of the name SAM's CodeDeploy role may invoke
+    code_dir: str
+    handler: str
+    invoke_timeout_s: int  # one invocation of the new version
+    timeout_s: int  # the hook's own Lambda timeout: every example's invocation
+    header: str | None  # security.auth api_key: the header the key goes in
+    api_key: SecretRef | None  # and the secret the function itself reads it from
+    stack_name_max: int  # deploy.sh refuses a longer --stack-name: the hook's name would not fit
+
+
+def pre_traffic(model: ServiceModel, function_timeout_s: int) -> PreTraffic | None:
+    """None with security.auth jwt: the hook cannot sign a token the issuer would accept, and a
+    check that always fails would stop every release."""
+    if model.security.auth == "jwt":
+        return None
+    invoke = function_timeout_s + COLD_START_S
+    key = model.security.api_keys[0] if model.security.auth == "api_key" else None
+    return PreTraffic(
+        logical_id="PreTrafficHook",
+        function_name=HOOK_PREFIX + "${AWS::StackName}",
+        code_dir=HOOK_DIR,
+        handler=f"{HOOK_MODULE}.handler",
+        invoke_timeout_s=invoke,
+        timeout_s=min(LAMBDA_TIMEOUT_MAX_S, HOOK_MARGIN_S + invoke * len(probes(model))),
+        header=model.security.header if key else None,
+        api_key=key,
+        stack_name_max=HOOK_STACK_NAME_MAX,
+    )
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ class FunctionSettings:
     # names (the gate's alarms, a custom CodeDeploy configuration)
     deployment_preference: Mapping[str, object]
     release_resources: Mapping[str, dict]
+    pre_traffic: release.PreTraffic | None  # the hook that sends the new version the examples first
     # Google Cloud Functions
     entry_point: str
     gcf_runtime: str  # python312
@@ -126,6 +127,7 @@ def function_settings(model: ServiceModel) -> FunctionSettings:
     strategy = model.rollout.strategy
     # Only what the provider carries out (fit refuses the rest before anything renders).
     shift = release.codedeploy_shift(model.rollout) if provider == "aws" and strategy == "canary" else None
+    hook = release.pre_traffic(model, s["timeout_s"]) if shift else None
     gcp_canary = provider == "gcp" and strategy == "canary"
     azure_slot = provider == "azure" and strategy == "blue_green"
     return FunctionSettings(
@@ -155,7 +157,8 @@ def function_settings(model: ServiceModel) -> FunctionSettings:
         aws_secrets=tuple({"name": x.name, "secret": x.secret, "key": x.key} for x in model.secrets),
         alarms=monitoring.cloudwatch_alarms(model) if provider == "aws" else {},
         dashboard_body=monitoring.cloudwatch_dashboard(model) if provider == "aws" else "",
-        deployment_preference=deployment_preference(shift),
+        deployment_preference=deployment_preference(shift, hook),
+        pre_traffic=hook,
         release_resources={**monitoring.release_alarms(model), **custom_config(shift)} if shift else {},
         entry_point=GCF_ENTRY_POINT,
         gcf_runtime="python" + python.replace(".", ""),
@@ -185,12 +188,16 @@ def function_settings(model: ServiceModel) -> FunctionSettings:
 RELEASE_CONFIG = "ReleaseDeploymentConfig"
 
 
-def deployment_preference(shift: release.CodeDeployShift | None) -> dict:
-    """SAM's DeploymentPreference: CodeDeploy's configuration and the gate's alarms ({}: no gradual release)."""
+def deployment_preference(shift: release.CodeDeployShift | None, hook: release.PreTraffic | None) -> dict:
+    """SAM's DeploymentPreference: CodeDeploy's configuration, the gate's alarms and the hook
+    that runs before any traffic moves ({}: no gradual release)."""
     if shift is None:
         return {}
     kind = shift.predefined or {"Ref": RELEASE_CONFIG}
-    return {"Type": kind, "Alarms": [{"Ref": logical} for logical in monitoring.RELEASE_ALARMS]}
+    preference = {"Type": kind, "Alarms": [{"Ref": logical} for logical in monitoring.RELEASE_ALARMS]}
+    if hook:
+        preference["Hooks"] = {"PreTraffic": {"Ref": hook.logical_id}}
+    return preference
 
 
 def custom_config(shift: release.CodeDeployShift) -> dict:

@@ -75,6 +75,10 @@ script_option() {
 }
 parse_arguments "$@"
 cd "$(dirname "$0")"
+# The release's PreTraffic hook is the function CodeDeployHook_<stack name>, at most 64 characters.
+if [[ -n ${stack_name:49} ]]; then
+  fail "the stack name $stack_name is longer than 49 characters: the release's hook function CodeDeployHook_$stack_name could not be named"
+fi
 
 if ((!dry_run)); then
   command -v sam >/dev/null || problem "the AWS SAM CLI is not installed: https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/install-sam-cli.html"
@@ -87,6 +91,7 @@ if ((!dry_run)); then
 fi
 
 say "rollout: CodeDeploy shifts the live alias to the new version step by step; sam deploy waits for it and fails if a release alarm rolls it back"
+say "rollout: first the new version must answer the spec's examples (the PreTraffic hook, release/pre_traffic.py; its log is in the function's log group)"
 run ./build.sh
 run sam deploy --template-file template.yaml --stack-name "$stack_name" --region "$region" \
   --resolve-s3 --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset
