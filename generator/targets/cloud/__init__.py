@@ -19,8 +19,8 @@ from mlgen.targets.onprem.filters import FILTERS as HOST_FILTERS
 
 
 def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
-    cloud = cloud_settings(model)
-    return user_data_files(model, cloud, renderer) + script_files(model, cloud, renderer) + monitoring(model, cloud, renderer)
+    files, cloud = user_data_files(model, cloud_settings(model), renderer)
+    return files + script_files(model, cloud, renderer) + monitoring(model, cloud, renderer)
 
 
 def open_to(model: ServiceModel) -> str | None:

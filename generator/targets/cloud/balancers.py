@@ -235,5 +235,5 @@ def edge_problems(model: ServiceModel, region: str | None) -> list[Problem]:
         problems.append(model.problem(("runtime", "grpc_port"), f"with a certificate {balancer} carries HTTP only, not "
                                                                 "the gRPC port",
                                       hint="remove runtime.grpc_port, or targets.cloud.certificate for the layer-4 "
-                                           "balancer (no TLS in front); provider aws carries gRPC over HTTPS"))
+                                           "balancer (no TLS in front)"))
     return problems

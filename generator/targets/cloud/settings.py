@@ -33,6 +33,8 @@ DEFAULT_IMAGES = {
     "3.13": {"aws": "resolve:ssm:/aws/service/debian/release/trixie/latest/amd64",
              "azure": "Debian:debian-13:13-gen2:latest"},
 }
+# The container of the fleet's own storage account (Azure) that holds its bundles.
+AZURE_BUNDLE_CONTAINER = "bundles"
 INSTANCE_TYPES = {"aws": "t3.small", "gcp": "e2-small", "azure": "Standard_B2s"}
 
 
@@ -65,6 +67,10 @@ class CloudSettings:
     release: Release | None  # a gradual release (release.py); None: all at once
     release_alarms: tuple[dict, ...]  # put-metric-alarm input of each alarm that gates it (AWS)
     release_policy: Mapping | None  # the alert policy that gates it (GCP)
+    # The bundle lies in a private bucket (GCS) or container (Azure Blob) deploy.sh makes, read by
+    # the VMs with their own identity: on AWS whenever there is no artifact_url; on GCP and Azure
+    # when the user data cannot carry it (userdata.py decides, having measured it).
+    owned_bucket: bool = False
 
     health_path = HEALTH_PATH
     archive = ARCHIVE
@@ -75,12 +81,8 @@ class CloudSettings:
         return self.artifact_url is None and not self.owned_bucket
 
     @property
-    def owned_bucket(self) -> bool:
-        """AWS without artifact_url: a bundle is always over the 16 KB of user data, so deploy.sh
-        keeps it in a private, encrypted bucket of its own (named NAME-ACCOUNT-REGION, the
-        account and region the VMs read from their instance metadata) and the VMs fetch it with
-        an instance role that may read that one object; teardown.sh removes both."""
-        return self.provider == "aws" and self.artifact_url is None
+    def azure_bundle_container(self) -> str:
+        return AZURE_BUNDLE_CONTAINER
 
     @property
     def vm_identity(self) -> bool:
@@ -248,4 +250,8 @@ def cloud_settings(model: ServiceModel) -> CloudSettings:
         release=gradual,
         release_alarms=aws_release_alarms(model, model.name, tags, alarm_period_s(model)) if gradual and provider == "aws" else (),
         release_policy=gcp_release_policy(model, model.name, alarm_period_s(model)) if gradual and provider == "gcp" else None,
+        # AWS: no bundle fits its 16 KB of user data, so without artifact_url it always goes to
+        # a private, encrypted bucket (NAME-ACCOUNT-REGION, which the VMs work out from their
+        # instance metadata), read with an instance role that may read that one object.
+        owned_bucket=provider == "aws" and not spec.get("artifact_url"),
     )

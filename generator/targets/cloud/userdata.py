@@ -81,21 +81,31 @@ def bundle_archive(files: list[RenderedFile]) -> bytes:
     return gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
 
 
-def user_data_files(model: ServiceModel, settings: CloudSettings, renderer: Renderer) -> list[RenderedFile]:
-    """cloud-init.yaml, and bundle.tar.gz when the VMs download it."""
+def user_data_files(model: ServiceModel, settings: CloudSettings, renderer: Renderer) -> tuple[list[RenderedFile], CloudSettings]:
+    """cloud-init.yaml, and bundle.tar.gz when the VMs download it; and the settings the scripts
+    render with: a bundle too large for GCP's or Azure's user data goes to the fleet's own private
+    bucket instead, as on AWS."""
     host = vm_host(model)
     archive = bundle_archive([f for f in host_files(model, renderer, host) if f.path not in HOST_ONLY])
-    context = {"model": model, "settings": settings}
-    # The archive's checksum and the script are rendered values, not settings: they go beside them.
-    bootstrap = renderer.render("cloud/bootstrap.sh.j2", **context, archive_sha256=hashlib.sha256(archive).hexdigest())
-    user_data = renderer.render("cloud/cloud-init.yaml.j2", **context, bootstrap=bootstrap,
-                                archive_b64=base64.b64encode(archive).decode() if settings.inline else None)
+    user_data, bootstrap = _user_data(model, settings, renderer, archive)
+    if settings.inline and LIMITS[settings.provider].measure(user_data.encode()) > LIMITS[settings.provider].limit:
+        settings = dataclasses.replace(settings, owned_bucket=True)
+        user_data, bootstrap = _user_data(model, settings, renderer, archive)
     _check_round_trip(user_data, bootstrap)
     check_size(model, settings, user_data.encode())
     files = [RenderedFile.text(USER_DATA, user_data)]
     if not settings.inline:
         files.append(RenderedFile(ARCHIVE, archive, generated=False))
-    return files
+    return files, settings
+
+
+def _user_data(model: ServiceModel, settings: CloudSettings, renderer: Renderer, archive: bytes) -> tuple[str, str]:
+    context = {"model": model, "settings": settings}
+    # The archive's checksum and the script are rendered values, not settings: they go beside them.
+    bootstrap = renderer.render("cloud/bootstrap.sh.j2", **context, archive_sha256=hashlib.sha256(archive).hexdigest())
+    user_data = renderer.render("cloud/cloud-init.yaml.j2", **context, bootstrap=bootstrap,
+                                archive_b64=base64.b64encode(archive).decode() if settings.inline else None)
+    return user_data, bootstrap
 
 
 def check_size(model: ServiceModel, cloud: CloudSettings, user_data: bytes) -> None:

@@ -152,7 +152,8 @@ grant() {
 
 # grant_vm_reads: sets identity_id; the VMs' managed identity (created when missing, before the
 # VMs, so they boot with their grants), allowed to read exactly what they need: Storage Blob Data
-# Reader on the model's container, Key Vault Secrets User on each named secret (not the vault).
+# Reader on the bundle's and the model's containers, Key Vault Secrets User on each named secret
+# (not the vault).
 grant_vm_reads() {
   local vault secret
   say "managed identity $VM_IDENTITY for the VMs"
