@@ -136,6 +136,57 @@ def test_a_binary_answer_goes_back_base64_encoded(handler):
     assert binary["isBase64Encoded"] is True and base64.b64decode(binary["body"]) == b"\x00\xff"
 
 
+FAILER = '''
+class Model:
+    def load(self, path):
+        pass
+
+    def predict(self, inputs):
+        if (inputs["x"] < 0).any():
+            raise ValueError("negative x")
+        return {"y": inputs["x"]}
+'''
+
+
+@pytest.fixture(scope="module")
+def failing_handler(tmp_path_factory):
+    from mlgen_runtime.adapters.aws_lambda import lambda_handler
+
+    app = tmp_path_factory.mktemp("failing")
+    (app / "failing_model.py").write_text(FAILER)  # a module name of its own: `handler` is imported already
+    return lambda_handler(apps.python_app(app, FAILER, handler="failing_model:Model"))
+
+
+@pytest.mark.parametrize("event", [lambda body: http_api_event("POST", INFER, body), lambda body: json.loads(body)],
+                         ids=["http-api", "direct"])
+def test_lambda_counts_each_5xx_it_answers_as_an_embedded_metric_of_its_version(failing_handler, monkeypatch, capsys,
+                                                                                 event):
+    """A 5xx the runtime answers is no function error: Lambda's Errors metric would never see it."""
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "mlgen-iris-Function-X1")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_VERSION", "7")
+    capsys.readouterr()
+    assert failing_handler(event(infer_body(1.0)))["statusCode"] == 200
+    assert failing_handler(event(infer_body(-1.0)))["statusCode"] == 500
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert len(lines) == 1
+    (line,) = lines
+    # The embedded metric format's own rules: the metric and each dimension are fields of the line.
+    (directive,) = line["_aws"]["CloudWatchMetrics"]
+    assert directive == {"Namespace": "mlgen/Lambda", "Dimensions": [["FunctionName", "Version"]],
+                         "Metrics": [{"Name": "ServerErrors", "Unit": "Count"}]}
+    assert isinstance(line["_aws"]["Timestamp"], int)
+    assert (line["FunctionName"], line["Version"], line["ServerErrors"], line["status"]) == (
+        "mlgen-iris-Function-X1", "7", 1, 500)
+
+
+def test_lambda_writes_no_metric_line_off_lambda(failing_handler, monkeypatch, capsys):
+    """verify's driver reads the function's stdout as its own protocol: nothing extra there."""
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    capsys.readouterr()
+    assert failing_handler(http_api_event("POST", INFER, infer_body(-1.0)))["statusCode"] == 500
+    assert '"_aws"' not in capsys.readouterr().out
+
+
 # --- Google Cloud Functions ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

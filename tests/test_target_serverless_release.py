@@ -65,7 +65,14 @@ def test_codedeploy_shifts_the_live_alias_gated_by_alarms_on_the_new_version(sam
     expected = {"predefined": "Canary10Percent5Minutes"}.get(kind, {"Ref": "ReleaseDeploymentConfig"})
     assert preference["Type"] == expected
     alarms = [ref["Ref"] for ref in preference["Alarms"]]
-    assert alarms == ["ReleaseVersionErrorsAlarm", "ReleaseLatencyAlarm"]
+    assert alarms == ["ReleaseVersionErrorsAlarm", "ReleaseServerErrorsAlarm", "ReleaseLatencyAlarm"]
+    # The runtime's own 5xx (no function error): its embedded-metric lines of this version, per invocation.
+    server_errors = {m["Id"]: m for m in resources["ReleaseServerErrorsAlarm"]["Properties"]["Metrics"]}
+    assert server_errors["errors"]["MetricStat"]["Metric"] == {
+        "Namespace": "mlgen/Lambda", "MetricName": "ServerErrors",
+        "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": "Function"}},
+                       {"Name": "Version", "Value": {"Fn::GetAtt": ["Function.Version", "Version"]}}]}
+    assert server_errors["requests"]["MetricStat"]["Metric"]["MetricName"] == "Invocations"
     latency = resources["ReleaseLatencyAlarm"]["Properties"]
     # The version CodeDeploy shifts to, through the alias: not the function as a whole.
     assert {d["Name"] for d in latency["Dimensions"]} == {"FunctionName", "Resource", "ExecutedVersion"}

@@ -55,25 +55,33 @@ def _alarm_resources(alarms: dict[str, tuple[str, dict]], disabled=()) -> dict[s
             for name, (logical, props) in alarms.items() if name not in disabled}
 
 
-RELEASE_ALARMS = ("ReleaseVersionErrorsAlarm", "ReleaseLatencyAlarm")
+RELEASE_ALARMS = ("ReleaseVersionErrorsAlarm", "ReleaseServerErrorsAlarm", "ReleaseLatencyAlarm")
+# What the runtime's Lambda adapter writes per 5xx it answers (mlgen_runtime/adapters/aws_lambda.py,
+# embedded metric format): the metric CloudWatch Logs extracts, per function name and version.
+SERVER_ERRORS = {"Namespace": "mlgen/Lambda", "MetricName": "ServerErrors"}
+_VERSION_OF_FUNCTION = [{"Name": "FunctionName", "Value": {"Ref": "Function"}},
+                        {"Name": "Version", "Value": {"Fn::GetAtt": ["Function.Version", "Version"]}}]
 
 
 def release_alarms(model: ServiceModel) -> dict[str, dict]:
     """The gate CodeDeploy watches while it shifts the `live` alias (DeploymentPreference.Alarms),
     from rollout.analysis, measured every rollout.analysis.interval (at least CloudWatch's minute),
     on the new version alone. Lambda counts function errors (crashes, timeouts, a failed init) per
-    version; a 5xx the runtime answers itself is counted only by the HTTP API, for every version
-    together, and the API cannot gate the shift: it integrates the alias CodeDeploy shifts, so its
-    alarm in DeploymentPreference would be a dependency cycle (cfn-lint E3004). MlgenErrorBudgetBurn
-    still watches it."""
+    version; a 5xx the runtime answers itself is no function error, and the HTTP API counts it for
+    every version together (and cannot gate the shift: it integrates the alias CodeDeploy shifts, so
+    its alarm in DeploymentPreference would be a dependency cycle, cfn-lint E3004). So the runtime's
+    adapter writes an embedded-metric-format line per 5xx, with the version as a dimension, and
+    ReleaseServerErrorsAlarm divides those by the version's invocations."""
     gate = model.rollout
     period = max(60, math.ceil(gate.interval_s / 60) * 60)
     version = {"Namespace": "AWS/Lambda", "Dimensions": _NEW_VERSION}
 
     def ratio(errors: dict, requests: dict) -> list[dict]:
+        # No 5xx line in a period is no data point, not a zero: FILL makes it one.
         return [{"Id": "errors", "ReturnData": False, "MetricStat": errors},
                 {"Id": "requests", "ReturnData": False, "MetricStat": requests},
-                {"Id": "ratio", "Label": "error ratio", "ReturnData": True, "Expression": "IF(requests > 0, errors / requests, 0)"}]
+                {"Id": "ratio", "Label": "error ratio", "ReturnData": True,
+                 "Expression": "IF(requests > 0, FILL(errors, 0) / requests, 0)"}]
 
     def lambda_stat(name: str) -> dict:
         return {"Metric": {**version, "MetricName": name}, "Period": period, "Stat": "Sum"}
@@ -84,6 +92,12 @@ def release_alarms(model: ServiceModel) -> dict[str, dict]:
         "version-errors": ("ReleaseVersionErrorsAlarm", {
             "AlarmDescription": f"{model.name} release: over {gate.max_error_ratio:.2%} of the new version's invocations failed",
             "Metrics": ratio(lambda_stat("Errors"), lambda_stat("Invocations")), "Threshold": gate.max_error_ratio, **over}),
+        "server-errors": ("ReleaseServerErrorsAlarm", {
+            "AlarmDescription": f"{model.name} release: over {gate.max_error_ratio:.2%} of the new version's invocations "
+                                "answered 5xx by the runtime",
+            "Metrics": ratio({"Metric": {**SERVER_ERRORS, "Dimensions": _VERSION_OF_FUNCTION}, "Period": period, "Stat": "Sum"},
+                             lambda_stat("Invocations")),
+            "Threshold": gate.max_error_ratio, **over}),
         "latency": ("ReleaseLatencyAlarm", {
             "AlarmDescription": f"{model.name} release: p99 duration of the new version over {gate.max_latency_p99_ms} ms",
             **version, "MetricName": "Duration", "ExtendedStatistic": "p99", "Period": period,

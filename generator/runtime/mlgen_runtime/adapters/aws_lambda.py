@@ -9,11 +9,18 @@ import base64
 import binascii
 import json
 import os
+import sys
+import time
 
 from ..service import Response, Service
 from . import FunctionInstance, refuse_oversized
 
 _TEXT_TYPES = ("application/json", "text/")
+# A 5xx the runtime answers itself is no Lambda function error, so Lambda's Errors metric never
+# counts it: each one is also a CloudWatch embedded-metric-format line on stdout, which CloudWatch
+# Logs turns into this metric per function and version (a release's alarm reads the new version's).
+METRIC_NAMESPACE = "mlgen/Lambda"
+SERVER_ERRORS = "ServerErrors"
 
 
 def lambda_handler(config_path):
@@ -50,8 +57,12 @@ class LambdaFunction:
     def handle(self, event, context=None) -> dict:
         service = self.instance.ready_service()
         if isinstance(event, dict) and ("httpMethod" in event or "requestContext" in event):
-            return self._http(service, event)
-        return self._direct(service, event)
+            reply = self._http(service, event)
+        else:
+            reply = self._direct(service, event)
+        if reply["statusCode"] >= 500:
+            count_server_error(reply["statusCode"])
+        return reply
 
     def _http(self, service: Service, event: dict) -> dict:
         method, path = _method_and_path(event)
@@ -77,6 +88,21 @@ class LambdaFunction:
         response = service.handle("POST", self.infer_path, {"content-type": "application/json"},
                                   json.dumps(event).encode("utf-8"))
         return {"statusCode": response.status, "body": json.loads(response.body)}
+
+
+def count_server_error(status: int, environ=os.environ, out=None) -> None:
+    """One embedded-metric-format line: ServerErrors 1 for this function and version. Only on
+    Lambda (its variables name both); the line is written whole, so it stays one log event."""
+    name, version = environ.get("AWS_LAMBDA_FUNCTION_NAME"), environ.get("AWS_LAMBDA_FUNCTION_VERSION")
+    if not name or not version:
+        return
+    line = {"_aws": {"Timestamp": int(time.time() * 1000),
+                     "CloudWatchMetrics": [{"Namespace": METRIC_NAMESPACE, "Dimensions": [["FunctionName", "Version"]],
+                                            "Metrics": [{"Name": SERVER_ERRORS, "Unit": "Count"}]}]},
+            "FunctionName": name, "Version": version, SERVER_ERRORS: 1, "status": status}
+    out = out or sys.stdout
+    out.write(json.dumps(line) + "\n")
+    out.flush()
 
 
 def _method_and_path(event: dict) -> tuple[str, str]:
