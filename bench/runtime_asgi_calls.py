@@ -1,14 +1,19 @@
 """The runtime's ASGI app against the bare app, called in-process: what each costs per request with
 no server, socket or client in the way (the part of the HTTP path the runtime owns).
 
-    python bench/runtime_asgi_calls.py [--requests 5000] [--rounds 5] [--stub-model] [--runtime-src DIR]
-        [--against DIR] [--profile]
+    python bench/runtime_asgi_calls.py [--requests 5000] [--rounds 5] [--stub-model [--stub-between WHAT]]
+        [--runtime-src DIR] [--against DIR] [--profile]
 
 Both apps get the same 1-row and 64-row iris V2 requests as uvicorn would hand them (scope, one
 body message), in rounds that alternate the two, and the medians are compared. The runtime runs as
 bench/runtime_throughput.py's "runtime" (access log at info, to /dev/null) and "quiet" (log_level
 warning). --stub-model answers every request with zeros instead of the model's prediction, in
-both apps, so what is left is the transport's own work. --runtime-src imports mlgen_runtime from
+both apps, so what is left is the transport's own work. --stub-between model makes the stub run
+the real model's predict first and drop its answer (the model's code through the CPU's caches
+between two requests, the stub's answer); --stub-between loop spins a plain loop as long instead.
+The time of either is measured and left out of both apps' figures, so what is printed is the apps'
+own code; with the model in between against the loop, the price of the caches the model's code
+evicts (the bare app pays it too, on less code of its own). --runtime-src imports mlgen_runtime from
 another folder (a revision's generator/runtime, for before/after). --against DIR also runs the
 runtime from DIR ("runtime@against", "quiet@against"), alternated with the others in the same rounds,
 so before and after see the same machine load (make DIR with
@@ -70,10 +75,36 @@ async def drive(app, scope: dict, body: bytes, count: int) -> float:
     return elapsed
 
 
+BETWEEN = None  # --stub-between: what the stub does before it answers
+BETWEEN_SECONDS = [0.0]  # the time it took, summed (subtracted from the app's, so its noise is not counted)
+
+
 def stub_model(rows):
     import numpy as np
 
+    if BETWEEN is not None:
+        started = time.perf_counter()
+        BETWEEN(rows)
+        BETWEEN_SECONDS[0] += time.perf_counter() - started
     return np.zeros(len(rows), dtype=np.int64)
+
+
+def spin_like(predict, rows) -> callable:
+    """A loop that takes about as long as `predict(rows)` and runs the same few bytecodes over."""
+    started = time.perf_counter()
+    for _ in range(200):
+        predict(rows)
+    target = (time.perf_counter() - started) / 200
+    started = time.perf_counter()
+    for _ in range(1_000_000):
+        pass
+    turns = max(1, int(target / ((time.perf_counter() - started) / 1_000_000)))
+
+    def spin(rows):
+        for _ in range(turns):
+            pass
+
+    return spin
 
 
 def import_runtime(source: Path) -> None:
@@ -108,6 +139,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--stub-model", action="store_true")
+    parser.add_argument("--stub-between", choices=("nothing", "model", "loop"), default="nothing")
     parser.add_argument("--runtime-src", type=Path, default=ROOT / "generator" / "runtime")
     parser.add_argument("--against", type=Path, help="also the runtime in this folder, alternated (before/after)")
     parser.add_argument("--profile", action="store_true")
@@ -119,6 +151,11 @@ def main() -> None:
         import runtime_bare_app
 
         if args.stub_model:
+            import numpy as np
+
+            global BETWEEN
+            model, rows = runtime_bare_app.MODEL, np.asarray([[5.1, 3.5, 1.4, 0.2]] * 64, dtype=np.float32)
+            BETWEEN = {"nothing": None, "model": model.predict, "loop": spin_like(model.predict, rows)}[args.stub_between]
             runtime_bare_app.MODEL = type("Stub", (), {"predict": staticmethod(stub_model)})()
 
         # The access log goes where a service's stderr would; here to /dev/null, so it costs its write.
@@ -154,12 +191,15 @@ def main() -> None:
                         level = logging.WARNING if name.startswith("quiet") else logging.INFO
                         if logging.getLogger().level != level:
                             logging.getLogger().setLevel(level)
+                        BETWEEN_SECONDS[0] = 0.0
                         seconds = loop.run_until_complete(drive(app, scope, body, args.requests))
+                        seconds -= BETWEEN_SECONDS[0]  # --stub-between: its own time is not the app's
                         times.setdefault((name, rows), []).append(seconds / args.requests * 1e6)
         finally:
             os.dup2(saved_stderr, 2)
         print(f"µs per request, median of {args.rounds} rounds of {args.requests} (alternated)"
-              f"{', model stubbed' if args.stub_model else ''}; mlgen_runtime from {args.runtime_src}")
+              f"{', model stubbed' if args.stub_model else ''}"
+              f"{f' (between requests: {args.stub_between})' if args.stub_model else ''}; mlgen_runtime from {args.runtime_src}")
         print("rows  app              µs/request (min-max)     bare/it   own work µs (minus bare)")
         for rows in (1, 64):
             bare = statistics.median(times[("bare", rows)])

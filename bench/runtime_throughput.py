@@ -182,7 +182,7 @@ def throughput(app_dir: Path, args) -> dict:
             stop(process)
     return {key: {field: statistics.median(run[field] for run in runs) for field in ("rps", "p50_ms", "p99_ms")}
             | {"spread": (min(run["rps"] for run in runs), max(run["rps"] for run in runs)),
-               "non_2xx": sum(run["non_2xx"] for run in runs)}
+               "non_2xx": sum(run["non_2xx"] for run in runs), "rounds": [run["rps"] for run in runs]}
             for key, runs in rates.items()}
 
 
@@ -256,6 +256,16 @@ def main() -> None:
                 if r["non_2xx"]:
                     print(f"   {r['non_2xx']} non-2xx", end="")
                 print()
+        # Each round's own ratio, then their median: a round loads the servers one after the other
+        # within seconds, so a change in the machine's load between rounds cancels out.
+        print("\nmedian of each round's ratio (min-max)")
+        for rows in (1, 64):
+            for mine in ("runtime", "quiet"):
+                for name in names:
+                    if name in ("bare", "mlserver") or name.startswith(f"{mine}@"):
+                        ratios = [a / b for a, b in zip(results[(mine, rows)]["rounds"], results[(name, rows)]["rounds"])]
+                        print(f"{rows:4}  {mine:8} / {name:18} {statistics.median(ratios):6.2f}"
+                              f"  ({min(ratios):.2f}-{max(ratios):.2f})")
         print()
         if args.no_cold_start:
             return
