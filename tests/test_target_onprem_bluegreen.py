@@ -7,7 +7,8 @@ offline bundles of one iris service in four versions are installed one after the
 client sends requests through the TLS proxy the whole time: v1 serves; a v2 whose model fails to
 load, and one that answers the spec's examples wrongly, never receive traffic and the installer
 exits 1; a good v2 takes over with no failed request; `install.sh --rollback` brings v1 back, again
-with no failed request."""
+with no failed request. Then the same service installed all at once (v0.9.0) is migrated by the
+blue-green v1 (green starts beside it) and `--rollback` returns to it, both with no failed request."""
 
 from __future__ import annotations
 
@@ -211,7 +212,7 @@ DRIVER = r"""#!/bin/bash
 # Runs inside the container as a oneshot unit after boot; every result lands in /result.
 set -u
 cd /root
-for version in v1 bad wrong v2; do
+for version in v1 bad wrong v2 aao; do
   mkdir "$version" && tar -xzf "/root/$version.tar.gz" -C "$version"
 done
 ./v1/onprem/install.sh >/result/install-v1.log 2>&1; echo $? >/result/install-v1.rc
@@ -230,7 +231,7 @@ phase() {
   wait "$client"
   cat /opt/mlgen/iris/live >"/result/live-$name" 2>&1
   cat /opt/mlgen/iris/scrape-targets.json >"/result/scrape-$name.json" 2>&1
-  systemctl list-units --all --plain --no-legend 'iris-*' >"/result/units-$name.txt"
+  systemctl list-units --all --plain --no-legend 'iris*' >"/result/units-$name.txt"
 }
 phase bad ./bad/onprem/install.sh --timeout 180
 phase wrong ./wrong/onprem/install.sh
@@ -241,6 +242,15 @@ journalctl -b --no-pager -o cat -u 'iris-*' >/result/journal.log 2>&1
 ./v2/onprem/uninstall.sh >/result/uninstall.log 2>&1; echo $? >/result/uninstall.rc
 systemctl list-units --all --plain --no-legend 'iris*' >/result/loaded-after.txt
 ls -A /etc/systemd/system /etc/nginx/mlgen >/result/files-after.txt 2>&1
+
+# From an install made all at once (v0.9.0, its unit iris.service on the spec's port behind the same
+# TLS site): the blue-green v1 migrates it while the client runs, and --rollback returns to it.
+./aao/onprem/install.sh >/result/install-aao.log 2>&1; echo $? >/result/install-aao.rc
+phase migrate ./v1/onprem/install.sh
+phase unmigrate ./v1/onprem/install.sh --rollback
+./v1/onprem/uninstall.sh >/result/uninstall-migrated.log 2>&1; echo $? >/result/uninstall-migrated.rc
+systemctl list-units --all --plain --no-legend 'iris*' >/result/loaded-after-migrated.txt
+ls -A /etc/systemd/system /etc/systemd/system/multi-user.target.wants /opt/mlgen >/result/files-after-migrated.txt 2>&1
 ip -o link 2>/dev/null >/result/links.txt || cat /proc/net/dev >/result/links.txt
 echo done >/result/finished
 """.replace("AFTER", str(AFTER_REQUESTS)).replace("MAX", str(MAX_REQUESTS))
@@ -276,6 +286,8 @@ def releases(tmp_path_factory) -> Path:
                                                  "examples": [{"inputs": {"input-0": [REQUEST["inputs"][0]["data"][:4]]},
                                                                "outputs": {"predict": [1]}}]}),
         "v2": _offline_bundle(base, "v2", {"metadata": {"version": "2.0.0"}}),
+        # The same service installed all at once, before blue-green.
+        "aao": _offline_bundle(base, "aao", {"metadata": {"version": "0.9.0"}, "rollout": {"strategy": "all_at_once"}}),
     }
     root, results = base / "root", base / "result"
     nspawn.copy_root(nspawn.cached_root((*nspawn.BASE_PACKAGES, "nginx")), root)
@@ -372,3 +384,37 @@ def test_a_good_version_takes_over_with_no_failed_request_and_rollback_brings_th
     assert _read(releases, "uninstall.rc").strip() == "0", _read(releases, "uninstall.log")
     assert _read(releases, "loaded-after.txt").strip() == ""
     assert "iris" not in _read(releases, "files-after.txt")
+
+
+@pytest.mark.slow
+def test_an_all_at_once_install_is_migrated_with_no_failed_request_and_rollback_returns_to_it(releases) -> None:
+    """The all-at-once v0.9.0 serves through the TLS site; the blue-green v1 starts in green beside
+    it, passes its checks, nginx switches, the all-at-once unit stops (kept); --rollback starts it
+    again and switches back; a client loops through TLS the whole time."""
+    assert _read(releases, "install-aao.rc").strip() == "0", _read(releases, "install-aao.log")
+    rc, log, client = _phase(releases, "migrate")
+    print(_figures(releases, "migrate", client))
+    assert rc == "0", log
+    assert "the all-at-once install (iris.service) serves until then" in log
+    assert client["failed"] == 0, client
+    assert client["versions"].get("0.9.0") and client["versions"].get("1.0.0"), client  # switched under load
+    assert client["last"]["1.0.0"] > client["last"]["0.9.0"], client
+    assert _read(releases, "live-migrate").strip() == "green"
+    units = _read(releases, "units-migrate.txt")
+    running = [line.split()[0] for line in units.splitlines() if " active running" in line]
+    assert running == ["iris-green@8180.service"], units  # the all-at-once unit stopped after the drain
+
+    rc, log, client = _phase(releases, "unmigrate")
+    print(_figures(releases, "unmigrate", client))
+    assert rc == "0", log
+    assert "rolling back from green to all-at-once" in log
+    assert client["failed"] == 0, client
+    assert client["last"]["0.9.0"] > client["first"].get("1.0.0", 0), client  # v0.9.0 answers again at the end
+    assert "No such file" in _read(releases, "live-unmigrate")  # no live color: installed all at once again
+    units = _read(releases, "units-unmigrate.txt")
+    running = [line.split()[0] for line in units.splitlines() if " active running" in line]
+    assert running == ["iris.service"], units
+
+    assert _read(releases, "uninstall-migrated.rc").strip() == "0", _read(releases, "uninstall-migrated.log")
+    assert _read(releases, "loaded-after-migrated.txt").strip() == ""
+    assert "iris" not in _read(releases, "files-after-migrated.txt")

@@ -15,7 +15,9 @@
 # green 100 ports above), must be ready and answer the spec's examples, then
 # nginx switches to it with a reload (no connection dropped) and the old set stops once the old
 # nginx workers have finished their requests. A version that fails either check never receives
-# traffic: the old one keeps serving and install.sh exits 1.
+# traffic: the old one keeps serving and install.sh exits 1. A service installed all at once (its
+# instances on the spec's ports) is migrated: it keeps serving while the new version starts in
+# green, and --rollback returns to it.
 #
 # Idempotent: a second run changes nothing and says so. Needs no terminal (cloud-init runs it).
 # With a wheelhouse/ beside this script (build-offline-bundle.sh makes it) nothing is downloaded.
@@ -226,9 +228,6 @@ preflight() {
       problem "this service is air-gapped but $IMAGE is not on the host and the bundle has no image.tar: run ./build-offline-bundle.sh where the registry is reachable"
     fi
   fi
-  if [[ ! -f $root$HOME_DIR/live ]] && [[ -f $root$UNIT_DIR/$NAME.service || -f $root$UNIT_DIR/$NAME@.service ]]; then
-    problem "$NAME is installed here all at once (not blue-green): run that bundle's uninstall.sh first (it keeps the data, configuration and secrets)"
-  fi
   if [[ -z $root ]]; then
     command -v nginx >/dev/null || problem "the TLS proxy needs nginx (Debian/Ubuntu: apt-get install nginx)"
     for entry in "${TLS_FILES[@]}"; do
@@ -384,14 +383,26 @@ ensure_podman_secrets() {
 # and their checker); $HOME_DIR/live names the color nginx sends traffic to. A release goes to the
 # other color, which must be ready and answer the spec's examples before nginx switches to it; the
 # old color stops after the drain and stays on disk for --rollback.
+#
+# A service installed all at once listens on the spec's ports, blue's: its instances stand in for
+# the live color (the pseudo-color "all-at-once", with blue's ports and upstream) while the first
+# release starts in green; they stop after the switch, and their units and files stay for
+# --rollback, which starts them again and switches back.
+readonly ALL_AT_ONCE=all-at-once
+readonly ALL_AT_ONCE_UNITS=$HOME_DIR/all-at-once-units  # recorded when the first release adopts them
 releasing=""  # the color being released: the EXIT trap takes it down unless the switch completed
+adopted=0     # this run adopted an all-at-once install, which serves until the switch
 
-color_ports() {  # color_ports COLOR: its ports, one a line
-  if [[ $1 == blue ]]; then printf '%s\n' "${BLUE_PORTS[@]}"; else printf '%s\n' "${GREEN_PORTS[@]}"; fi
+color_ports() {  # color_ports COLOR: its ports, one a line (the all-at-once instances are on blue's)
+  if [[ $1 != green ]]; then printf '%s\n' "${BLUE_PORTS[@]}"; else printf '%s\n' "${GREEN_PORTS[@]}"; fi
 }
 
 color_units() {  # color_units COLOR: its units, one a line
   local unit
+  if [[ $1 == "$ALL_AT_ONCE" ]]; then
+    cat -- "$root$ALL_AT_ONCE_UNITS" 2>/dev/null || true
+    return 0
+  fi
   for unit in "${UNITS[@]}"; do
     if [[ $unit == "$NAME-$1@"* ]]; then printf '%s\n' "$unit"; fi
   done
@@ -435,20 +446,24 @@ PY
 }
 
 color_health() {  # color_health COLOR: host:port of each instance's health check, one a line
-  if [[ $1 == blue ]]; then printf '%s\n' "${BLUE_HEALTH[@]}"; else printf '%s\n' "${GREEN_HEALTH[@]}"; fi
+  if [[ $1 != green ]]; then printf '%s\n' "${BLUE_HEALTH[@]}"; else printf '%s\n' "${GREEN_HEALTH[@]}"; fi
 }
 
 color_ready() {  # color_ready COLOR: every instance answers its readiness check before the deadline
-  local index port ports health deadline=$((SECONDS + timeout))
+  local index port unit ports health deadline=$((SECONDS + timeout))
   mapfile -t ports < <(color_ports "$1")
   mapfile -t health < <(color_health "$1")
   for index in "${!ports[@]}"; do
     port=${ports[index]}
-    until answers "http://${health[index]}/v2/health/ready"; do
+    unit=$NAME-$1@$port.service
+    if [[ $1 == "$ALL_AT_ONCE" ]]; then unit=$(grep -m1 -e "@$port\.service" -e "^$NAME\.service" -- "$root$ALL_AT_ONCE_UNITS" || true); fi
+    # An all-at-once install from a bundle without runtime.admin_port answers health on its own port.
+    until answers "http://${health[index]}/v2/health/ready" ||
+      { [[ $1 == "$ALL_AT_ONCE" ]] && answers "http://$LOCAL_HOST:$port/v2/health/ready"; }; do
       # A unit that failed its starts (StartLimitBurst=) will not answer: no need to wait longer.
-      if ((SECONDS >= deadline)) || systemctl is-failed --quiet "$NAME-$1@$port.service"; then
-        systemctl --no-pager --lines=20 status "$NAME-$1@$port.service" >&2 || true
-        fail "the new version ($1) did not become ready on port $port (journalctl -u $NAME-$1@$port.service tells why)"
+      if ((SECONDS >= deadline)) || systemctl is-failed --quiet "$unit"; then
+        systemctl --no-pager --lines=20 status "$unit" >&2 || true
+        fail "the new version ($1) did not become ready on port $port (journalctl -u $unit tells why)"
       fi
       sleep 0.5
     done
@@ -457,6 +472,10 @@ color_ready() {  # color_ready COLOR: every instance answers its readiness check
 
 smoke_color() {  # smoke_color COLOR: every instance answers the spec's examples as expected
   local port release=$root$HOME_DIR/$1/release
+  if [[ $1 == "$ALL_AT_ONCE" ]]; then
+    say "ok: the all-at-once install is ready (its own examples are not on this host: no example is sent)"
+    return 0
+  fi
   for port in $(color_ports "$1"); do
     "${python:-python3}" "$release/smoke.py" "$release/examples.json" "http://$LOCAL_HOST:$port/v2/models/$NAME/infer" ||
       fail "the new version ($1) answered the spec's examples wrongly on port $port (above)"
@@ -475,7 +494,9 @@ abandon_release() {
     systemctl stop "$unit" 2>/dev/null || true
     systemctl reset-failed "$unit" 2>/dev/null || true  # reported here; the host need not stay degraded
   done
-  if [[ -n $(live_color) ]]; then
+  if ((adopted)); then
+    warn "$releasing never received traffic and is stopped; the all-at-once install still serves every request"
+  elif [[ -n $(live_color) ]]; then
     warn "$releasing never received traffic and is stopped; $(live_color) still serves every request"
   else
     warn "$releasing never received traffic and is stopped"
@@ -498,7 +519,11 @@ drain() {  # drain PID...: wait until those old workers have exited (at most the
 }
 
 release_color() {  # release_color NEW OLD: start NEW, check it, switch nginx to it, stop OLD
-  local new=$1 old=$2 unit started=$SECONDS include=/etc/nginx/$UPSTREAM_INCLUDE workers
+  local new=$1 old=$2 unit started=$SECONDS include=/etc/nginx/$UPSTREAM_INCLUDE workers upstream=$1 release=$HOME_DIR/$1/release
+  if [[ $new == "$ALL_AT_ONCE" ]]; then  # back to the all-at-once install: blue's ports, the release checks' of OLD
+    upstream=blue
+    release=$HOME_DIR/$old/release
+  fi
   releasing=$new
   trap abandon_release EXIT
   change "reload systemd's unit files" systemctl daemon-reload
@@ -511,11 +536,12 @@ release_color() {  # release_color NEW OLD: start NEW, check it, switch nginx to
   smoke_color "$new"
   workers=$(nginx_workers)
   if [[ -f $include ]]; then cp -p -- "$include" "$include.mlgen-old"; fi
-  install_proxy "$new"
+  install_proxy "$upstream"
   change "record $new as the live color" put_live "$new"
   # Prometheus (file_sd) scrapes the live color only: the stopped one is not an outage.
-  install_file "$HOME_DIR/$new/release/scrape-targets-$new.json" "$HOME_DIR/scrape-targets.json" 644 || true
+  install_file "$release/scrape-targets-$upstream.json" "$HOME_DIR/scrape-targets.json" 644 || true
   releasing=""
+  adopted=0
   rm -f -- "$include.mlgen-old"
   for unit in $(color_units "$new"); do
     systemctl is-enabled --quiet "$unit" 2>/dev/null || change "enable $unit at boot" systemctl enable --quiet "$unit"
@@ -533,7 +559,41 @@ release_color() {  # release_color NEW OLD: start NEW, check it, switch nginx to
   fi
 }
 
-put_live() { printf '%s\n' "$1" >"$HOME_DIR/live.mlgen-new" && mv -f -- "$HOME_DIR/live.mlgen-new" "$HOME_DIR/live"; }
+put_live() {  # no live color: the all-at-once install serves, as before the first release
+  if [[ $1 == "$ALL_AT_ONCE" ]]; then rm -f -- "$HOME_DIR/live"; return; fi
+  printf '%s\n' "$1" >"$HOME_DIR/live.mlgen-new" && mv -f -- "$HOME_DIR/live.mlgen-new" "$HOME_DIR/live"
+}
+
+# all_at_once_units: the units of this service installed all at once that run or start at boot.
+all_at_once_units() {
+  local path
+  {
+    for path in "$root$UNIT_DIR/multi-user.target.wants/$NAME.service" "$root$UNIT_DIR/multi-user.target.wants/$NAME@"*.service; do
+      if [[ -e $path || -L $path ]]; then printf '%s\n' "${path##*/}"; fi
+    done
+    if systemd_running; then
+      systemctl list-units --plain --no-legend --state=active "$NAME.service" "$NAME@*.service" 2>/dev/null | awk '{print $1}'
+    fi
+  } | sort -u
+}
+
+# adopt_all_at_once UNITS: the all-at-once instances become the set nginx sends traffic to (blue's
+# upstream is their ports, so the reload changes no backend) until the release switches away.
+adopt_all_at_once() {
+  local index ports health
+  mapfile -t ports < <(color_ports blue)
+  mapfile -t health < <(color_health blue)
+  for index in "${!ports[@]}"; do
+    answers "http://${health[index]}/v2/health/ready" || answers "http://$LOCAL_HOST:${ports[index]}/v2/health/ready" ||
+      fail "the all-at-once install of $NAME does not answer on port ${ports[index]}, where blue-green expects it: start it again (its own install.sh), or run its uninstall.sh first (configuration, secrets and data stay)"
+  done
+  change "record the all-at-once units for --rollback (${1//$'\n'/ })" write_lines "$ALL_AT_ONCE_UNITS" "$1"
+  adopted=1
+  install_proxy blue
+  install_file "$bundle/release/scrape-targets-blue.json" "$HOME_DIR/scrape-targets.json" 644 || true
+}
+
+write_lines() { printf '%s\n' "$2" >"$1.mlgen-new" && mv -f -- "$1.mlgen-new" "$1"; }
 
 start_live() {  # start_live COLOR: the live color runs this bundle; start any instance that is not running
   local unit
@@ -552,7 +612,9 @@ roll_back() {  # roll_back LIVE: the other color holds the version installed bef
   [[ -n $1 ]] || fail "nothing to roll back to: $NAME has no release on this host"
   previous=$(other_color "$1")
   if [[ ! -x $root$HOME_DIR/$previous/venv/bin/python || ! -f $root$UNIT_DIR/$NAME-$previous@.service ]]; then
-    fail "nothing to roll back to: $HOME_DIR/$previous holds no earlier version"
+    # The first release adopted an all-at-once install: that is the version before.
+    [[ $previous == blue && -s $root$ALL_AT_ONCE_UNITS ]] || fail "nothing to roll back to: $HOME_DIR/$previous holds no earlier version"
+    previous=$ALL_AT_ONCE
   fi
   if ! on_host; then
     say "would: start $previous (the version before), check it, switch nginx to it, stop $1"
@@ -563,7 +625,7 @@ roll_back() {  # roll_back LIVE: the other color holds the version installed bef
 }
 
 main() {
-  local changed=0 entry missing live new
+  local changed=0 entry missing live new all_at_once=""
   preflight
   ((dry_run)) && say "dry run: printing every action, changing nothing"
   [[ -n $root ]] && say "staging into $root: no user is created and systemctl is not run"
@@ -589,13 +651,23 @@ main() {
     if on_host && [[ -z $missing ]]; then start_live "$live"; fi
   else
     new=$(other_color "${live:-green}")
-    say "releasing version $VERSION to $new${live:+ (the live color is $live)}"
+    [[ -z $live ]] && all_at_once=$(all_at_once_units)
+    if [[ -n $all_at_once ]]; then
+      # Installed all at once: those instances hold blue's ports and serve until green takes over.
+      new=green
+      say "releasing version $VERSION to $new; the all-at-once install (${all_at_once//$'\n'/ }) serves until then"
+    else
+      say "releasing version $VERSION to $new${live:+ (the live color is $live)}"
+    fi
     stage_color "$new"
     if [[ -n $root ]]; then
       install_proxy "$new"
       say "skip: starting $new and switching nginx to it (staging root)"
     elif ((dry_run)); then
-      say "would: start $new, wait for it to be ready, send it the spec's examples, switch nginx to it${live:+, stop $live}"
+      say "would: start $new, wait for it to be ready, send it the spec's examples, switch nginx to it${live:+, stop $live}${all_at_once:+, stop the all-at-once install}"
+    elif [[ -z $missing && -n $all_at_once ]]; then
+      adopt_all_at_once "$all_at_once"
+      release_color "$new" "$ALL_AT_ONCE"
     elif [[ -z $missing ]]; then
       release_color "$new" "$live"
     fi

@@ -147,13 +147,14 @@ remove() {  # remove PATH...: each one that exists
 stop_units() {
   local unit loaded=()
   systemd_running || return 0
-  mapfile -t loaded < <(systemctl list-units --all --plain --no-legend "${UNITS[@]}" "$NAME@*.service" 2>/dev/null | awk '{print $1}' | sort -u)
+  mapfile -t loaded < <(systemctl list-units --all --plain --no-legend "${UNITS[@]}" "$NAME.service" "$NAME@*.service" 2>/dev/null | awk '{print $1}' | sort -u)
   for unit in ${loaded[@]+"${loaded[@]}"}; do
     if systemctl is-active --quiet "$unit"; then
       change "stop $unit" systemctl stop "$unit"
     fi
   done
-  for unit in "${UNITS[@]}"; do
+  # With an all-at-once install's units, which the first release adopted and --rollback may have started.
+  for unit in "${UNITS[@]}" ${loaded[@]+"${loaded[@]}"}; do
     if systemctl is-enabled --quiet "$unit" 2>/dev/null; then
       change "disable $unit" systemctl disable --quiet "$unit"
     fi
@@ -165,7 +166,8 @@ main() {
   ((dry_run)) && say "dry run: printing every action, changing nothing"
   stop_units
   before=$changes
-  remove "$root$UNIT_DIR/"iris-blue@.service "$root$UNIT_DIR/"iris-green@.service "$root/etc/nginx/$UPSTREAM_INCLUDE"
+  # With the units of an all-at-once install that the first release adopted (kept for --rollback).
+  remove "$root$UNIT_DIR/"iris-blue@.service "$root$UNIT_DIR/"iris-green@.service "$root$UNIT_DIR/$NAME.service" "$root$UNIT_DIR/$NAME@.service" "$root/etc/nginx/$UPSTREAM_INCLUDE"
   if [[ -d $root/etc/nginx/mlgen ]] && [[ -z $(ls -A -- "$root/etc/nginx/mlgen") ]]; then
     change "remove the empty folder /etc/nginx/mlgen" rmdir -- "$root/etc/nginx/mlgen"
   fi
