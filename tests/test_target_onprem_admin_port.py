@@ -89,3 +89,18 @@ def test_an_admin_port_on_a_port_the_host_already_uses_is_an_error_at_its_line(t
     assert result.returncode == 1 and "runtime.admin_port" in result.stderr, result.stderr
     assert expected in result.stderr, result.stderr
     assert "spec.yaml:" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_mlgen_verify_runs_the_template_units_runtime_and_polls_its_admin_port(tmp_path) -> None:
+    """The hospital example's unit runs the runtime through /bin/sh (its instances' admin ports);
+    verify starts the runtime's own command and finds it ready on runtime.admin_port."""
+    import sys
+
+    from helpers import EXAMPLES
+
+    result = subprocess.run([sys.executable, "-m", "mlgen", "verify", str(EXAMPLES / "hospital-diagnostics" / "spec.yaml"),
+                             "-t", "onprem", "--format", "json"], capture_output=True, text=True, timeout=1800, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (report,) = json.loads(result.stdout)
+    assert report["status"] == "passed", report

@@ -146,9 +146,15 @@ def start_host(bundle: Path, unit_name: str, env_name: str, prefix: str, home: s
     (command,) = directive(unit, "ExecStart")
     moved = lambda word: str(scratch) + word if word.startswith(prefix + "/") or word == prefix else word
     argv = [moved(word) for word in shlex.split(command.replace("%i", str(port)))]
-    argv[argv.index("--port") + 1] = str(port)
+    # A unit may run the runtime through /bin/sh (credentials exported, an instance's admin port
+    # worked out from its port): verify runs the runtime's own command, with the health port it polls.
+    argv = argv[next(index for index, word in enumerate(argv) if word.endswith("/venv/bin/python")):]
+    _set_option(argv, "--port", str(port))
     if "--host" in argv:
-        argv[argv.index("--host") + 1] = "127.0.0.1"
+        _set_option(argv, "--host", "127.0.0.1")
+    if access.admin_port:
+        _set_option(argv, "--admin-port", str(access.admin_port))
+        _set_option(argv, "--admin-host", "127.0.0.1")
     # The unit's venv is the cached one: linked as a whole folder, so its python finds pyvenv.cfg.
     venv = Path(argv[0]).parent.parent
     venv.parent.mkdir(parents=True, exist_ok=True)
@@ -165,6 +171,13 @@ def start_host(bundle: Path, unit_name: str, env_name: str, prefix: str, home: s
     (workdir,) = directive(unit, "WorkingDirectory") or [f"{home}/app"]
     return HttpService([Process(unit_name, argv, env, Path(moved(workdir)), scratch / "service.log")], [port],
                        access)
+
+
+def _set_option(argv: list[str], option: str, value: str) -> None:
+    if option in argv:
+        argv[argv.index(option) + 1] = value
+    else:
+        argv += [option, value]
 
 
 def _copy_tree(source: Path, target: Path) -> None:
