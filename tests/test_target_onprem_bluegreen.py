@@ -325,6 +325,11 @@ def _phase(results: Path, name: str) -> tuple[str, str, dict]:
     return _read(results, f"install-{name}.rc").strip(), _read(results, f"install-{name}.log"), client
 
 
+def _running(results: Path, name: str) -> list[str]:
+    """The service's units that ran when phase `name` ended."""
+    return [line.split()[0] for line in _read(results, f"units-{name}.txt").splitlines() if " active running" in line]
+
+
 def _figures(results: Path, name: str, client: dict) -> str:
     start, end = (float(_read(results, f"{edge}-{name}")) for edge in ("start", "end"))
     versions = sorted(client["first"], key=client["first"].get)
@@ -365,8 +370,7 @@ def test_a_good_version_takes_over_with_no_failed_request_and_rollback_brings_th
     assert client["versions"].get("2.0.0") and client["versions"].get("1.0.0"), client  # the switch happened under load
     assert _read(releases, "live-v2").strip() == "green"
     assert json.loads(_read(releases, "scrape-v2.json"))[0]["targets"] == ["127.0.0.1:8180"]  # Prometheus follows
-    running = [line.split()[0] for line in _read(releases, "units-v2.txt").splitlines() if " active running" in line]
-    assert running == ["iris-green@8180.service"], running  # blue stopped after the drain
+    assert _running(releases, "v2") == ["iris-green@8180.service"]  # blue stopped after the drain
 
     rc, log, client = _phase(releases, "again")
     assert rc == "0" and "green runs this bundle's version 2.0.0" in log and "install.sh: nothing to change" in log, log
@@ -400,9 +404,7 @@ def test_an_all_at_once_install_is_migrated_with_no_failed_request_and_rollback_
     assert client["versions"].get("0.9.0") and client["versions"].get("1.0.0"), client  # switched under load
     assert client["last"]["1.0.0"] > client["last"]["0.9.0"], client
     assert _read(releases, "live-migrate").strip() == "green"
-    units = _read(releases, "units-migrate.txt")
-    running = [line.split()[0] for line in units.splitlines() if " active running" in line]
-    assert running == ["iris-green@8180.service"], units  # the all-at-once unit stopped after the drain
+    assert _running(releases, "migrate") == ["iris-green@8180.service"]  # the all-at-once unit stopped after the drain
 
     rc, log, client = _phase(releases, "unmigrate")
     print(_figures(releases, "unmigrate", client))
@@ -411,9 +413,7 @@ def test_an_all_at_once_install_is_migrated_with_no_failed_request_and_rollback_
     assert client["failed"] == 0, client
     assert client["last"]["0.9.0"] > client["first"].get("1.0.0", 0), client  # v0.9.0 answers again at the end
     assert "No such file" in _read(releases, "live-unmigrate")  # no live color: installed all at once again
-    units = _read(releases, "units-unmigrate.txt")
-    running = [line.split()[0] for line in units.splitlines() if " active running" in line]
-    assert running == ["iris.service"], units
+    assert _running(releases, "unmigrate") == ["iris.service"]
 
     assert _read(releases, "uninstall-migrated.rc").strip() == "0", _read(releases, "uninstall-migrated.log")
     assert _read(releases, "loaded-after-migrated.txt").strip() == ""
