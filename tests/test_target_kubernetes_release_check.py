@@ -135,17 +135,30 @@ def test_the_image_carries_what_the_job_runs(bundles):
     assert linted.returncode == 0 and not linted.stdout.strip(), linted.stdout + linted.stderr
 
 
-def test_a_canary_has_no_check_and_its_image_no_release_folder(tmp_path):
-    bundle = render_spec(IRIS, "kubernetes", tmp_path / "out", sets=BLUE_GREEN + ["rollout.strategy=canary"])
-    assert set(of_kind(kustomize(bundle / "base"), "AnalysisTemplate")) == {"iris-slo"}
-    assert not (bundle / "release").exists() and "release/" not in (bundle / "Dockerfile").read_text()
+def test_a_canary_sends_the_examples_to_its_new_pods_after_the_first_weight(tmp_path):
+    bundle = render_spec(RECSYS, "kubernetes", tmp_path / "out", sets=BLUE_GREEN + ["rollout.strategy=canary"])
+    documents = kustomize(bundle / "overlays" / "prod")
+    assert all(check_custom_resource(d, "canary") for d in documents if d["apiVersion"].startswith("argoproj.io"))
+    rollouts = of_kind(documents, "Rollout")
+    gateway = rollouts["recsys-gateway"]["spec"]["strategy"]["canary"]
+    assert gateway["canaryService"] == "recsys-gateway-canary"
+    assert gateway["steps"][:2] == [{"setWeight": 10}, {"analysis": {"templates": [{"templateName": "recsys-examples"}]}}]
+    for name in ("recsys-preprocess", "recsys-predict", "recsys-postprocess"):
+        canary = rollouts[name]["spec"]["strategy"]["canary"]
+        assert "canaryService" not in canary and not any("analysis" in step for step in canary["steps"])
+    services = of_kind(documents, "Service")
+    assert services["recsys-gateway-canary"]["spec"]["selector"] == services["recsys-gateway"]["spec"]["selector"]
+    assert services["recsys-gateway-canary"]["metadata"]["labels"]["mlgen.dev/role"] == "canary"
+    command = check_job(documents)["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[-1] == "http://recsys-gateway-canary:8080/v2/models/recsys/infer"
+    assert f"COPY release/ {CHECK_DIR}/release/" in (bundle / "Dockerfile").read_text()
 
 
 def test_no_check_with_jwt_which_a_job_cannot_sign():
     model = load_spec(IRIS)
     entry = workloads(model, {})[0]
-    assert release_check(model, entry) is not None
-    assert release_check(replace(model, security=replace(model.security, auth="jwt")), entry) is None
+    assert release_check(model, entry, "blue_green") is not None
+    assert release_check(replace(model, security=replace(model.security, auth="jwt")), entry, "canary") is None
 
 
 def run_job_command(bundle: Path, container: dict, url: str, key: str, scratch: Path) -> subprocess.CompletedProcess:

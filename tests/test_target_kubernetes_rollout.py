@@ -82,11 +82,14 @@ def test_built_in_kinds_pass_kubernetes_validate_strict(built, tmp_path):
 def test_canary_steps_and_gate_come_from_the_spec(built):
     (rollout,) = of_kind(built["iris-canary:base"], "Rollout").values()
     canary = rollout["spec"]["strategy"]["canary"]
-    assert canary["steps"] == [{"setWeight": 25}, {"pause": {"duration": 90}}, {"setWeight": 100}]
+    # After the first weight, the new pods answer the spec's examples (the examples Job) first.
+    assert canary["steps"] == [{"setWeight": 25}, {"analysis": {"templates": [{"templateName": "iris-examples"}]}},
+                               {"pause": {"duration": 90}}, {"setWeight": 100}]
+    assert canary["canaryService"] == "iris-canary"
     assert canary["analysis"]["templates"] == [{"templateName": "iris-slo"}]
     assert canary["analysis"]["args"] == [{"name": "stage", "value": "all"},
                                           {"name": "pod-template-hash", "valueFrom": {"podTemplateHashValue": "Latest"}}]
-    (template,) = of_kind(built["iris-canary:base"], "AnalysisTemplate").values()
+    template = of_kind(built["iris-canary:base"], "AnalysisTemplate")["iris-slo"]
     conditions = {m["name"]: (m["interval"], m["failureCondition"]) for m in template["spec"]["metrics"]}
     assert conditions == {"error-ratio": ("30s", "len(result) > 0 && result[0] > 0.02"),
                           "latency-p99": ("30s", "len(result) > 0 && result[0] > 0.3")}
@@ -139,7 +142,9 @@ def test_the_scrape_labels_the_new_pods_and_counts_a_promoted_pod_once(built):
     (blue_green,) = of_kind(built["recsys-bluegreen:base"], "ServiceMonitor").values()
     copy = {"sourceLabels": ["__meta_kubernetes_pod_label_rollouts_pod_template_hash"],
             "targetLabel": "rollouts_pod_template_hash"}
-    assert canary["spec"]["endpoints"][0]["relabelings"] == [copy]
+    # The canary Service (the examples' target) selects pods the stage's Service selects: scraped once.
+    assert canary["spec"]["endpoints"][0]["relabelings"] == [copy, {
+        "sourceLabels": ["__meta_kubernetes_service_label_mlgen_dev_role"], "regex": "canary", "action": "drop"}]
     assert blue_green["spec"]["endpoints"][0]["relabelings"] == [copy, {
         "sourceLabels": ["__meta_kubernetes_service_label_mlgen_dev_role", "__meta_kubernetes_pod_label_mlgen_dev_role"],
         "regex": "preview;active", "action": "drop"}]
@@ -170,7 +175,7 @@ def test_checkov_finds_nothing_to_fail(built, tmp_path):
 
 def test_analysis_queries_are_the_alert_rules_expressions(built):
     objectives = slo(load_spec(RECSYS))
-    (template,) = of_kind(built["recsys-canary:base"], "AnalysisTemplate").values()
+    template = of_kind(built["recsys-canary:base"], "AnalysisTemplate")["recsys-slo"]
     queries = {m["name"]: m["provider"]["prometheus"]["query"] for m in template["spec"]["metrics"]}
     narrowed = ',rollouts_pod_template_hash="{{args.pod-template-hash}}"'
     as_rules = {name: query.replace(narrowed, "").replace('stage=~"{{args.stage}}"', 'stage=~"all|gateway"')
@@ -232,7 +237,7 @@ def series(pod_hash: str, ok_per_30s: int, errors_per_30s: int, slow: bool) -> l
 ], ids=["healthy", "new-errors", "new-slow", "old-failing"])
 def test_promtool_runs_the_gate_on_the_new_pods_only(built, tmp_path, new, old, fails):
     promtool = require_tool("promtool")
-    (template,) = of_kind(built["recsys-canary:base"], "AnalysisTemplate").values()
+    template = of_kind(built["recsys-canary:base"], "AnalysisTemplate")["recsys-slo"]
     (tmp_path / "gate.rules.yaml").write_text(yaml.safe_dump(gate_rules(template, "gateway", "new0hash")))
     checked = subprocess.run([promtool, "check", "rules", "gate.rules.yaml"], cwd=tmp_path,
                              capture_output=True, text=True, timeout=120)

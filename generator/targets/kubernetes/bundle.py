@@ -59,7 +59,7 @@ def plan(model: ServiceModel, renderer: Renderer) -> list[RenderedFile]:
         *([render("compose-up.sh", "compose-up.sh", mode=EXECUTABLE)] if settings.compose_stage_token else []),
         *monitoring,
         *app_files(model, stage_urls=settings.stage_urls, requirements_text=settings.locked.text),
-        # The image carries the blue-green release's check (the Dockerfile copies release/).
+        # The image carries the release's check (the Dockerfile copies release/).
         *(release_files(model) if settings.release and settings.release.check else []),
     ]
 

@@ -14,9 +14,11 @@ once would gate the wrong code. Each stage's analysis reads that stage's own ans
 Why a Job in a blue-green preview: the preview Service gets no client traffic, so the Prometheus
 metrics alone would judge nothing. A Job from the new image sends the spec's examples to the entry
 stage's preview and judges the answers (generator/smoke.py, the judge of mlgen verify and the
-on-prem release); its requests are also what the Prometheus metrics then measure. Only the entry
-stage runs it: the other stages of a split pipeline answer the gateway's intermediate tensors, not
-the spec's examples.
+on-prem release); its requests are also what the Prometheus metrics then measure. A canary runs the
+same Job as the step after its first weight, against `<entry>-canary`, a Service Argo narrows to
+the new pods (canaryService): the stage's own Service balances across both versions, so an example
+sent there could be answered by the old one. Only the entry stage runs it: the other stages of a
+split pipeline answer the gateway's intermediate tensors, not the spec's examples.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class ReleaseCheck:
 
     template: str  # the AnalysisTemplate's name: <name>-examples
     rollout: str  # the entry stage's Rollout: the only one that runs it
+    service: str  # what it sends the examples to: <entry>-preview, or <entry>-canary (Argo's canaryService)
     command: tuple[str, ...]
     header: str | None  # security.auth api_key: the header the key travels in
     api_key: SecretRef | None  # and the Secret holding the key (the stage's own first key)
@@ -113,11 +116,15 @@ class Release:
     hash_label: str
     hash_series_label: str
     role_label: str
-    check: ReleaseCheck | None  # blue_green: the examples sent to the entry stage's preview
+    check: ReleaseCheck | None  # the examples sent to the entry stage's new pods
+
+    def checks(self, workload: Workload) -> bool:
+        """This stage's release sends the examples (the entry stage's, when there is a check)."""
+        return bool(self.check) and workload.name == self.check.rollout
 
     def templates(self, workload: Workload) -> tuple[str, ...]:
-        """The AnalysisTemplates this stage's release runs."""
-        if self.check and workload.name == self.check.rollout:
+        """The AnalysisTemplates this stage's blue-green pre-promotion analysis runs."""
+        if self.checks(workload) and not self.canary:
             return (self.template, self.check.template)
         return (self.template,)
 
@@ -148,22 +155,25 @@ def release(model: ServiceModel, prometheus_url: str, entry: Workload) -> Releas
         hash_label=HASH_LABEL,
         hash_series_label=HASH_SERIES_LABEL,
         role_label=ROLE_LABEL,
-        check=release_check(model, entry) if rollout.strategy == "blue_green" else None,
+        check=release_check(model, entry, rollout.strategy),
     )
 
 
-def release_check(model: ServiceModel, entry: Workload) -> ReleaseCheck | None:
-    """The examples Job of a blue-green release; None with security.auth jwt (a Job cannot sign a
-    token the issuer would accept, and a check that always fails would block every release)."""
+def release_check(model: ServiceModel, entry: Workload, strategy: str) -> ReleaseCheck | None:
+    """The examples Job of a release, sent to the entry stage's preview (blue_green) or canary
+    Service; None with security.auth jwt (a Job cannot sign a token the issuer would accept, and a
+    check that always fails would block every release)."""
     security = model.security
     if security.auth == "jwt":
         return None
     key = security.api_keys[0] if security.auth == "api_key" else None
     selector = {**entry.selector, "app.kubernetes.io/component": CHECK_COMPONENT}
-    url = f"http://{entry.name}-preview:{model.runtime.port}/v2/models/{model.name}/infer"
+    service = f"{entry.name}-{'canary' if strategy == 'canary' else 'preview'}"
+    url = f"http://{service}:{model.runtime.port}/v2/models/{model.name}/infer"
     return ReleaseCheck(
         template=f"{model.name}-examples",
         rollout=entry.name,
+        service=service,
         command=("python", f"{CHECK_DIR}/{RELEASE_SMOKE}", f"{CHECK_DIR}/{RELEASE_EXAMPLES}", url),
         header=security.header if key else None,
         api_key=key,

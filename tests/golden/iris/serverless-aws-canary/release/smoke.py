@@ -3,8 +3,8 @@ for `mlgen verify` (generator/examples.py) and for a bundle's own release checks
 
 Copied verbatim beside release/examples.json (examples.release_files), so it uses the standard
 library only: the on-prem install.sh runs it with the host's Python against each instance of a new
-version before nginx sends it any traffic; a Kubernetes blue-green release runs it in a Job from
-the new image against the preview Service; a Lambda release's PreTraffic hook imports `judge`.
+version before nginx sends it any traffic; a Kubernetes release runs it in a Job from the new
+image against the new pods' Service; a Lambda release's PreTraffic hook imports `judge`.
 examples.json holds the requests and expected answers (examples.documents), numbers compared
 within each tolerance.
 
