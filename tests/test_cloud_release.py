@@ -4,7 +4,8 @@ it can roll back to), as is a GCP canary without the HTTPS balancer whose answer
 strategy no provider's fleet releases with is refused naming those that can. GCP's deploy.sh runs
 with a fake gcloud, curl and sleep: the canary versions step by step, the release policy read
 between them, the rollback; the real gcloud parses every command. The AWS refresh itself is
-checked against moto (tests/test_target_cloud_aws.py)."""
+checked against moto (tests/test_target_cloud_aws.py), Azure's canary with a fake az
+(tests/test_cloud_release_azure.py)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,11 @@ def render(tmp_path, *sets: str):
      "rollout.strategy: a canary on GCP is gated by the HTTPS balancer's answers: the passthrough network load "
      "balancer counts no HTTP answers"),
     (["targets.cloud={provider: azure, allowed_cidrs: [203.0.113.0/24]}"],
-     "rollout.strategy: the cloud target releases with canary on aws and gcp only, not on azure"),
+     "rollout.strategy: a canary on Azure is gated by the Application Gateway's answers: the layer-4 load balancer "
+     "counts no HTTP answers"),
+    (["targets.cloud={provider: azure, allowed_cidrs: [203.0.113.0/24], "
+      "certificate: 'https://iris-certs.vault.azure.net/secrets/iris-example-com'}", "rollout.analysis.interval=25h"],
+     "rollout.analysis.interval: an Azure metric alert measures over at most 86400 s"),
 ])
 def test_what_an_instance_refresh_cannot_do_is_refused_at_its_line(tmp_path, sets, expected):
     result = render(tmp_path, "rollout.strategy=canary", *sets)

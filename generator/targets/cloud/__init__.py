@@ -76,6 +76,11 @@ TARGET = Target(
         "azure-https": {"provider": "azure", "region": "westeurope", "artifact_url": "https://bundles.example.com/model/bundle.tar.gz",
                         "allowed_cidrs": ["203.0.113.0/24"], "key_vault": "model-secrets",
                         "certificate": "https://model-certs.vault.azure.net/secrets/model-example-com"},
+        # A canary on Azure is gated by the Application Gateway's metrics: it needs the certificate.
+        "azure-canary": {"provider": "azure", "region": "westeurope", "artifact_url": "https://bundles.example.com/model/bundle.tar.gz",
+                         "allowed_cidrs": ["203.0.113.0/24"], "key_vault": "model-secrets",
+                         "certificate": "https://model-certs.vault.azure.net/secrets/model-example-com",
+                         SPEC_FIELDS: {"rollout": {"strategy": "canary"}}},
     },
     summary="a VM fleet behind a load balancer with autoscaling, each VM running the on-prem service from cloud-init",
     plan=plan,
@@ -85,7 +90,7 @@ TARGET = Target(
     filters=HOST_FILTERS,
     checks=HOST_CHECKS,
     platform=vm_platform,
-    # canary through an AWS instance refresh or GCP canary versions; release.py refuses it on Azure.
+    # canary through an AWS instance refresh, GCP canary versions or Azure VMs reimaged step by step.
     rollouts=("all_at_once", "canary"),
     providers={
         "aws": "launch template, auto-scaling group with CPU target tracking, application load balancer (HTTPS with an ACM certificate)",

@@ -1,10 +1,11 @@
 """The cloud fleet's monitoring/ folder: the shared rules and dashboard, and scrape jobs that find
 the group's VMs as it scales (EC2 discovery by the mlgen-service tag on AWS; a targets file on
 Google Cloud and Azure, whose discovery needs credentials Prometheus usually does not have); and
-on AWS, the CloudWatch alarms that gate a canary release (release.py)."""
+the alarms (AWS), alert policy (GCP) or metric alerts (Azure) that gate a canary release (release.py)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
 from mlgen.monitoring import NODE_EXPORTER_PORT, host_resources, monitoring_files, node_job, static_job
@@ -18,6 +19,9 @@ if TYPE_CHECKING:  # settings.py builds the release alarms from this module
 # puts the real ones in once it has them.
 LOAD_BALANCER_DIMENSION = "@LOAD_BALANCER@"
 TARGET_GROUP_DIMENSION = "@TARGET_GROUP@"
+# Stand-in for the count of 5xx answers an Azure release alert allows in one window: deploy.sh works
+# it out from the gateway's traffic of the hour before the release.
+ERRORS_ALLOWED = "@ERRORS@"
 
 
 def _ec2(settings: CloudSettings, port: int) -> dict:
@@ -108,3 +112,31 @@ def gcp_release_policy(model: ServiceModel, name: str, period_s: int) -> dict:
 
 def gcp_release_policy_name(name: str) -> str:
     return f"mlgen {name}: release"
+
+
+@dataclass(frozen=True)
+class AzureGate:
+    """The metric alerts on the Application Gateway that hold an Azure canary (`az monitor metrics
+    alert create`), each `(name, condition, description)` in az's condition syntax."""
+
+    alerts: tuple[tuple[str, str, str], ...]
+    window: str  # az's --window-size: rollout.analysis.interval rounded up to a window Azure offers
+    window_s: int
+    error_percent: float  # rollout.analysis.max_error_percent: the share of the hour's requests allowed as 5xx
+
+
+def azure_release_gate(model: ServiceModel, names: tuple[str, ...], window: str, window_s: int) -> AzureGate:
+    """Azure's metric alerts cannot divide one metric by another, nor take a percentile of the
+    gateway's timings (it reports their average and maximum): the errors alert counts the backends'
+    5xx answers in a window against the share allowed of the requests the gateway carried in the hour
+    before the release (deploy.sh puts the count in), and the latency alert compares the backends'
+    average last-byte time with the p99 objective, which lets through a release that slows only its tail."""
+    gate = model.rollout
+    errors, latency = names
+    return AzureGate(
+        alerts=((errors, f"total BackendResponseStatus > {ERRORS_ALLOWED} where HttpStatusGroup includes 5xx",
+                 f"{model.name} release: over {gate.max_error_ratio:.2%} of the gateway's answers were 5xx"),
+                (latency, f"avg BackendLastByteResponseTime > {gate.max_latency_p99_ms}",
+                 f"{model.name} release: the backends' average response time over {gate.max_latency_p99_ms} ms")),
+        window=window, window_s=window_s,
+        error_percent=round(gate.max_error_ratio * 100, 6))

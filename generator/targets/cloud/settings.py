@@ -11,7 +11,7 @@ from typing import Mapping
 from mlgen.spec import ServiceModel
 from mlgen.targets.cloud.balancers import Edge, edge
 from mlgen.targets.cloud.monitoring import aws_release_alarm_names, aws_release_alarms, gcp_release_policy, gcp_release_policy_name
-from mlgen.targets.cloud.release import Release, alarm_period_s, release
+from mlgen.targets.cloud.release import AzureHealth, Release, alarm_period_s, azure_health, release
 from mlgen.targets.cloud.identity import CREDSTORE, ModelObject, VmSecret, gcp_service_account, model_object, vm_secrets
 
 HEALTH_PATH = "/v2/health/ready"
@@ -161,6 +161,11 @@ class CloudSettings:
         return (self.port,) if self.grpc_port is None else (self.port, self.grpc_port)
 
     @property
+    def azure_health(self) -> AzureHealth:
+        """How deploy.sh knows a reimaged VM serves (release.py)."""
+        return azure_health(self.port, HEALTH_PATH)
+
+    @property
     def scale_in_cpu_percent(self) -> int:
         """Azure autoscale needs a scale-in rule of its own: at half the scale-out threshold."""
         return self.target_cpu_percent // 2
@@ -218,7 +223,7 @@ def cloud_settings(model: ServiceModel) -> CloudSettings:
     spec = model.target("cloud")
     provider = spec["provider"]
     tags = {"mlgen-service": model.name, **model.labels, **spec["tags"]}
-    gate = aws_release_alarm_names(model.name) if provider == "aws" else (gcp_release_policy_name(model.name),)
+    gate = aws_release_alarm_names(model.name) if provider != "gcp" else (gcp_release_policy_name(model.name),)
     gradual = release(model, provider, gate)
     image = spec.get("image") or DEFAULT_IMAGES.get(model.runtime.python, {}).get(provider)
     return CloudSettings(

@@ -10,7 +10,8 @@
 #   --region REGION    the Azure location, instead of targets.cloud.region or AZURE_DEFAULTS_LOCATION
 #
 # Running it again updates the fleet: a changed cloud-init.yaml becomes the scale set's new custom
-# data and the VMs are reimaged one at a time, so the others keep serving.
+# data and the VMs are reimaged one at a time, each until it reports healthy (Application Health
+# extension), so the others keep serving.
 set -euo pipefail
 export LC_ALL=C
 PROGRAM=${0##*/}
@@ -99,6 +100,82 @@ azure_preflight() {  # adds to the problems gathered so far, then reports them a
   stop_on_problems "run for $NAME"
   ((!dry_run)) || say "dry run: printing every az command, running none"
 }
+# Each VM reports its own health: the Application Health extension probes the readiness path from
+# inside it, and the scale set shows the verdict per VM (vmHealth).
+readonly HEALTH_EXTENSION=(ApplicationHealthLinux Microsoft.ManagedServices 1.0)
+readonly HEALTH_SETTINGS='{"protocol": "http", "port": 8080, "requestPath": "/v2/health/ready"}'
+readonly HEALTHY_WITHIN=1200
+readonly HEALTH_POLL=15
+instances=()
+unhealthy=
+
+# health_extension: the Application Health extension on the scale set's model (each reimaged VM gets it).
+health_extension() {
+  run az vmss extension set --resource-group "$RESOURCE_GROUP" --vmss-name "$SCALE_SET" --name "${HEALTH_EXTENSION[0]}" \
+    --publisher "${HEALTH_EXTENSION[1]}" --version "${HEALTH_EXTENSION[2]}" --settings "$HEALTH_SETTINGS" --output none
+}
+
+# set_custom_data BASE64: the scale set's model takes it as custom data, and as user data too: Azure
+# never returns custom data, so the user data is the copy a later release compares with and a
+# canary rolls back to.
+set_custom_data() {
+  run az vmss update --resource-group "$RESOURCE_GROUP" --name "$SCALE_SET" \
+    --set "virtualMachineProfile.osProfile.customData=$1" "virtualMachineProfile.userData=$1" --output none
+}
+
+# healthy INSTANCE: waits until the VM reports healthy; false when HEALTHY_WITHIN seconds pass first.
+healthy() {
+  local waited=0
+  until [[ $(az_get HealthState/healthy vmss get-instance-view --resource-group "$RESOURCE_GROUP" --name "$SCALE_SET" \
+      --instance-id "$1" --query vmHealth.status.code) == HealthState/healthy ]]; do
+    ((waited < HEALTHY_WITHIN)) || return 1
+    run sleep "$HEALTH_POLL"
+    waited=$((waited + HEALTH_POLL))
+  done
+}
+
+# reimage INSTANCE…: the VMs onto the scale set's model, then onto fresh OS disks (cloud-init runs
+# custom data only on a new disk), then each waited for; false, naming it in `unhealthy`, at the
+# first that does not report healthy.
+reimage() {
+  local instance
+  run az vmss update-instances --resource-group "$RESOURCE_GROUP" --name "$SCALE_SET" --instance-ids "$@" --output none
+  run az vmss reimage --resource-group "$RESOURCE_GROUP" --name "$SCALE_SET" --instance-ids "$@" --output none
+  for instance; do
+    healthy "$instance" || { unhealthy=$instance; return 1; }
+  done
+}
+
+# one_at_a_time: the listed VMs reimaged one by one, each healthy before the next; at the first that
+# is not, the others keep the version they run.
+one_at_a_time() {
+  local instance
+  for instance in "${instances[@]}"; do
+    say "reimage VM $instance of scale set $SCALE_SET"
+    reimage "$instance" || fail "VM $unhealthy did not report healthy within $HEALTHY_WITHIN s of its reimage: the update stopped there, the VMs not reimaged yet still run the previous version. Back: run the previous bundle's deploy.sh (its cloud-init.yaml reimages the VMs the same way); see docs/targets/cloud.md"
+  done
+}
+
+# release: a changed cloud-init.yaml onto the scale set's VMs; VMs left behind by an
+# interrupted release (not on the scale set's model) are reimaged one at a time.
+release() {
+  local previous new
+  new=$(base64 -w0 -- "$USER_DATA_FILE")
+  previous=$(az_get PREVIOUS vmss show --resource-group "$RESOURCE_GROUP" --name "$SCALE_SET" --include-user-data \
+    --query virtualMachineProfile.userData)
+  if [[ $previous == "$new" ]]; then
+    mapfile -t instances < <(az_get '' vmss list-instances --resource-group "$RESOURCE_GROUP" --name "$SCALE_SET" \
+      --query '[?!latestModelApplied].instanceId')
+    [[ -n ${instances[*]} ]] || { say "scale set $SCALE_SET already runs this cloud-init.yaml"; return; }
+    one_at_a_time
+    return
+  fi
+  health_extension
+  mapfile -t instances < <(az_get 0 vmss list-instances --resource-group "$RESOURCE_GROUP" --name "$SCALE_SET" --query '[].instanceId')
+  say "scale set $SCALE_SET: new custom data, reimaging one VM at a time, each until it reports healthy"
+  set_custom_data "$new"
+  one_at_a_time
+}
 bundle=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 readonly bundle
 readonly USER_DATA_FILE=$bundle/cloud-init.yaml
@@ -117,7 +194,6 @@ readonly TAGS=('mlgen-service=shop-recs' 'team=storefront')
 readonly ALLOWED_CIDRS=(203.0.113.0/24)
 
 main() {
-  local custom_data instance
   [[ -f $USER_DATA_FILE ]] || problem "$USER_DATA_FILE is missing: render the bundle again"
   azure_preflight
 
@@ -134,23 +210,15 @@ main() {
     run az vmss create --resource-group "$RESOURCE_GROUP" --name "$SCALE_SET" --location "$region" --image "$IMAGE" \
       --vm-sku "$VM_SIZE" --instance-count "$MIN_SIZE" --custom-data "$USER_DATA_FILE" \
       --admin-username mlgen --generate-ssh-keys --authentication-type ssh --upgrade-policy-mode Manual \
+      --orchestration-mode Uniform \
       --vnet-name "$NAME-vnet" --subnet "$NAME-subnet" --nsg "$NAME-nsg" \
       --lb-sku Standard --load-balancer "$LOAD_BALANCER" --backend-pool-name "$NAME-pool" \
       --public-ip-address "$NAME-ip" \
-      --tags "${TAGS[@]}" --output none
+      --tags "${TAGS[@]}" --user-data "$USER_DATA_FILE" --output none
+    health_extension
+    run az vmss update-instances --resource-group "$RESOURCE_GROUP" --name "$SCALE_SET" --instance-ids '*' --output none
   else
-    custom_data=$(base64 -w0 -- "$USER_DATA_FILE")
-    if [[ $(az_get '' vmss show --resource-group "$RESOURCE_GROUP" --name "$SCALE_SET" \
-        --query virtualMachineProfile.osProfile.customData) == "$custom_data" ]]; then
-      say "scale set $SCALE_SET already carries this cloud-init.yaml"
-    else
-      say "scale set $SCALE_SET: new custom data, reimaging one VM at a time"
-      run az vmss update --resource-group "$RESOURCE_GROUP" --name "$SCALE_SET" \
-        --set "virtualMachineProfile.osProfile.customData=$custom_data" --output none
-      for instance in $(az_get 0 vmss list-instances --resource-group "$RESOURCE_GROUP" --name "$SCALE_SET" --query '[].instanceId'); do
-        run az vmss reimage --resource-group "$RESOURCE_GROUP" --name "$SCALE_SET" --instance-ids "$instance" --output none
-      done
-    fi
+    release
   fi
 
   if [[ -z $(az_get '' network lb probe list --resource-group "$RESOURCE_GROUP" --lb-name "$LOAD_BALANCER" --query "[?name=='$NAME-ready'].name") ]]; then
