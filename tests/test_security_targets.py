@@ -78,4 +78,4 @@ def test_a_target_whose_probes_ignore_the_admin_port_refuses_it_at_its_line(tmp_
     problem = next(p for p in refused.value.problems if p.field == "runtime.admin_port")
     assert problem.level is Level.ERROR
     assert "does not route its probes and health checks to runtime.admin_port" in problem.message
-    assert "targets that do: onprem, kubernetes" in problem.render()
+    assert "targets that do: onprem, cloud, kubernetes" in problem.render()

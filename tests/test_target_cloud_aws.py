@@ -403,3 +403,27 @@ def test_a_canary_is_an_instance_refresh_with_checkpoints_alarms_and_rollback(mo
     assert "delete the release alarms" in output, output
     assert not aws(moto, "cloudwatch", "describe-alarms", "--alarm-name-prefix", f"{NAME}-release")["MetricAlarms"]
     assert all(not items for items in fleet(moto).values()), fleet(moto)
+
+
+@pytest.mark.slow
+def test_the_health_check_asks_the_admin_port_which_only_the_balancer_reaches(moto, network, tmp_path) -> None:
+    """runtime.admin_port: the target group checks health there, the instances' group admits it from
+    the load balancer's group only, and the balancer's own group still lets the clients reach its
+    listeners alone; removing admin_port moves the check back to the traffic port."""
+    spec = derived_spec(tmp_path / "spec", "ecommerce-recommendations",
+                        {"runtime": {"admin_port": 9180}, "targets": {"cloud": {**network, "certificate": None}}})
+    bundle = render_spec(spec, "cloud", tmp_path / "out", force=True)
+    run(bundle / "deploy.sh", moto)
+    (group,) = fleet(moto)["target_groups"]
+    assert (group["HealthCheckPort"], group["HealthCheckPath"], group["Port"]) == ("9180", "/v2/health/ready", 8080)
+    groups = {g["GroupName"]: g for g in fleet(moto)["security_groups"]}
+    instances = aws(moto, "ec2", "describe-security-group-rules", "--filters", f"Name=group-id,Values={groups[f'{NAME}-instances']['GroupId']}")
+    inbound = {(r["FromPort"], r.get("ReferencedGroupInfo", {}).get("GroupId"), r.get("CidrIpv4")) for r in instances["SecurityGroupRules"]
+               if not r["IsEgress"]}
+    lb_group = groups[f"{NAME}-lb"]["GroupId"]
+    assert inbound == {(8080, lb_group, None), (9180, lb_group, None)}, inbound
+    assert all(port == 80 for _, port, _, _ in lb_ingress(moto)), lb_ingress(moto)
+    run(render(tmp_path / "without", network, certificate=None) / "deploy.sh", moto)
+    (group,) = fleet(moto)["target_groups"]
+    assert group["HealthCheckPort"] == "traffic-port"
+    run(bundle / "teardown.sh", moto)

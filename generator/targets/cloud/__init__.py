@@ -86,6 +86,8 @@ TARGET = Target(
     plan=plan,
     fit=fit,
     open_to=open_to,
+    # The balancers' health checks and the bootstrap's readiness wait use runtime.admin_port.
+    admin_port=True,
     # The VMs install the on-prem host bundle, rendered from the on-prem templates.
     filters=HOST_FILTERS,
     checks=HOST_CHECKS,

@@ -92,6 +92,7 @@ class Edge:
     http_port: int  # targets.cloud.lb_port: the HTTP listener (a redirect to HTTPS with a certificate)
     service_ports: tuple[int, ...]  # what each VM serves: HTTP, then gRPC
     certificate: str | None
+    admin_port: int | None  # runtime.admin_port: health checks only, never the clients
 
     https_port = HTTPS_PORT
     aws_tls_policy = AWS_TLS_POLICY
@@ -160,6 +161,11 @@ class Edge:
         return ",".join(f"tcp:{port}" for port in (self.service_ports[:1] if self.https else self.service_ports))
 
     @property
+    def gcp_health_sources(self) -> str:
+        """Where Google's health checks come from, for the admin port's own firewall rule."""
+        return ",".join(GCP_PROXY_RANGES if self.https else GCP_PROBE_RANGES)
+
+    @property
     def gcp_armor_rules(self) -> tuple[tuple[int, str], ...]:
         """Cloud Armor allow rules (priority, comma-separated ranges) in front of the HTTPS
         balancer; its default rule denies everyone else."""
@@ -177,7 +183,7 @@ class Edge:
 def edge(model: ServiceModel) -> Edge:
     spec = model.target("cloud")
     return Edge(provider=spec["provider"], name=model.name, allowed_cidrs=tuple(spec.get("allowed_cidrs") or ()),
-                http_port=spec["lb_port"], certificate=spec.get("certificate"),
+                http_port=spec["lb_port"], certificate=spec.get("certificate"), admin_port=model.runtime.admin_port,
                 service_ports=(model.runtime.port,) if model.runtime.grpc_port is None else
                 (model.runtime.port, model.runtime.grpc_port))
 

@@ -50,6 +50,9 @@ class CloudSettings:
     lb_port: int
     port: int  # the service's port on each VM
     grpc_port: int | None  # runtime.grpc_port on each VM, forwarded where the balancer can (balancers.GRPC)
+    # runtime.admin_port on each VM: health and /metrics there, reached by the balancer's health
+    # checks only (never by allowed_cidrs); None: they share the service port.
+    admin_port: int | None
     min_size: int
     max_size: int
     target_cpu_percent: int
@@ -161,9 +164,14 @@ class CloudSettings:
         return (self.port,) if self.grpc_port is None else (self.port, self.grpc_port)
 
     @property
+    def health_port(self) -> int:
+        """Where the balancer's health checks ask each VM: its admin port, else its service port."""
+        return self.admin_port or self.port
+
+    @property
     def azure_health(self) -> AzureHealth:
         """How deploy.sh knows a reimaged VM serves (release.py)."""
-        return azure_health(self.port, HEALTH_PATH)
+        return azure_health(self.health_port, HEALTH_PATH)
 
     @property
     def scale_in_cpu_percent(self) -> int:
@@ -238,6 +246,7 @@ def cloud_settings(model: ServiceModel) -> CloudSettings:
         lb_port=spec["lb_port"],
         port=model.runtime.port,
         grpc_port=model.runtime.grpc_port,
+        admin_port=model.runtime.admin_port,
         min_size=max(1, model.scaling.min_replicas),
         max_size=max(1, model.scaling.min_replicas, model.scaling.max_replicas),
         target_cpu_percent=model.scaling.target_cpu_percent,

@@ -60,12 +60,14 @@ def vm_host(model: ServiceModel) -> HostSettings:
     service port, bound to every interface (the load balancer's health checks come from outside),
     no TLS proxy (the load balancer fronts it), packages from the index (the VM has internet), and
     each secret's credential file on tmpfs, where the bootstrap writes what it read with the VM's
-    identity (identity.py)."""
+    identity (identity.py). With runtime.admin_port, health and /metrics listen there on every
+    interface too: the balancer's health checks come from outside, and the firewall admits only them."""
     host = host_settings(model, vm_platform(model), mode="venv", bind="0.0.0.0", tls=None, air_gapped=False,
-                         ip_address_allow=[], ip_address_deny=[])
+                         ip_address_allow=[], ip_address_deny=[], admin_bind="0.0.0.0")
     credentials = tuple(dataclasses.replace(credential, path=secret.path(model.name))
                         for credential, secret in zip(host.credentials, vm_secrets(model), strict=True))
-    return dataclasses.replace(host, ports=(model.runtime.port,), credentials=credentials)
+    admin = model.runtime.admin_port
+    return dataclasses.replace(host, ports=(model.runtime.port,), admin_ports=(admin,) if admin else (), credentials=credentials)
 
 
 def bundle_archive(files: list[RenderedFile]) -> bytes:

@@ -113,6 +113,8 @@ readonly SERVICE_PORT=8080
 readonly SERVICE_PORTS=8080
 readonly FIREWALL_RULES=tcp:8080
 readonly HEALTH_PATH=/v2/health/ready
+# Where the health checks ask: the service port.
+readonly HEALTH_PORT=8080
 readonly MIN_SIZE=2
 readonly MAX_SIZE=10
 readonly TARGET_CPU=0.60
@@ -151,10 +153,11 @@ main() {
   fi
 
   if exists compute health-checks "$NAME-ready"; then
-    say "health check $NAME-ready exists"
+    run gcloud --project "$project" compute health-checks update http "$NAME-ready" --region "$region" --port "$HEALTH_PORT" \
+      --request-path "$HEALTH_PATH"
   else
     say "create health check $NAME-ready ($HEALTH_PATH)"
-    run gcloud --project "$project" compute health-checks create http "$NAME-ready" --region "$region" --port "$SERVICE_PORT" \
+    run gcloud --project "$project" compute health-checks create http "$NAME-ready" --region "$region" --port "$HEALTH_PORT" \
       --request-path "$HEALTH_PATH" --check-interval 15s --healthy-threshold 2 --unhealthy-threshold 3
   fi
 

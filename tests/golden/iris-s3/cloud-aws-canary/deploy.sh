@@ -372,6 +372,10 @@ main() {
       --health-check-protocol HTTP --health-check-path "$HEALTH_PATH" --matcher HttpCode=200 \
       --health-check-interval-seconds 15 --healthy-threshold-count 2 --unhealthy-threshold-count 3 \
       --tags "$TAGS" --query 'TargetGroups[0].TargetGroupArn')
+  else
+    # Brought to the spec: runtime.admin_port added, changed or removed moves the health check.
+    run aws --region "$region" elbv2 modify-target-group --target-group-arn "$target_group" \
+      --health-check-port traffic-port --health-check-path "$HEALTH_PATH" >/dev/null
   fi
 
   lb=$(aws_text None elbv2 describe-load-balancers \

@@ -186,6 +186,8 @@ readonly USER_DATA_FILE=$bundle/cloud-init.yaml
 readonly LB_PORT=80
 readonly SERVICE_PORT=8080
 readonly HEALTH_PATH=/v2/health/ready
+# Where the balancer's probe asks: the service port.
+readonly HEALTH_PORT=8080
 readonly MIN_SIZE=1
 readonly MAX_SIZE=4
 readonly SCALE_OUT_CPU=70
@@ -333,8 +335,11 @@ application_gateway() {
   if ! has network application-gateway probe list --resource-group "$RESOURCE_GROUP" --gateway-name "$GATEWAY" "$NAME-ready"; then
     say "create probe $NAME-ready (HTTP $HEALTH_PATH)"
     run az network application-gateway probe create --resource-group "$RESOURCE_GROUP" --gateway-name "$GATEWAY" \
-      --name "$NAME-ready" --protocol Http --host 127.0.0.1 --port "$SERVICE_PORT" --path "$HEALTH_PATH" \
+      --name "$NAME-ready" --protocol Http --host 127.0.0.1 --port "$HEALTH_PORT" --path "$HEALTH_PATH" \
       --interval 15 --timeout 10 --threshold 3 --match-status-codes 200 --output none
+  else
+    run az network application-gateway probe update --resource-group "$RESOURCE_GROUP" --gateway-name "$GATEWAY" \
+      --name "$NAME-ready" --port "$HEALTH_PORT" --path "$HEALTH_PATH" --output none
   fi
   run az network application-gateway http-settings update --resource-group "$RESOURCE_GROUP" --gateway-name "$GATEWAY" \
     --name "$GATEWAY_SETTINGS" --port "$SERVICE_PORT" --probe "$NAME-ready" --output none

@@ -174,6 +174,7 @@ main() {
     [[ -z $template ]] || remove 2 compute instance-templates "$template"
   done < <(gcp_get "$NAME-0123456789" compute instance-templates list --filter "name ~ ^$NAME-[0-9a-f]{10}\$" --format 'value(name)')
   remove 2 compute firewall-rules "$NAME-allow"
+  remove 2 compute firewall-rules "$NAME-health"
   remove_vm_identity
   say "removed: nothing of $NAME is left in $project/$region"
 }

@@ -184,6 +184,8 @@ readonly SERVICE_PORT=8080
 readonly LOAD_BALANCER=iris-lb
 readonly SERVICE_PORTS=(8080)
 readonly HEALTH_PATH=/v2/health/ready
+# Where the balancer's probe asks: the service port.
+readonly HEALTH_PORT=8080
 readonly MIN_SIZE=1
 readonly MAX_SIZE=4
 readonly SCALE_OUT_CPU=70
@@ -224,7 +226,10 @@ main() {
   if [[ -z $(az_get '' network lb probe list --resource-group "$RESOURCE_GROUP" --lb-name "$LOAD_BALANCER" --query "[?name=='$NAME-ready'].name") ]]; then
     say "create probe $NAME-ready (HTTP $HEALTH_PATH) and rule $NAME-http ($LB_PORT → $SERVICE_PORT)"
     run az network lb probe create --resource-group "$RESOURCE_GROUP" --lb-name "$LOAD_BALANCER" --name "$NAME-ready" \
-      --protocol Http --port "$SERVICE_PORT" --path "$HEALTH_PATH" --interval 15 --output none
+      --protocol Http --port "$HEALTH_PORT" --path "$HEALTH_PATH" --interval 15 --output none
+  else
+    run az network lb probe update --resource-group "$RESOURCE_GROUP" --lb-name "$LOAD_BALANCER" --name "$NAME-ready" \
+      --port "$HEALTH_PORT" --path "$HEALTH_PATH" --output none
   fi
   if [[ -z $(az_get '' network lb rule list --resource-group "$RESOURCE_GROUP" --lb-name "$LOAD_BALANCER" --query "[?name=='$NAME-http'].name") ]]; then
     run az network lb rule create --resource-group "$RESOURCE_GROUP" --lb-name "$LOAD_BALANCER" --name "$NAME-http" \

@@ -142,6 +142,7 @@ main() {
     [[ -z $template ]] || remove 2 compute instance-templates "$template"
   done < <(gcp_get "$NAME-0123456789" compute instance-templates list --filter "name ~ ^$NAME-[0-9a-f]{10}\$" --format 'value(name)')
   remove 2 compute firewall-rules "$NAME-allow"
+  remove 2 compute firewall-rules "$NAME-health"
   # The canary's gate (found by display name, as deploy.sh created it).
   while read -r policy; do
     [[ -z $policy ]] || run gcloud --project "$project" alpha monitoring policies delete "$policy"

@@ -123,6 +123,8 @@ readonly ARMOR_RULES=('1000 0.0.0.0/0')
 readonly REDIRECT_MAP='{"name": "iris-lb-http", "defaultUrlRedirect": {"httpsRedirect": true, "redirectResponseCode": "MOVED_PERMANENTLY_DEFAULT"}}'
 readonly FIREWALL_RULES=tcp:8080
 readonly HEALTH_PATH=/v2/health/ready
+# Where the health checks ask: the service port.
+readonly HEALTH_PORT=8080
 readonly MIN_SIZE=1
 readonly MAX_SIZE=4
 readonly TARGET_CPU=0.70
@@ -141,8 +143,10 @@ https_balancer() {
     --named-ports "http:$SERVICE_PORT"
   if ! exists compute health-checks "$LB"; then
     say "create health check $LB ($HEALTH_PATH)"
-    run gcloud --project "$project" compute health-checks create http "$LB" --global --port "$SERVICE_PORT" \
+    run gcloud --project "$project" compute health-checks create http "$LB" --global --port "$HEALTH_PORT" \
       --request-path "$HEALTH_PATH" --check-interval 15s --healthy-threshold 2 --unhealthy-threshold 3
+  else
+    run gcloud --project "$project" compute health-checks update http "$LB" --global --port "$HEALTH_PORT" --request-path "$HEALTH_PATH"
   fi
 
   # Cloud Armor: the spec's client networks, everyone else 403 at the edge.
