@@ -81,6 +81,8 @@ def test_without_a_certificate_render_and_plan_warn_that_the_traffic_is_clear_te
     (AZURE_HTTPS | {"certificate": "projects/shop-ml-prod/global/sslCertificates/recs-shop-example-com"}, {},
      "targets.cloud.certificate", "is not a Key Vault secret id"),
     (AZURE_HTTPS, {"runtime": {"grpc_port": 9000}}, "runtime.grpc_port", "Azure's Application Gateway carries HTTP only"),
+    ({"provider": "aws", "certificate": None}, {"runtime": {"grpc_port": 9000}},
+     "runtime.grpc_port", "carries gRPC only over an HTTPS listener, and targets.cloud.certificate names none"),
     (GCP_HTTPS | {"certificate": "arn:aws:acm:eu-central-1:123456789012:certificate/0f6e2c1a"}, {"runtime": {"python": "3.12"}},
      "targets.cloud.certificate", "is not a GCP SSL certificate name"),
     ({"provider": "aws", "certificate": "recs-shop-example-com"}, {},

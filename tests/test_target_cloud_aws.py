@@ -225,7 +225,7 @@ def test_deploy_update_and_teardown_against_moto(moto, network, tmp_path) -> Non
     assert all(not items for items in fleet(moto).values()), fleet(moto)
     assert "Contents" not in aws(moto, "s3api", "list-objects-v2", "--bucket", BUCKET)  # the upload went too
     output = run(bundle / "teardown.sh", moto)
-    assert output.count("already gone") == 6, output
+    assert output.count("already gone") == 7, output
 
 
 @pytest.mark.slow
@@ -271,7 +271,7 @@ def test_without_an_artifact_url_the_bundle_lives_in_a_private_bucket_the_vms_re
     assert f"{NAME}-vm" not in [r["RoleName"] for r in aws(moto, "iam", "list-roles")["Roles"]]
     assert not [p for p in aws(moto, "iam", "list-instance-profiles")["InstanceProfiles"] if p["InstanceProfileName"] == f"{NAME}-vm"]
     output = run(bundle / "teardown.sh", moto)
-    assert output.count("already gone") == 9, output
+    assert output.count("already gone") == 10, output
 
 
 def test_preflight_says_when_not_logged_in(moto, network, tmp_path) -> None:
@@ -340,7 +340,7 @@ def test_the_vms_role_reads_exactly_the_bundle_the_model_and_the_named_secrets(m
     assert f"delete role {NAME}-vm" in output, output
     assert f"{NAME}-vm" not in [r["RoleName"] for r in aws(moto, "iam", "list-roles")["Roles"]]
     output = run(bundle / "teardown.sh", moto)
-    assert output.count("already gone") == 9, output
+    assert output.count("already gone") == 10, output
 
 
 def test_a_missing_secret_stops_deploy_before_anything_changes(moto, network, tmp_path) -> None:
@@ -427,3 +427,30 @@ def test_the_health_check_asks_the_admin_port_which_only_the_balancer_reaches(mo
     (group,) = fleet(moto)["target_groups"]
     assert group["HealthCheckPort"] == "traffic-port"
     run(bundle / "teardown.sh", moto)
+
+
+@pytest.mark.slow
+def test_grpc_has_an_https_listener_of_its_own_forwarding_to_a_grpc_target_group(moto, network, tmp_path) -> None:
+    """runtime.grpc_port with a certificate: an HTTPS listener on the gRPC port with the same
+    certificate and TLS policy, a target group of protocol version GRPC checked through
+    grpc.health.v1 (status 0), the clients' networks on that port only at the balancer, the
+    instances taking it from the balancer's group, the auto-scaling group in both target groups."""
+    spec = derived_spec(tmp_path / "spec", "ecommerce-recommendations",
+                        {"runtime": {"grpc_port": 9000}, "targets": {"cloud": network}})
+    bundle = render_spec(spec, "cloud", tmp_path / "out", force=True)
+    run(bundle / "deploy.sh", moto)
+    (grpc,) = [t for t in aws(moto, "elbv2", "describe-target-groups")["TargetGroups"] if t["TargetGroupName"] == f"{NAME}-grpc"]
+    assert (grpc["ProtocolVersion"], grpc["Port"], grpc["HealthCheckPath"], grpc["Matcher"]) == \
+        ("GRPC", 9000, "/grpc.health.v1.Health/Check", {"GrpcCode": "0"}), grpc
+    (balancer,) = fleet(moto)["balancers"]
+    listeners = {listener["Port"]: listener for listener in
+                 aws(moto, "elbv2", "describe-listeners", "--load-balancer-arn", balancer["LoadBalancerArn"])["Listeners"]}
+    assert sorted(listeners) == [80, 443, 9000]
+    assert listeners[9000]["Protocol"] == "HTTPS" and listeners[9000]["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert listeners[9000]["Certificates"][0]["CertificateArn"] == network["certificate"]
+    assert listeners[9000]["DefaultActions"][0]["TargetGroupArn"] == grpc["TargetGroupArn"]
+    assert lb_ingress(moto) == {("tcp", port, port, cidr) for port in (80, 443, 9000) for cidr in CLIENTS}
+    (group,) = fleet(moto)["groups"]
+    assert set(group["TargetGroupARNs"]) == {grpc["TargetGroupArn"], fleet(moto)["target_groups"][0]["TargetGroupArn"]}
+    output = run(bundle / "teardown.sh", moto)
+    assert "delete target group shop-recs-grpc" in output and all(not items for items in fleet(moto).values()), output

@@ -23,9 +23,10 @@ class GrpcForwarding:
 
 GRPC = {
     "aws": GrpcForwarding(
-        "aws", "Application Load Balancer", False,
-        "gRPC reaches targets only through a target group of protocol version GRPC behind an HTTPS listener; "
-        "deploy.sh's target group speaks HTTP/1.1",
+        "aws", "Application Load Balancer", True,
+        "with targets.cloud.certificate, an HTTPS listener on the gRPC port (the same certificate and TLS policy) "
+        "forwards to a target group of protocol version GRPC: TLS from the client, balanced per call, HTTP/2 to the "
+        "VM's plain gRPC port; without a certificate it is refused (an ALB carries gRPC over HTTPS only)",
         "https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-target-groups.html"
         "#target-group-protocol-version"),
     "gcp": GrpcForwarding(
@@ -59,6 +60,11 @@ ARMOR_RANGES_PER_RULE = 10
 ARMOR_FIRST_PRIORITY = 1000
 EVERYONE = frozenset({"0.0.0.0/0", "::/0"})
 
+# gRPC target groups' health check: grpc.health.v1 answered with status OK (0), which the runtime
+# does while its gRPC server runs; readiness stays with the HTTP target group's check, whose
+# failure takes the instance out of both (the auto-scaling group's ELB health check).
+AWS_GRPC_HEALTH_PATH = "/grpc.health.v1.Health/Check"
+AWS_GRPC_MATCHER = "GrpcCode=0"
 AWS_CERTIFICATE = re.compile(r"arn:aws[a-z-]*:acm:(?P<region>[a-z0-9-]+):[0-9]{12}:certificate/[A-Za-z0-9-]+")
 # A Key Vault secret identifier: the certificate's secret, versionless (the gateway follows its
 # renewals, polling every four hours) or one version (32 hex digits).
@@ -99,6 +105,8 @@ class Edge:
     gcp_tls_profile = GCP_TLS_PROFILE
     gcp_min_tls = GCP_MIN_TLS
     azure_tls_policy = AZURE_TLS_POLICY
+    aws_grpc_health_path = AWS_GRPC_HEALTH_PATH
+    aws_grpc_matcher = AWS_GRPC_MATCHER
     azure_gateway_sku = AZURE_GATEWAY_SKU
     azure_gateway_capacity = AZURE_GATEWAY_CAPACITY
     azure_vnet = AZURE_VNET
@@ -110,6 +118,12 @@ class Edge:
     def https(self) -> bool:
         """The balancer terminates TLS with the spec's certificate and redirects HTTP to it."""
         return self.certificate is not None
+
+    @property
+    def aws_grpc(self) -> bool:
+        """AWS with a certificate and runtime.grpc_port: an HTTPS listener on the gRPC port forwards
+        to a gRPC target group."""
+        return self.provider == "aws" and self.https and len(self.service_ports) > 1
 
     @property
     def azure_gateway(self) -> bool:
@@ -136,6 +150,8 @@ class Edge:
 
     @property
     def listener_ports(self) -> tuple[int, ...]:
+        if self.aws_grpc:
+            return (self.http_port, HTTPS_PORT, self.service_ports[1])
         return (self.http_port, HTTPS_PORT) if self.https else (self.http_port,)
 
     @property
@@ -241,5 +257,5 @@ def edge_problems(model: ServiceModel, region: str | None) -> list[Problem]:
         problems.append(model.problem(("runtime", "grpc_port"), f"with a certificate {balancer} carries HTTP only, not "
                                                                 "the gRPC port",
                                       hint="remove runtime.grpc_port, or targets.cloud.certificate for the layer-4 "
-                                           "balancer (no TLS in front)"))
+                                           "balancer (no TLS in front), or deploy with provider aws (gRPC over its HTTPS listener)"))
     return problems

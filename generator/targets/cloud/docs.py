@@ -10,8 +10,8 @@ from mlgen.targets.cloud.userdata import LIMITS
 def limits_markdown() -> str:
     lines = ["## VM user data (cloud target)", "", "| provider | limit | source |", "|---|---|---|",
              *(f"| {limit.provider} | {limit.what} | {limit.source} |" for limit in LIMITS.values()),
-             "", "Over the limit, set `targets.cloud.artifact_url` (and `artifact_upload`): the VMs then "
-             "download the bundle and check its sha256.",
+             "", "Over the limit the bundle goes to a private bucket of the fleet's own, or to "
+             "`targets.cloud.artifact_url` (and `artifact_upload`): the VMs then download it and check its sha256.",
              "", "## gRPC through the fleet's load balancer (cloud target, runtime.grpc_port)", "",
              "| provider | balancer | forwards gRPC | how | source |", "|---|---|---|---|---|",
              *(f"| {g.provider} | {g.balancer} | {'yes' if g.forwards else 'no (refused at runtime.grpc_port)'} | "

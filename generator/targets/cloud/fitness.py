@@ -11,8 +11,10 @@ from mlgen.targets.cloud.identity import SECRET_STORES
 from mlgen.targets.cloud.release import release_problems
 from mlgen.targets.cloud.settings import DEFAULT_IMAGES, CloudSettings, cloud_settings
 
-# AWS names target groups and load balancers with at most 32 characters; ours end in -tg / -lb.
+# AWS names target groups and load balancers with at most 32 characters; ours end in -tg / -lb,
+# and -grpc for the gRPC target group.
 AWS_NAME_MAX = 32 - len("-tg")
+AWS_GRPC_NAME_MAX = 32 - len("-grpc")
 # GCP instance templates are named NAME-<10 hex digits of their content>, at most 63 characters.
 GCP_NAME_MAX = 63 - 11
 UPLOAD_SCHEMES = {"aws": "s3://", "gcp": "gs://", "azure": "https://"}
@@ -26,6 +28,9 @@ def fit(model: ServiceModel) -> list[Problem]:
         problems.append(model.problem(("metadata", "name"), f"AWS load balancer and target group names take at most 32 characters: "
                                       f"{settings.name!r} is longer than {AWS_NAME_MAX} with -tg/-lb added",
                                       hint=f"shorten metadata.name to {AWS_NAME_MAX} characters"))
+    if settings.provider == "aws" and settings.edge.aws_grpc and len(settings.name) > AWS_GRPC_NAME_MAX:
+        problems.append(model.problem(("metadata", "name"), f"AWS target group names take at most 32 characters: the gRPC one, "
+                                      f"{settings.name}-grpc, is longer", hint=f"shorten metadata.name to {AWS_GRPC_NAME_MAX} characters"))
     if not settings.image:
         offered = [python for python, images in DEFAULT_IMAGES.items() if settings.provider in images]
         problems.append(model.problem(("runtime", "python"), f"no default {settings.provider} image with cloud-init has Python {model.runtime.python}",
@@ -54,7 +59,13 @@ def fit(model: ServiceModel) -> list[Problem]:
                                       hint="the kubernetes target runs each stage as its own service", warning=True))
     if settings.grpc_port is not None:
         grpc = GRPC[settings.provider]
-        if not grpc.forwards:
+        if settings.provider == "aws" and not settings.edge.https:
+            problems.append(model.problem(("runtime", "grpc_port"), "aws's Application Load Balancer carries gRPC only over an "
+                                          "HTTPS listener, and targets.cloud.certificate names none",
+                                          hint="set targets.cloud.certificate to an ACM certificate ARN of the fleet's region "
+                                               "(gRPC then has an HTTPS listener of its own on runtime.grpc_port); provider gcp "
+                                               "or azure without a certificate pass it through as plain TCP"))
+        elif not grpc.forwards:
             able = ", ".join(p for p, g in GRPC.items() if g.forwards)
             problems.append(model.problem(("runtime", "grpc_port"), f"{settings.provider}'s {grpc.balancer}: {grpc.how} ({grpc.source})",
                                           hint=f"remove runtime.grpc_port for {settings.provider}; provider {able}, or the onprem and "

@@ -144,8 +144,11 @@ delete_security_group() {
   done
 }
 
+# The gRPC target group (runtime.grpc_port with a certificate), looked for whatever the spec says now.
+readonly GRPC_TARGET_GROUP=iris-grpc
+
 main() {
-  local asg lb target_group template_id
+  local asg lb name target_group template_id
   aws_preflight
 
   asg=$(aws_text "$AUTO_SCALING_GROUP" autoscaling describe-auto-scaling-groups \
@@ -170,14 +173,16 @@ main() {
       --query "LoadBalancers[?LoadBalancerName=='$LOAD_BALANCER'].LoadBalancerArn | [0]"
   fi
 
-  target_group=$(aws_text arn:placeholder:targetgroup elbv2 describe-target-groups \
-    --query "TargetGroups[?TargetGroupName=='$TARGET_GROUP'].TargetGroupArn | [0]")
-  if [[ $target_group == None ]]; then
-    say "target group $TARGET_GROUP is already gone"
-  else
-    say "delete target group $TARGET_GROUP"
-    run aws --region "$region" elbv2 delete-target-group --target-group-arn "$target_group"
-  fi
+  for name in "$TARGET_GROUP" "$GRPC_TARGET_GROUP"; do
+    target_group=$(aws_text arn:placeholder:targetgroup elbv2 describe-target-groups \
+      --query "TargetGroups[?TargetGroupName=='$name'].TargetGroupArn | [0]")
+    if [[ $target_group == None ]]; then
+      say "target group $name is already gone"
+    else
+      say "delete target group $name"
+      run aws --region "$region" elbv2 delete-target-group --target-group-arn "$target_group"
+    fi
+  done
 
   template_id=$(aws_text lt-0placeholder ec2 describe-launch-templates \
     --filters "Name=launch-template-name,Values=$LAUNCH_TEMPLATE" --query 'LaunchTemplates[0].LaunchTemplateId')
