@@ -75,7 +75,18 @@ def _load_sklearn(model: ModelConfig, inputs_are_model_inputs: bool, outputs_are
             outputs["predict_proba"] = estimator.predict_proba(features)
         return outputs
 
-    return predict
+    if not inputs_are_model_inputs:
+        return predict  # a preprocess step's output is not validated: scikit-learn keeps its check
+    # The model gets the request's own tensors, which validation has already refused for any NaN or
+    # infinity: scikit-learn need not look for them again (iris: ~7 µs of a 75 µs predict, and less
+    # of the runtime's own code pushed out of the CPU's caches; see docs/runtime.md, Performance).
+    from sklearn import config_context
+
+    def predict_validated(inputs: dict, context) -> dict:
+        with config_context(assume_finite=True):
+            return predict(inputs, context)
+
+    return predict_validated
 
 
 def _one_input_error(inputs: dict):
