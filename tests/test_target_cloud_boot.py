@@ -111,11 +111,12 @@ PROJECT = "ml-serving-1"
 
 
 class SecretManagerStandIn:
-    """Google's metadata server (plain HTTP) and Secret Manager (HTTPS, a throwaway CA) on free
-    loopback ports, answering only the VM's own token; the VM's curl reaches them through its
-    ~/.curlrc (connect-to), the one thing the test changes about how the VM resolves Google."""
+    """Google's metadata server (plain HTTP), Secret Manager and Cloud Storage's JSON API (HTTPS,
+    a throwaway CA) on free loopback ports, answering only the VM's own token; the VM's curl
+    reaches them through its ~/.curlrc (connect-to), the one thing the test changes about how the
+    VM resolves Google. `bundle` is served as the object at `bundle_path` of the storage API."""
 
-    def __init__(self, folder) -> None:
+    def __init__(self, folder, bundle: bytes = b"", bundle_path: str = "") -> None:
         import ssl
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -126,7 +127,7 @@ class SecretManagerStandIn:
         self.ca_file = folder / "secrets-ca.pem"
         ca.cert_pem.write_to_path(str(self.ca_file))
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ca.issue_cert("secretmanager.googleapis.com").configure_cert(context)
+        ca.issue_cert("secretmanager.googleapis.com", "storage.googleapis.com").configure_cert(context)
         self.requests: list[str] = []
         requests = self.requests
 
@@ -142,6 +143,8 @@ class SecretManagerStandIn:
                         self.headers["Authorization"] == "Bearer vm-token":
                     data = base64.b64encode(json.dumps({"current": API_KEY}).encode()).decode()
                     return self.answer(json.dumps({"payload": {"data": data}}).encode())
+                if bundle_path and self.path == bundle_path and self.headers["Authorization"] == "Bearer vm-token":
+                    return self.answer(bundle)
                 self.send_error(403)
 
             def answer(self, body: bytes):
@@ -162,6 +165,7 @@ class SecretManagerStandIn:
     def curlrc(self) -> str:
         return (f"connect-to = metadata.google.internal:80:127.0.0.1:{self.metadata.server_address[1]}\n"
                 f"connect-to = secretmanager.googleapis.com:443:127.0.0.1:{self.store.server_address[1]}\n"
+                f"connect-to = storage.googleapis.com:443:127.0.0.1:{self.store.server_address[1]}\n"
                 "cacert = /etc/ssl/certs/mlgen-test-secrets-ca.pem\n")
 
     def stop(self) -> None:
@@ -227,4 +231,56 @@ def test_a_secret_read_at_boot_with_the_vms_identity_is_a_credential_only(tmp_pa
     assert "PYTHONPATH=" in environ and API_KEY not in environ, report()  # the real process, without the key
     assert (result / "key-files").read_text() == "", report()  # nowhere on disk
     assert "vm-token" not in (result / "journal.txt").read_text() + (result / "cloud-init-output.log").read_text()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_bundle_too_large_for_the_user_data_is_fetched_from_the_private_bucket_with_the_vms_token(tmp_path, monkeypatch) -> None:
+    """GCP, the bundle over the user-data limit (lowered for the test: the example fits 256 KB):
+    the booted VM works out the fleet's bucket from its metadata server's project, downloads the
+    bundle through the storage API with its own token, checks it and installs the service, which
+    answers; the same request without the token is refused."""
+    import hashlib
+
+    from mlgen.targets.cloud import userdata
+
+    monkeypatch.setitem(userdata.LIMITS, "gcp", userdata.UserDataLimit("gcp", 16 * 1024, "a lowered limit", "the test"))
+    port = free_port()
+    spec = derived_spec(tmp_path / "spec", "ecommerce-recommendations", {"runtime": {"port": port}, "targets": {"cloud": INLINE_GCP}})
+    bundle = render_cloud(spec, tmp_path / "out")
+    archive = (bundle / "bundle.tar.gz").read_bytes()
+    bucket = "mlgen-" + hashlib.sha256(f"{PROJECT}/{SERVICE}".encode()).hexdigest()[:20]
+    path = f"/storage/v1/b/{bucket}/o/{SERVICE}%2F{hashlib.sha256(archive).hexdigest()}.tar.gz?alt=media"
+    stand_in = SecretManagerStandIn(tmp_path, bundle=archive, bundle_path=path)
+    try:
+        user_data = (bundle / "cloud-init.yaml").read_bytes()
+        assert b"encoding: b64" not in user_data  # the bundle is not inside
+        root = seeded_root(tmp_path, user_data)
+        shutil.copyfile(stand_in.ca_file, root / "etc/ssl/certs/mlgen-test-secrets-ca.pem")
+        (root / "root/.curlrc").write_text(stand_in.curlrc())
+        request = {"inputs": [{"name": "purchases", "datatype": "FP32", "shape": [1, 8], "data": [3, 0, 0, 0, 0, 0, 0, 0]}]}
+        (tmp_path / "request.json").write_text(json.dumps(request))
+        result = tmp_path / "result"
+        result.mkdir()
+        driver = " ; ".join([
+            "cloud-init status --wait --long > /result/cloud-init-status.txt 2>&1; echo $? > /result/cloud-init-rc",
+            f"curl -sS -o /dev/null -w '%{{http_code}}' 'https://storage.googleapis.com{path}' > /result/without-token",
+            f"curl -sS -o /result/infer.json -w '%{{http_code}}' -H 'Content-Type: application/json'"
+            f" --data @/request/request.json http://127.0.0.1:{port}/v2/models/{SERVICE}/infer > /result/infer-status",
+            "cp /var/log/cloud-init-output.log /result/ || true",
+        ])
+        enable(root, "mlgen-test-driver.service",
+               oneshot_unit("cloud-bucket", driver, after="cloud-final.service", wanted_by="cloud-init.target"),
+               wanted_by="cloud-init.target")
+        booted = boot(root, binds={result: "/result", tmp_path: "/request"}, timeout=900)
+    finally:
+        stand_in.stop()
+
+    report = lambda: "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(result.iterdir())) \
+        + f"\n--- console\n{booted.stdout[-4000:]}\n--- stand-in requests\n{stand_in.requests}"
+    assert (result / "cloud-init-rc").read_text().strip() == "0", report()
+    assert path in stand_in.requests, report()  # the VM asked the storage API for the bundle
+    assert (result / "without-token").read_text() == "403", report()
+    assert (result / "infer-status").read_text() == "200", report()
+    assert "vm-token" not in (result / "cloud-init-output.log").read_text()
     shutil.rmtree(root, ignore_errors=True)
