@@ -4,7 +4,8 @@ systemd-analyze and nginx accept them; what the host cannot do is refused at its
 
 Under the real systemd (a Debian bookworm root booted with systemd-nspawn, no network) the
 offline bundles of one iris service in four versions are installed one after the other while a
-client sends requests through the TLS proxy the whole time: v1 serves; a v2 whose model fails to
+client sends requests with an API key through the TLS proxy the whole time (the installer's
+release check sends the spec's examples with a key too): v1 serves; a v2 whose model fails to
 load, and one that answers the spec's examples wrongly, never receive traffic and the installer
 exits 1; a good v2 takes over with no failed request; `install.sh --rollback` brings v1 back, again
 with no failed request. Then the same service installed all at once (v0.9.0) is migrated by the
@@ -169,6 +170,10 @@ REQUEST = {"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [2, 4],
 # Each phase's client sends requests for as long as its install runs, then this many more (and at
 # most MAX_REQUESTS in all, so a hung install cannot make it loop forever).
 AFTER_REQUESTS, MAX_REQUESTS = 50, 100000
+# Every version asks for an API key (security.auth api_key): the client sends it, and so must the
+# installer's release check, reading the root-only credential file the administrator filled.
+API_KEY = {"security": {"auth": "api_key", "api_keys": [{"secret": "iris-api-keys"}]}}
+API_KEY_FILE, API_KEY_VALUE = "etc/mlgen/iris/credentials/iris-api-keys/api_key", "bluegreen-test-key-1"
 
 CLIENT = r"""
 import http.client, json, os, ssl, sys, time
@@ -185,7 +190,8 @@ while result["total"] < limit:
     result["total"] += 1
     try:  # a new connection per request, as curl would
         connection = http.client.HTTPSConnection("127.0.0.1", 443, timeout=30, context=context)
-        connection.request("POST", "/v2/models/iris/infer", request, {"Content-Type": "application/json"})
+        connection.request("POST", "/v2/models/iris/infer", request,
+                           {"Content-Type": "application/json", "Authorization": "Bearer API_KEY_VALUE"})
         response = connection.getresponse()
         body = response.read()
         connection.close()
@@ -206,7 +212,7 @@ while result["total"] < limit:
         open(f"/result/started-{phase}", "w").close()
     time.sleep(0.01)  # leave the two cores to the install
 json.dump(result, open(f"/result/client-{phase}.json", "w"))
-"""
+""".replace("API_KEY_VALUE", API_KEY_VALUE)
 
 DRIVER = r"""#!/bin/bash
 # Runs inside the container as a oneshot unit after boot; every result lands in /result.
@@ -257,7 +263,7 @@ echo done >/result/finished
 
 
 def _offline_bundle(base: Path, name: str, changes: dict) -> Path:
-    spec = _spec(base / name / "spec", _merged({"runtime": {"python": BOOKWORM_PYTHON},
+    spec = _spec(base / name / "spec", _merged({"runtime": {"python": BOOKWORM_PYTHON}, **API_KEY,
                                                 "targets": {"onprem": {"air_gapped": True}}}, changes))
     if name == "bad":  # half the model file, with the spec's sha256 of that half: it ships, then fails to load
         model = spec.parent / "model" / "model.joblib"
@@ -301,6 +307,10 @@ def releases(tmp_path_factory) -> Path:
                         "-subj", "/CN=iris", "-addext", "subjectAltName=IP:127.0.0.1",
                         "-keyout", str(key), "-out", str(certificate)], check=True, capture_output=True)
         key.chmod(0o600)
+        api_key = root / API_KEY_FILE
+        api_key.parent.mkdir(parents=True)
+        api_key.write_text(API_KEY_VALUE + "\n")
+        api_key.chmod(0o600)
         (results / "request.json").write_text(json.dumps(REQUEST))
         (results / "client.py").write_text(CLIENT)
         (results / "driver.sh").write_text(DRIVER)

@@ -102,6 +102,12 @@ class HostSettings:
     glibc_minors = GLIBC_MINORS
 
     @property
+    def smoke_key(self) -> Credential | None:
+        """The API key the blue-green release check sends with the spec's examples (the first of
+        security.api_keys: any valid key will do); None when the service asks for none."""
+        return next((c for c in self.credentials if c.name.startswith(API_KEY_PREFIX)), None)
+
+    @property
     def exported_credentials(self) -> tuple[Credential, ...]:
         """The secrets the unit exports to the variables the user's code reads. The runtime reads
         its API keys from $CREDENTIALS_DIRECTORY itself, so they never enter any environment."""

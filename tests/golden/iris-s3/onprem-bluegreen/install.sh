@@ -472,6 +472,9 @@ color_ready() {  # color_ready COLOR: every instance answers its readiness check
 
 smoke_color() {  # smoke_color COLOR: every instance answers the spec's examples as expected
   local port release=$root$HOME_DIR/$1/release
+  # Sent as a client sends them: with an API key (the first of security.api_keys), which smoke.py
+  # reads from its root-only credential file, never from its command line.
+  local -x MLGEN_SMOKE_HEADER=authorization MLGEN_SMOKE_KEY_FILE=$root/etc/mlgen/iris-s3/credentials/iris-s3-api-keys/api_key
   if [[ $1 == "$ALL_AT_ONCE" ]]; then
     say "ok: the all-at-once install is ready (its own examples are not on this host: no example is sent)"
     return 0
