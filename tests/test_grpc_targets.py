@@ -200,10 +200,10 @@ def test_azure_forwards_the_grpc_port_on_a_rule_of_its_own_and_az_parses_every_c
     assert nsg[at + 1:at + 3] == ["8080", str(GRPC_PORT)]
 
 
-def test_aws_refuses_grpc_port_at_its_line_naming_the_https_listener_it_needs(tmp_path):
+def test_aws_without_a_certificate_refuses_grpc_port_at_its_line_naming_the_https_listener_it_needs(tmp_path):
     spec = derived_spec(tmp_path / "spec", "ecommerce-recommendations",
-                        {**GRPC, "targets": {"cloud": PROVIDER_SETTINGS["aws"]}})
+                        {**GRPC, "targets": {"cloud": {**PROVIDER_SETTINGS["aws"], "certificate": None}}})
     result = run_mlgen("render", spec, "-t", "cloud", "-o", tmp_path / "out")
     line = next(line for line in result.stderr.splitlines() if "runtime.grpc_port" in line)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert line.startswith(f"{spec}:") and "HTTPS listener" in line and "protocol version GRPC" in line, line
+    assert line.startswith(f"{spec}:") and "HTTPS listener" in line and "targets.cloud.certificate" in line, line
