@@ -1,5 +1,6 @@
-"""JSON `data` into tensors: the direct route for plain FP32/FP64/INT64 numbers gives exactly the
-array, or the refusal, that numpy's general route gives, whatever a client sends."""
+"""JSON `data` into tensors: the direct routes for plain FP32/FP64/INT64 numbers (a Python loop for a
+few elements, the array module for more) give exactly the array, or the refusal, that numpy's general
+route gives, whatever a client sends."""
 
 from __future__ import annotations
 
@@ -21,14 +22,18 @@ from hypothesis import strategies as st  # noqa: E402
 ROW = [5.1, 3.5, 1.4, 0.2]
 
 
-def outcome(datatype: str, shape: list[int], data, *, direct: bool):
-    """What from_json makes of `data`: ("array", dtype, shape, bytes) or ("refused", status, message);
-    `direct` offers the direct route even the few elements it is not used for in service."""
+ROUTES = ("few", "array", "general")
+
+
+def outcome(datatype: str, shape: list[int], data, *, route: str):
+    """What from_json makes of `data`: ("array", dtype, shape, bytes) or ("refused", status, message).
+    `route` forces one route whatever the element count: "few" the Python loop, "array" the array
+    module's, "general" numpy's discovery."""
     saved = tensors._PLAIN_NUMBERS, tensors._DIRECT_FROM
-    if direct:
-        tensors._DIRECT_FROM = 1
-    else:
+    if route == "general":
         tensors._PLAIN_NUMBERS = {}
+    else:
+        tensors._DIRECT_FROM = 1 if route == "array" else 10**9
     try:
         array = tensors.from_json("x", datatype, shape, data)
     except RequestError as exc:
@@ -39,9 +44,10 @@ def outcome(datatype: str, shape: list[int], data, *, direct: bool):
 
 
 def same_either_way(datatype: str, shape: list[int], data) -> tuple:
-    direct = outcome(datatype, shape, data, direct=True)
-    assert direct == outcome(datatype, shape, data, direct=False), (datatype, shape, data)
-    return direct
+    general = outcome(datatype, shape, data, route="general")
+    for route in ("few", "array"):
+        assert outcome(datatype, shape, data, route=route) == general, (route, datatype, shape, data)
+    return general
 
 
 @pytest.mark.parametrize("datatype", ["FP32", "FP64", "INT64"])
@@ -50,6 +56,7 @@ def test_plain_numbers_take_the_direct_route_flat_or_nested(datatype, rows):
     row = [5, 3, 1, 0] if datatype == "INT64" else ROW
     for data in ([row] * rows, row * rows):
         assert tensors._from_plain_numbers(datatype, [rows, 4], rows * 4, data) is not None
+        assert tensors._from_few_numbers(datatype, [rows, 4], rows * 4, data) is not None
         kind, dtype, shape, _ = same_either_way(datatype, [rows, 4], data)
         assert (kind, shape) == ("array", (rows, 4))
         assert dtype == np.dtype(tensors.DATATYPES[datatype]).str

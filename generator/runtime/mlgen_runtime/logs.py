@@ -55,6 +55,16 @@ class AccessLog:
         self.json = log_format == "json"
         self.stage = stage
         self.model_version = model_version
+        # The line's constant parts are laid out once: per request, only the values that change are
+        # encoded (strings through orjson, so a quote or control character in a client's path or
+        # request id stays inside its JSON string). Half the cost of dumping the whole object.
+        fixed = orjson.dumps({"level": "info", "logger": "mlgen_runtime.access", "msg": "request"})[1:-1]
+        self._json_line = (b'{"ts":%.3f,' + fixed.replace(b"%", b"%%") + b',"request_id":%b,"stage":'
+                           + orjson.dumps(stage).replace(b"%", b"%%") + b',"model_version":'
+                           + orjson.dumps(model_version).replace(b"%", b"%%")
+                           + b',"method":%b,"path":%b,"status":%d,"duration_ms":%.3f}\n')
+        self._text_tail = f"stage={stage} version={model_version}\n"
+        self._second, self._stamp = -1, ""  # the text format's timestamp, formatted once a second
 
     @property
     def enabled(self) -> bool:
@@ -62,14 +72,14 @@ class AccessLog:
 
     def write(self, request_id: str, method: str, path: str, status: int, seconds: float) -> None:
         if self.json:
-            line = orjson.dumps({"ts": round(time.time(), 3), "level": "info", "logger": "mlgen_runtime.access",
-                                 "msg": "request", "request_id": request_id, "stage": self.stage,
-                                 "model_version": self.model_version,
-                                 "method": method, "path": path, "status": status,
-                                 "duration_ms": round(seconds * 1000, 3)}) + b"\n"
+            dumps = orjson.dumps
+            line = self._json_line % (time.time(), dumps(request_id), dumps(method), dumps(path), status, seconds * 1000)
         else:
-            line = (f"{time.strftime('%Y-%m-%d %H:%M:%S')} INFO mlgen_runtime.access {method} {path!r} {status} "
-                    f"{seconds * 1000:.1f}ms request_id={request_id} stage={self.stage} version={self.model_version}\n").encode()
+            now = int(time.time())
+            if now != self._second:
+                self._second, self._stamp = now, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+            line = (f"{self._stamp} INFO mlgen_runtime.access {method} {path!r} {status} {seconds * 1000:.1f}ms "
+                    f"request_id={request_id} {self._text_tail}").encode()
         try:
             os.write(2, line)
         except OSError:  # a closed stderr must not turn a served request into an error

@@ -46,7 +46,8 @@ class Inference:
     inputs: dict
     shapes: dict[str, list[int]]  # each input's shape as sent (batching concatenates along the first axis)
     context: RequestContext
-    answer: Callable[[dict], object]  # the transport's answer to the pipeline's outputs
+    encode: Callable[[list[tuple]], object]  # the transport's answer from the outputs for the wire
+    requested: list[str] | None  # the outputs asked for, in order; None: every declared one
 
 
 @dataclass(slots=True)
@@ -197,8 +198,9 @@ class Service:
 
     def settle(self, exchange: Exchange, run) -> None:
         """Give an exchange its answer: `run(inference)` returns the pipeline's outputs (or raises)."""
+        inference = exchange.inference
         try:
-            exchange.response = exchange.inference.answer(run(exchange.inference))
+            exchange.response = inference.encode(self._outputs_for_wire(run(inference), inference.requested))
         except Exception as exc:
             exchange.response = self.error_response(exc, exchange)
 
@@ -320,7 +322,8 @@ class Service:
             200, dict(_JSON), orjson.dumps({"name": self.config.name, "ready": self.ready}))
 
     def _v2_infer(self, headers, body: bytes, request_id: str) -> Inference:
-        self.require_ready()
+        if self.pipeline is None:
+            self.require_ready()
         request = protocol.parse_v2(body, headers, self.role.input_specs)
 
         def answer(outputs: list[tuple]) -> Response:
@@ -340,16 +343,39 @@ class Service:
     def inference(self, request: protocol.InferenceRequest, request_id: str, encode) -> Inference:
         """A validated request waiting for its model call; `encode(outputs)` builds the transport's answer
         from the (name, datatype, shape, values) of the outputs asked for, checked against the spec."""
-        specs, declared, requested = self.role.output_specs, self._declared_outputs, request.requested
-        if requested is not None and specs is not None:
+        requested = request.requested
+        if requested is not None and self.role.output_specs is not None:
+            declared = self._declared_outputs
             unknown = [name for name in requested if name not in declared]
             if unknown:
                 raise RequestError(400, f"unknown output(s) {', '.join(unknown)}; outputs: {', '.join(sorted(declared))}")
         parameters = request.parameters
         if "binary_data_output" in parameters:  # the transport's business, not the handler's
             parameters = {k: v for k, v in parameters.items() if k != "binary_data_output"}
-        return Inference(request.inputs, request.shapes, RequestContext(request_id, parameters),
-                         lambda produced: encode(_outputs_for_wire(produced, specs, declared, requested)))
+        return Inference(request.inputs, request.shapes, RequestContext(request_id, parameters), encode, requested)
+
+    def _outputs_for_wire(self, produced: dict, requested: list[str] | None) -> list[tuple]:
+        """(name, datatype, shape, values) of the outputs asked for, checked against the declared ones."""
+        specs, declared = self.role.output_specs, self._declared_outputs
+        if specs is None:
+            names = requested if requested is not None else list(produced)
+        else:
+            names = requested if requested is not None else declared
+        outputs = []
+        for name in names:
+            if name not in produced:
+                if specs is None:
+                    raise RequestError(400, f"unknown output '{name}'; outputs: {', '.join(produced)}")
+                raise ModelError(f"the pipeline returned no output '{name}' (it returned {', '.join(produced) or 'none'})")
+            spec = declared.get(name)
+            try:
+                datatype, shape, values = tensors.to_wire(name, produced[name], spec.datatype if spec else None)
+            except (TypeError, ValueError) as exc:
+                raise ModelError(f"output '{name}' does not fit the spec: {exc}") from None
+            if spec is not None and not tensors.shape_matches(spec.shape, shape):
+                raise ModelError(f"output '{name}' has shape {shape}, the spec declares {list(spec.shape)}")
+            outputs.append((name, datatype, shape, values))
+        return outputs
 
     def require_ready(self) -> None:
         # A gateway does not probe its stages here: the stage call itself answers 503 naming the stage.
@@ -381,29 +407,6 @@ _SIMPLE_ROUTES = {
     "/v2": ("v2_server_metadata", Service._server_info),
     "/metrics": ("metrics", Service._metrics),
 }
-
-
-def _outputs_for_wire(produced: dict, specs, declared: dict, requested: list[str] | None) -> list[tuple]:
-    """`declared`: the output specs by name, in the spec's order (empty when `specs` is None)."""
-    if specs is None:
-        names = requested if requested is not None else list(produced)
-    else:
-        names = requested if requested is not None else declared
-    outputs = []
-    for name in names:
-        if name not in produced:
-            if specs is None:
-                raise RequestError(400, f"unknown output '{name}'; outputs: {', '.join(produced)}")
-            raise ModelError(f"the pipeline returned no output '{name}' (it returned {', '.join(produced) or 'none'})")
-        spec = declared.get(name)
-        try:
-            datatype, shape, values = tensors.to_wire(name, produced[name], spec.datatype if spec else None)
-        except (TypeError, ValueError) as exc:
-            raise ModelError(f"output '{name}' does not fit the spec: {exc}") from None
-        if spec is not None and not tensors.shape_matches(spec.shape, shape):
-            raise ModelError(f"output '{name}' has shape {shape}, the spec declares {list(spec.shape)}")
-        outputs.append((name, datatype, shape, values))
-    return outputs
 
 
 def cores() -> int:
