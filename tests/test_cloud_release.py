@@ -16,6 +16,7 @@ import subprocess
 
 import pytest
 
+from fake_cli import SLEEP, monitoring_alerts_curl, run_with_fakes
 from helpers import EXAMPLES, require_tool, run_mlgen
 from mlgen.spec import load_spec
 from mlgen.targets.cloud.release import CHECKPOINT_DELAY
@@ -75,8 +76,7 @@ def test_an_analysis_interval_under_the_balancers_minute_is_a_warning(tmp_path):
 # Everything the script asks about exists; the group runs OLD_TEMPLATE. Each call is recorded
 # shell-quoted, so the real gcloud can parse it afterwards.
 OLD_TEMPLATE = "iris-0123456789"
-FAKE_GCLOUD = r"""#!/bin/bash
-{ printf '%q ' gcloud "$@"; echo; } >> "$CALLS"
+FAKE_GCLOUD = r"""{ printf '%q ' gcloud "$@"; echo; } >> "$CALLS"
 case "$*" in
   "auth list"*) echo someone@example.com ;;
   "auth print-access-token"*) echo token ;;
@@ -87,19 +87,9 @@ case "$*" in
   *"addresses describe"*) echo 203.0.113.10 ;;
 esac
 """
-# Cloud Monitoring: another policy's open alert always, the release policy's from the OPEN_AT-th
-# check on; an answer that cannot be read (curl fails) from the FAIL_AT-th.
-FAKE_CURL = r"""#!/bin/bash
-header=$(cat)
-printf 'curl %s | %s\n' "$*" "$header" >> "$CALLS"
-checks=$(($(cat "$CALLS.checks" 2>/dev/null || echo 0) + 1))
-echo "$checks" > "$CALLS.checks"
-((FAIL_AT > 0 && checks >= FAIL_AT)) && exit 22
-other='{"name": "projects/p1/alerts/1", "state": "OPEN", "policy": {"displayName": "mlgen iris: no-traffic"}}'
-release='{"name": "projects/p1/alerts/2", "state": "OPEN", "policy": {"displayName": "mlgen iris: release"}}'
-if ((OPEN_AT > 0 && checks >= OPEN_AT)); then echo "{\"alerts\": [$other, $release]}"; else echo "{\"alerts\": [$other]}"; fi
-"""
-FAKE_SLEEP = "#!/bin/bash\nprintf 'sleep %s\\n' \"$*\" >> \"$CALLS\"\n"
+# curl answers as Cloud Monitoring's alerts API: the release policy's alert opens at the OPEN_AT-th
+# check, the answers cannot be read from the FAIL_AT-th.
+FAKES = {"gcloud": FAKE_GCLOUD, "curl": monitoring_alerts_curl("iris"), "sleep": SLEEP}
 GCP_CANARY = ["rollout.strategy=canary", "rollout.steps=[{weight: 25, pause: 2m}, {weight: 50, pause: 90s}, {weight: 100}]",
               "targets.cloud={provider: gcp, region: europe-west1, project: ml-serving-1, certificate: iris-example-com, "
               "image: projects/ml-serving-1/global/images/family/mlgen-base, allowed_cidrs: [0.0.0.0/0], "
@@ -116,16 +106,9 @@ def gcp_canary(tmp_path_factory):
 
 def run_deploy(bundle, tmp_path, open_at: int, fail_at: int = 0, running: str = OLD_TEMPLATE,
                script: str = "deploy.sh") -> tuple[subprocess.CompletedProcess, list[str]]:
-    fake = tmp_path / "fake-bin"
-    fake.mkdir(parents=True, exist_ok=True)
-    for name, text in (("gcloud", FAKE_GCLOUD), ("curl", FAKE_CURL), ("sleep", FAKE_SLEEP)):
-        (fake / name).write_text(text)
-        (fake / name).chmod(0o755)
-    calls = tmp_path / f"calls-{open_at}-{fail_at}"
-    result = subprocess.run(["bash", script], cwd=bundle, capture_output=True, text=True, timeout=60,
-                            env={"PATH": f"{fake}:/usr/bin:/bin", "HOME": str(tmp_path), "CALLS": str(calls),
-                                 "OLD_TEMPLATE": running, "TEARDOWN": str(int(script == "teardown.sh")), "OPEN_AT": str(open_at), "FAIL_AT": str(fail_at)})
-    return result, calls.read_text().splitlines()
+    return run_with_fakes(bundle, tmp_path, FAKES, script=script,
+                          knobs={"OLD_TEMPLATE": running, "TEARDOWN": int(script == "teardown.sh"),
+                                 "OPEN_AT": open_at, "FAIL_AT": fail_at})
 
 
 def updates(calls: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ import subprocess
 import pytest
 
 from azure_cli import check_commands, dry_run_commands
+from fake_cli import SLEEP, run_with_fakes
 from helpers import EXAMPLES, require_tool, run_mlgen
 
 IRIS = EXAMPLES / "iris" / "spec.yaml"
@@ -30,8 +31,7 @@ FLEET = [str(instance) for instance in range(10)]
 # never reports healthy; from the FIRE_AT-th read of the fired alerts on, the release's errors
 # alert is among them (another rule's always is); from the FAIL_AT-th the read fails. Each call is
 # recorded shell-quoted, so the real az can parse it afterwards.
-FAKE_AZ = r"""#!/bin/bash
-GROUP_ID=/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/mlgen-iris
+FAKE_AZ = r"""GROUP_ID=/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/mlgen-iris
 { printf '%q ' az "$@"; echo; } >> "$CALLS"
 query() { local args=("$@") i; for ((i = 0; i < ${#args[@]}; i++)); do [[ ${args[i]} == --query ]] && echo "${args[i+1]}"; done; }
 case "$*" in
@@ -44,7 +44,7 @@ case "$*" in
   "vmss get-instance-view"*) [[ " $* " == *" --instance-id $UNHEALTHY "* ]] && echo HealthState/unhealthy || echo HealthState/healthy ;;
   "monitor metrics list"*) echo 120000.0 ;;
   "rest "*)
-    checks=$(($(cat "$CALLS.checks" 2>/dev/null || echo 0) + 1)); echo "$checks" > "$CALLS.checks"
+    checks=$(count checks)
     ((FAIL_AT > 0 && checks >= FAIL_AT)) && exit 1
     echo /subscriptions/s/resourceGroups/mlgen-iris/providers/microsoft.insights/metricalerts/iris-cpu
     ((FIRE_AT > 0 && checks >= FIRE_AT)) && echo /subscriptions/s/resourceGroups/mlgen-iris/providers/microsoft.insights/metricalerts/iris-release-errors
@@ -58,7 +58,7 @@ case "$*" in
 esac
 exit 0
 """
-FAKE_SLEEP = "#!/bin/bash\nprintf 'sleep %s\\n' \"$*\" >> \"$CALLS\"\n"
+FAKES = {"az": FAKE_AZ, "sleep": SLEEP}
 
 
 def render(tmp_path, *sets: str):
@@ -84,17 +84,9 @@ def all_at_once(tmp_path_factory):
 
 def run_deploy(bundle, tmp_path, unhealthy: str = "", fire_at: int = 0, fail_at: int = 0, previous: str = PREVIOUS,
                script: str = "deploy.sh") -> tuple[subprocess.CompletedProcess, list[str]]:
-    fake = tmp_path / "fake-bin"
-    fake.mkdir(parents=True, exist_ok=True)
-    for name, text in (("az", FAKE_AZ), ("sleep", FAKE_SLEEP)):
-        (fake / name).write_text(text)
-        (fake / name).chmod(0o755)
-    calls = tmp_path / f"calls-{script}-{unhealthy}-{fire_at}-{fail_at}"
-    result = subprocess.run(["bash", script], cwd=bundle, capture_output=True, text=True, timeout=120,
-                            env={"PATH": f"{fake}:/usr/bin:/bin", "HOME": str(tmp_path), "CALLS": str(calls),
-                                 "PREVIOUS": previous, "FLEET": " ".join(FLEET), "UNHEALTHY": unhealthy,
-                                 "FIRE_AT": str(fire_at), "FAIL_AT": str(fail_at)})
-    return result, calls.read_text().splitlines()
+    return run_with_fakes(bundle, tmp_path, FAKES, script=script, timeout=120,
+                          knobs={"PREVIOUS": previous, "FLEET": " ".join(FLEET), "UNHEALTHY": unhealthy,
+                                 "FIRE_AT": fire_at, "FAIL_AT": fail_at})
 
 
 def release(calls: list[str]) -> list[str]:

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from azure_cli import check_commands
+from fake_cli import SLEEP, monitoring_alerts_curl, records_only, run_with_fakes
 from helpers import EXAMPLES, render_spec, require_tool, run_mlgen
 
 EXAMPLE = EXAMPLES / "image-classifier-serverless"
@@ -133,8 +134,7 @@ def test_all_at_once_renders_no_alias_and_no_deployment_preference(tmp_path):
 
 # --- GCP: Cloud Run traffic, step by step -------------------------------------------------------------
 
-FAKE_GCLOUD = r"""#!/bin/bash
-printf 'gcloud %s\n' "$*" >> "$CALLS"
+FAKE_GCLOUD = r"""printf 'gcloud %s\n' "$*" >> "$CALLS"
 case "$*" in
   "auth list"*) echo someone@example.com ;;
   "run services list"*) echo digits-00001-old ;;
@@ -142,32 +142,13 @@ case "$*" in
   "auth print-access-token"*) echo token ;;
 esac
 """
-# The Monitoring API: another policy's open alert always, the release policy's from the OPEN_AT-th
-# check on; an unreadable answer (curl fails) from the FAIL_AT-th.
-FAKE_CURL = r"""#!/bin/bash
-header=$(cat)
-printf 'curl %s | %s\n' "$*" "$header" >> "$CALLS"
-checks=$(($(cat "$CALLS.checks" 2>/dev/null || echo 0) + 1))
-echo "$checks" > "$CALLS.checks"
-((FAIL_AT > 0 && checks >= FAIL_AT)) && exit 22
-other='{"name": "projects/p1/alerts/1", "state": "OPEN", "policy": {"displayName": "mlgen digits: no-traffic"}}'
-release='{"name": "projects/p1/alerts/2", "state": "OPEN", "policy": {"displayName": "mlgen digits: release"}}'
-if ((OPEN_AT > 0 && checks >= OPEN_AT)); then echo "{\"alerts\": [$other, $release]}"; else echo "{\"alerts\": [$other]}"; fi
-"""
-FAKE_SLEEP = "#!/bin/bash\nprintf 'sleep %s\\n' \"$*\" >> \"$CALLS\"\n"
+# curl answers as Cloud Monitoring's alerts API: the release policy's alert opens at the OPEN_AT-th
+# check, the answers cannot be read from the FAIL_AT-th.
+GCP_FAKES = {"gcloud": FAKE_GCLOUD, "curl": monitoring_alerts_curl("digits"), "sleep": SLEEP}
 
 
 def run_deploy(bundle: Path, tmp_path: Path, open_at: int, fail_at: int = 0) -> tuple[subprocess.CompletedProcess, list[str]]:
-    fake = tmp_path / "fake-bin"
-    fake.mkdir(exist_ok=True)
-    for name, text in (("gcloud", FAKE_GCLOUD), ("curl", FAKE_CURL), ("sleep", FAKE_SLEEP)):
-        (fake / name).write_text(text)
-        (fake / name).chmod(0o755)
-    calls = tmp_path / f"calls-{open_at}-{fail_at}"
-    result = subprocess.run(["bash", "deploy.sh", "--project", "p1"], cwd=bundle, capture_output=True, text=True, timeout=60,
-                            env={"PATH": f"{fake}:/usr/bin:/bin", "HOME": str(tmp_path), "CALLS": str(calls),
-                                 "OPEN_AT": str(open_at), "FAIL_AT": str(fail_at)})
-    return result, calls.read_text().splitlines()
+    return run_with_fakes(bundle, tmp_path, GCP_FAKES, "--project", "p1", knobs={"OPEN_AT": open_at, "FAIL_AT": fail_at})
 
 
 def traffic(calls: list[str]) -> list[str]:
@@ -233,35 +214,23 @@ def test_gcp_release_script_passes_shellcheck_and_gcloud_parses_every_command(gc
 
 # --- Azure: a staging slot swapped in with preview ----------------------------------------------------
 
-FAKE_AZ = r"""#!/bin/bash
-printf 'az %s\n' "$*" >> "$CALLS"
+FAKE_AZ = r"""printf 'az %s\n' "$*" >> "$CALLS"
 case "$*" in
   "functionapp show"*"--slot"*) echo mlgen-digits-staging.azurewebsites.net ;;
   "functionapp keys list"*) echo the-key ;;
 esac
 """
 # The staging slot answers 200 until its FAIL_AT-th request, then 500.
-FAKE_SLOT_CURL = r"""#!/bin/bash
-header=$(cat)
+FAKE_SLOT_CURL = r"""header=$(cat)
 printf 'curl %s | %s\n' "$*" "$header" >> "$CALLS"
-requests=$(($(cat "$CALLS.requests" 2>/dev/null || echo 0) + 1))
-echo "$requests" > "$CALLS.requests"
+requests=$(count requests)
 if ((FAIL_AT > 0 && requests >= FAIL_AT)); then printf 500; else printf 200; fi
 """
-FAKE_FUNC = "#!/bin/bash\nprintf 'func %s\\n' \"$*\" >> \"$CALLS\"\n"
+AZURE_FAKES = {"az": FAKE_AZ, "func": records_only("func"), "curl": FAKE_SLOT_CURL, "sleep": SLEEP}
 
 
 def run_azure_deploy(bundle: Path, tmp_path: Path, fail_at: int) -> tuple[subprocess.CompletedProcess, list[str]]:
-    fake = tmp_path / "fake-bin"
-    fake.mkdir(exist_ok=True)
-    for name, text in (("az", FAKE_AZ), ("func", FAKE_FUNC), ("curl", FAKE_SLOT_CURL), ("sleep", FAKE_SLEEP)):
-        (fake / name).write_text(text)
-        (fake / name).chmod(0o755)
-    calls = tmp_path / f"calls-{fail_at}"
-    result = subprocess.run(["bash", "deploy.sh"], cwd=bundle, capture_output=True, text=True, timeout=60,
-                            env={"PATH": f"{fake}:/usr/bin:/bin", "HOME": str(tmp_path), "CALLS": str(calls),
-                                 "FAIL_AT": str(fail_at)})
-    return result, calls.read_text().splitlines()
+    return run_with_fakes(bundle, tmp_path, AZURE_FAKES, knobs={"FAIL_AT": fail_at})
 
 
 def swaps(calls: list[str]) -> list[str]:
