@@ -170,7 +170,12 @@ def main() -> None:
         import_runtime(args.runtime_src.resolve())
         apps_by_name["runtime"] = runtime_app(app_dir, "info", args.stub_model)
         apps_by_name["quiet"] = runtime_app(app_dir, "warning", args.stub_model)
-        loop = asyncio.new_event_loop()
+        try:  # the loop uvicorn runs the app on (uvloop's loop.time() and tasks are C)
+            import uvloop
+
+            loop = uvloop.new_event_loop()
+        except ImportError:
+            loop = asyncio.new_event_loop()
         requests = {rows: request(rows) for rows in (1, 64)}
         os.dup2(devnull, 2)
         try:

@@ -12,7 +12,7 @@ from . import apps
 pytest.importorskip("sklearn")
 import numpy as np  # noqa: E402
 import sklearn  # noqa: E402
-from mlgen_runtime import load_service  # noqa: E402
+from mlgen_runtime import load_service, loaders  # noqa: E402
 from sklearn.datasets import load_iris  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
@@ -51,7 +51,10 @@ def infer(service, rows, binary: bytes | None = None):
                           header + binary)
 
 
-def test_the_requests_own_tensors_reach_the_model_checked_once(tmp_path, estimator):
+@pytest.mark.parametrize("settings_accessor", ["thread's own settings", "config_context"])
+def test_the_requests_own_tensors_reach_the_model_checked_once(tmp_path, estimator, monkeypatch, settings_accessor):
+    if settings_accessor == "config_context":  # a scikit-learn without the private accessor
+        monkeypatch.setattr(loaders, "_sklearn_thread_config", lambda: None)
     service = load_service(apps.sklearn_app(tmp_path, estimator, outputs=[apps.IRIS_OUTPUTS[0]]))
     expected = estimator.predict(np.float32(ROWS)).tolist()
     SEEN.clear()

@@ -55,46 +55,57 @@ class ServingApp:
         self.stop_server = lambda: os.kill(os.getpid(), signal.SIGTERM)
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http":
-            await self._http(scope, receive, send)
-        elif scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-
-    async def _http(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+            return
+        # One coroutine per request, the app itself: each await of another one costs a frame and
+        # an object, and this path runs between two model calls, with the CPU's caches cold.
         service, method, path = self.service, scope["method"], scope["path"]
         headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+        response = self._refused_before_body(scope, method, path, headers)
+        if response is None:
+            # A body that trickles in would hold a connection (and its memory) forever: it must
+            # arrive within runtime.timeout_s, like the answer.
+            try:
+                body = await self.body_deadlines.read(receive, self.max_body_bytes)
+            except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
+                body = TIMED_OUT
+            if body is None:
+                return  # the client went away
+            if body is TOO_LARGE:
+                response = service.too_large(method, path, headers, None)
+            elif body is TIMED_OUT:
+                response = service.refused(method, path, headers, 408,
+                                           f"the request body did not arrive within {self.body_timeout_s:g} s")
+            elif self.gets_block:  # a gateway waits on its stages, whatever the method
+                response = await self._offload(method, path, headers, body)
+            elif service.batcher is not None and method == "POST":
+                response = await self._batched(method, path, headers, body)
+            elif method == "GET":
+                response = service.answer(method, path, headers, body)
+            elif self.typical_s < INLINE_BELOW_S:
+                response = self._timed(method, path, headers, body)
+            else:
+                response = await self._offload(method, path, headers, body, timed=True)
+        await send({"type": "http.response.start", "status": response.status,
+                    "headers": [(key.encode("latin-1"), value.encode("latin-1")) for key, value in response.headers.items()]})
+        await send({"type": "http.response.body", "body": response.body})
+
+    def _refused_before_body(self, scope, method: str, path: str, headers: dict[str, str]) -> Response | None:
+        """The answer to a request refused before its body is read, else None."""
+        service = self.service
         if self.admin_port is not None:
             wrong = service.wrong_port(method, path, headers, admin=scope.get("server", ("", 0))[1] == self.admin_port)
             if wrong is not None:
-                return await _send(send, wrong)
+                return wrong
         if service.guard.enabled and service.guard.header not in headers and path not in OPEN_PATHS:
             # No credential at all: refused before its body is read (counted and logged like any refusal).
-            return await _send(send, service.answer(method, path, headers, b""))
+            return service.answer(method, path, headers, b"")
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            return await _send(send, service.too_large(method, path, headers, int(declared)))
-        # A body that trickles in would hold a connection (and its memory) forever: it must arrive
-        # within runtime.timeout_s, like the answer.
-        try:
-            body = await self.body_deadlines.read(receive, self.max_body_bytes)
-        except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
-            return await _send(send, service.refused(method, path, headers, 408,
-                                                     f"the request body did not arrive within {self.body_timeout_s:g} s"))
-        if body is None:
-            return
-        if body is TOO_LARGE:
-            return await _send(send, service.too_large(method, path, headers, None))
-        if self.gets_block:  # a gateway waits on its stages, whatever the method
-            response = await self._offload(method, path, headers, body)
-        elif service.batcher is not None and method == "POST":
-            response = await self._batched(method, path, headers, body)
-        elif method == "GET":
-            response = service.answer(method, path, headers, body)
-        elif self.typical_s < INLINE_BELOW_S:
-            response = self._timed(method, path, headers, body)
-        else:
-            response = await self._offload(method, path, headers, body, timed=True)
-        await _send(send, response)
+            return service.too_large(method, path, headers, int(declared))
+        return None
 
     async def _batched(self, method, path, headers, body) -> Response:
         service = self.service
@@ -109,14 +120,10 @@ class ServingApp:
         return service.finish(exchange)
 
     def _timed(self, method, path, headers, body) -> Response:
-        service = self.service
-        exchange = service.begin(method, path, headers, body)
-        if exchange.inference is not None:
-            service.settle(exchange, service.run)
-        response = service.finish(exchange)
+        exchange = self.service.exchange(method, path, headers, body)
         # The request's own duration, as the metrics counted it (no timer of its own).
         self.typical_s += _SMOOTHING * (exchange.seconds - self.typical_s)
-        return response
+        return exchange.response
 
     async def _offload(self, method, path, headers, body, timed: bool = False) -> Response:
         work = self._timed if timed else self.service.answer
@@ -174,6 +181,7 @@ class ServingApp:
 
 
 TOO_LARGE = object()  # BodyDeadlines.read's answer for a body past the limit
+TIMED_OUT = object()  # a body that did not arrive in time
 
 
 class BodyDeadlines:
@@ -241,12 +249,6 @@ def _pool_size(service: Service) -> int:
     # CPU-bound predict: one thread per core; more only queue on the GIL and stretch tail latency.
     # A gateway's threads mostly wait on its stages, so it gets more.
     return min(32, cores() * 8) if service.role.stage == "gateway" else cores()
-
-
-async def _send(send, response: Response) -> None:
-    headers = [(key.encode("latin-1"), value.encode("latin-1")) for key, value in response.headers.items()]
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": response.body})
 
 
 def create_app(config_path: str, stage: str = "all") -> ServingApp:

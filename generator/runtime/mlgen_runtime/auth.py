@@ -74,10 +74,7 @@ class Guard:
             self.keys = (_digest(_required(security.stage_token, "security.stage_token", environ)),)
         else:
             self.mode = "none"
-
-    @property
-    def enabled(self) -> bool:
-        return self.mode != "none"
+        self.enabled = self.mode != "none"  # read on every request: an attribute, not a property
 
     def check(self, headers: dict[str, str]) -> dict | None:
         """The token's claims (jwt), None for a key; `headers` have lower-case names."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+import numpy as np
 import orjson
 
 from . import tensors
@@ -65,12 +66,27 @@ def parse_v2(body: bytes, headers, specs: tuple[TensorSpec, ...] | None) -> Infe
             if not isinstance(name, str):
                 raise RequestError(400, "each requested output needs a string 'name'")
             request.requested.append(name)
-            wants_binary = (item.get("parameters") or {}).get("binary_data", binary_all)
+            output_parameters = item.get("parameters") or {}
+            if not isinstance(output_parameters, dict):
+                raise RequestError(400, f"output '{name}' parameters must be a JSON object")
+            wants_binary = output_parameters.get("binary_data", binary_all)
             if wants_binary is True:
                 request.binary.add(name)
     elif binary_all:
         request.binary = _ALL
     return request
+
+
+def parse_plain_v2(body: bytes, headers, specs: tuple[TensorSpec, ...] | None) -> InferenceRequest | None:
+    """parse_v2's answer for the common request (see _plain_request), None for any other: parse_v2
+    then reads it and words any refusal."""
+    if specs is None or BINARY_HEADER in headers:
+        return None
+    try:
+        document = _load_json(body)
+    except RequestError:
+        return None
+    return _plain_request(document, specs) if type(document) is dict else None
 
 
 def _plain_request(document: dict, specs: tuple[TensorSpec, ...]) -> InferenceRequest | None:
@@ -104,6 +120,9 @@ class _Everything(set):
     def __contains__(self, item) -> bool:
         return True
 
+    def __bool__(self) -> bool:  # some output is asked for in binary, though the set holds no name
+        return True
+
 
 _ALL = _Everything()
 
@@ -119,6 +138,10 @@ def require_all(inputs: dict, specs) -> None:
 def encode_v2(model_name: str, model_version: str, request_id: str, outputs: list[tuple],
               binary: set[str]) -> tuple[bytes, dict[str, str]]:
     """Body and headers of a V2 infer response; `outputs` holds (name, datatype, shape, values)."""
+    if not binary:  # the usual answer: every output as JSON data
+        return orjson.dumps({"model_name": model_name, "model_version": model_version, "id": request_id, "outputs": [
+            {"name": name, "datatype": datatype, "shape": shape, "data": tensors.to_json_data(values)}
+            for name, datatype, shape, values in outputs]}, option=_DUMPS_OPTIONS), {"content-type": "application/json"}
     documents, chunks = [], []
     for name, datatype, shape, values in outputs:
         document = {"name": name, "datatype": datatype, "shape": shape}
@@ -135,6 +158,32 @@ def encode_v2(model_name: str, model_version: str, request_id: str, outputs: lis
         return header, {"content-type": "application/json"}
     return b"".join([header, *chunks]), {"content-type": "application/octet-stream",
                                          BINARY_HEADER: str(len(header))}
+
+
+def plain_outputs(specs: tuple[TensorSpec, ...] | None) -> tuple[tuple, ...] | None:
+    """What encode_plain_v2 checks each declared output against, (name, datatype, dtype, shape); None
+    when an output cannot take that route (none declared, BYTES, or FP16, which orjson cannot write)."""
+    if not specs or any(spec.datatype in ("BYTES", "FP16") for spec in specs):
+        return None
+    return tuple((spec.name, spec.datatype, tensors.numpy_dtype(spec.datatype), spec.shape) for spec in specs)
+
+
+def encode_plain_v2(model_name: str, model_version: str, request_id: str, produced: dict, plan: tuple) -> bytes | None:
+    """encode_v2's JSON body for the usual outputs: every declared one a numpy array of its declared
+    dtype and shape, as a model returns them, written in one pass (no (name, datatype, shape, values)
+    tuples between checking and writing). None when any output is otherwise: the general route
+    (the service's outputs for the wire, then encode_v2) converts it or words why it does not fit."""
+    documents = []
+    for name, datatype, dtype, declared in plan:
+        value = produced.get(name)
+        if type(value) is not np.ndarray or value.dtype != dtype:  # != : an unpickled model's dtypes are copies
+            return None
+        shape = list(value.shape)
+        if not tensors.shape_matches(declared, shape):
+            return None
+        documents.append({"name": name, "datatype": datatype, "shape": shape, "data": value.ravel()})
+    return orjson.dumps({"model_name": model_name, "model_version": model_version, "id": request_id,
+                         "outputs": documents}, option=_DUMPS_OPTIONS)
 
 
 def encode_v2_request(inputs: dict, parameters: dict, request_id: str) -> tuple[bytes, dict[str, str]]:
@@ -244,7 +293,10 @@ def _decode_tensors(raw_tensors: list, binary: memoryview, specs, shapes: dict |
         check_input(name, datatype, shape, specs)
         if shapes is not None:
             shapes[name] = shape
-        size = (raw.get("parameters") or {}).get("binary_data_size")
+        parameters = raw.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise RequestError(400, f"tensor '{name}' parameters must be a JSON object")
+        size = parameters.get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
                 raise RequestError(400, f"tensor '{name}' binary_data_size {size!r} exceeds the binary data sent")
