@@ -205,7 +205,7 @@ class BodyDeadlines:
     async def read(self, receive, limit: int):
         """The request body from ASGI `receive`: its bytes; None when the client went away; TOO_LARGE
         once it grows past `limit` bytes; asyncio.TimeoutError once the deadline has passed."""
-        waiting_since = monotonic()  # read by _tick, from this coroutine's frame
+        waiting_since = monotonic()  # noqa: F841 (read by _tick, from this coroutine's frame)
         if not self.ticking:
             self.ticking = True
             loop = asyncio.get_running_loop()
