@@ -36,10 +36,6 @@ class InferenceRequest:
 
 def parse_v2(body: bytes, headers, specs: tuple[TensorSpec, ...] | None) -> InferenceRequest:
     document, binary = _split_body(body, headers)
-    if specs is not None and not binary and type(document) is dict:
-        request = _plain_request(document, specs)
-        if request is not None:
-            return request
     if not isinstance(document, dict):
         raise RequestError(400, "request body must be a JSON object with 'inputs'")
     raw_inputs = document.get("inputs")

@@ -367,8 +367,7 @@ class Service:
             200, dict(_JSON), orjson.dumps({"name": self.config.name, "ready": self.ready}))
 
     def _v2_infer(self, headers, body: bytes, request_id: str) -> Inference:
-        if self.pipeline is None:
-            self.require_ready()
+        self.require_ready()
         request = protocol.parse_v2(body, headers, self.role.input_specs)
         return self.inference(request, request_id,
                               lambda outputs: self._v2_response(request.id or request_id, outputs, request.binary))
